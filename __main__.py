@@ -1,0 +1,51 @@
+"""hakube: an HA Kubernetes cluster with an external etcd cluster on libvirt/KVM.
+
+The only place that reads stack config and exports outputs: stack config ->
+typed spec (config/) -> the Cluster component (components/) -> outputs.
+"""
+import pulumi
+
+from components.cluster import Cluster, ClusterArgs
+from config import NAMESPACE, ConfigError, load
+from config.spec import SECRET_KEYS
+
+
+def raw_config() -> dict:
+    """Every `hakube:*` key of the stack, so unknown keys can be refused by
+    name. The SDK offers no listing call; the engine hands the whole bag to
+    the runtime, which keeps it in `pulumi.runtime.config`."""
+    from pulumi.runtime import config as runtime_config
+    bag = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    cfg = pulumi.Config(NAMESPACE)
+    raw = {}
+    for key in bag:
+        ns, _, name = key.partition(":")
+        if ns == NAMESPACE and name not in SECRET_KEYS:
+            raw[name] = cfg.get_object(name)
+        elif ns == NAMESPACE:
+            raw[name] = None  # secret: read below, never parsed as plain config
+    return raw
+
+
+try:
+    spec = load(raw_config(), pulumi.get_stack(), NAMESPACE)
+except ConfigError as err:
+    raise SystemExit(str(err)) from None
+
+ssh_private_key = pulumi.Config(NAMESPACE).get_secret("sshPrivateKey")
+if spec.ssh.public_key and ssh_private_key is None:
+    raise SystemExit(f"{NAMESPACE}:ssh.publicKey is set but the secret {NAMESPACE}:sshPrivateKey "
+                     "is not: pulumi config set --secret hakube:sshPrivateKey < ~/.ssh/id_ed25519")
+
+cluster = Cluster("hakube", ClusterArgs(spec=spec, ssh_private_key=ssh_private_key))
+
+pulumi.export("vip", cluster.vip)
+pulumi.export("apiServerEndpoint", f"https://{spec.kubernetes.endpoint}")
+pulumi.export("nodeIps", cluster.node_ips)
+pulumi.export("etcdEndpoints", cluster.etcd_endpoints)
+pulumi.export("etcdCaCert", cluster.pki.ca_cert_pem)
+pulumi.export("etcdctlEnv", cluster.etcd.etcdctl_env)
+pulumi.export("sshUser", spec.ssh.user)
+pulumi.export("sshPrivateKey", cluster.ssh.private_key)
+pulumi.export("sshCommands", cluster.ssh_commands)
+pulumi.export("knownHosts", cluster.known_hosts)

@@ -1,0 +1,78 @@
+"""The root component: wires network, image, PKI, nodes and the etcd cluster
+of one stack, and exposes what the stack exports."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+import pulumi_libvirt as libvirt
+import pulumi_tls as tls
+
+from config.spec import Spec
+
+from .etcd import EtcdCluster, EtcdClusterArgs
+from .network import BaseImage, BaseImageArgs, Network, NetworkArgs
+from .node import Node, NodeArgs
+from .pki import PRIVATE_OUTPUTS, Pki, PkiArgs
+from .remote import SshAccess
+
+
+@dataclass(frozen=True)
+class ClusterArgs:
+    spec: Spec
+    # The admin's own key (secret config hakube:sshPrivateKey), when
+    # hakube:ssh.publicKey is set; otherwise hakube generates one.
+    ssh_private_key: Optional[pulumi.Input[str]] = None
+
+
+class Cluster(pulumi.ComponentResource):
+    def __init__(self, name: str, args: ClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("hakube:cluster:Cluster", name, None, opts)
+        spec = args.spec
+        topo = spec.topology
+        child = pulumi.ResourceOptions(parent=self)
+
+        provider = libvirt.Provider(f"{name}-libvirt", uri=spec.libvirt.uri, opts=child)
+        on_libvirt = pulumi.ResourceOptions(parent=self, providers={"libvirt": provider})
+
+        self.ssh = self._ssh_access(name, spec, args.ssh_private_key)
+        network = Network(f"{name}-network", NetworkArgs(
+            spec.network, hosts=tuple((n.fqdn, str(n.ip)) for n in topo.nodes)), opts=on_libvirt)
+        image = BaseImage(f"{name}-image", BaseImageArgs(spec.image, spec.libvirt), opts=on_libvirt)
+        self.pki = Pki(f"{name}-pki", PkiArgs(spec.pki, topo), opts=child)
+
+        self.nodes: dict[str, Node] = {
+            n.name: Node(f"{name}-{n.name}", NodeArgs(spec=spec, node=n, network=network,
+                                                      image=image, ssh=self.ssh), opts=on_libvirt)
+            for n in topo.nodes
+        }
+        self.etcd = EtcdCluster(f"{name}-etcd", EtcdClusterArgs(
+            spec=spec, members=[self.nodes[n.name] for n in topo.etcd], pki=self.pki), opts=child)
+
+        self.vip = str(spec.kubernetes.vip)
+        self.node_ips = {n.name: str(n.ip) for n in topo.nodes}
+        self.etcd_endpoints = list(topo.etcd_client_endpoints)
+        key_file = f"hakube-{spec.stack}.key"
+        hosts_file = f"hakube-{spec.stack}.known_hosts"
+        self.ssh_commands = {
+            n.name: f"ssh -i {key_file} -o UserKnownHostsFile={hosts_file} {spec.ssh.user}@{n.ip}"
+            for n in topo.nodes
+        }
+        self.known_hosts = pulumi.Output.all(*[
+            node.host_public_key.apply(lambda k, n=node: f"{n.ip} {k}") for node in self.nodes.values()
+        ]).apply(lambda lines: "\n".join(lines) + "\n")
+        self.register_outputs({
+            "vip": self.vip, "node_ips": self.node_ips, "etcd_endpoints": self.etcd_endpoints,
+            "etcd_ca_cert": self.pki.ca_cert_pem, "ssh_private_key": self.ssh.private_key,
+            "ssh_commands": self.ssh_commands, "known_hosts": self.known_hosts,
+        })
+
+    def _ssh_access(self, name: str, spec: Spec, private_key: Optional[pulumi.Input[str]]) -> SshAccess:
+        if spec.ssh.public_key:
+            return SshAccess(user=spec.ssh.user, private_key=pulumi.Output.secret(private_key),
+                             public_key=pulumi.Output.from_input(spec.ssh.public_key))
+        key = tls.PrivateKey(f"{name}-ssh", algorithm="ED25519", opts=pulumi.ResourceOptions(
+            parent=self, additional_secret_outputs=PRIVATE_OUTPUTS))
+        return SshAccess(user=spec.ssh.user, private_key=pulumi.Output.secret(key.private_key_openssh),
+                         public_key=key.public_key_openssh)

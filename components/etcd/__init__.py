@@ -1,0 +1,144 @@
+"""The external etcd cluster: per member, idempotent steps over SSH
+(prepare -> install -> certs -> config -> units -> firewall -> start), one
+cluster health gate after every member has started, and a rolling restart
+chain that applies later changes one member at a time without losing quorum.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import pulumi
+from pulumi_command import remote
+
+from config.spec import Spec
+
+from ..node import Node
+from ..pki import Pki
+from ..remote import digest, render, sudo_bash
+from . import payloads as payload
+
+HERE = Path(__file__).parent
+WAIT_TRIES = 90                      # x 2 s: how long a member or the cluster may take
+NO_LOGS = remote.Logging.NONE
+
+
+def step_script(name: str, values: dict) -> str:
+    """A step's script: prelude, shared helpers, then the step itself, run as root."""
+    return sudo_bash(render(HERE / "lib.sh", values) + (HERE / f"{name}.sh").read_text())
+
+
+@dataclass(frozen=True)
+class EtcdClusterArgs:
+    spec: Spec
+    members: Sequence[Node]
+    pki: Pki
+
+
+@dataclass
+class MemberSteps:
+    prepare: remote.Command
+    install: remote.Command
+    certs: remote.Command
+    config: remote.Command
+    unit: remote.Command
+    firewall: Optional[remote.Command]
+    start: remote.Command
+    payload: pulumi.Output          # digest of everything a restart must pick up
+    restart: Optional[remote.Command] = None
+
+
+class EtcdCluster(pulumi.ComponentResource):
+    endpoints: list[str]
+    etcdctl_env: str
+    health: remote.Command
+    steps: dict[str, MemberSteps]
+
+    def __init__(self, name: str, args: EtcdClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("hakube:etcd:EtcdCluster", name, None, opts)
+        spec, etcd, topo = args.spec, args.spec.etcd, args.spec.topology
+        self.endpoints = list(topo.etcd_client_endpoints)
+        self.etcdctl_env = payload.etcdctl_env(topo)
+        base = {
+            "PKI_DIR": payload.PKI_DIR,
+            "ETCD_DATA_DIR": etcd.data_dir,
+            "ETCD_INITIAL_CLUSTER": topo.etcd_initial_cluster,
+            "ETCD_ENDPOINTS": ",".join(self.endpoints),
+            "WAIT_TRIES": WAIT_TRIES,
+        }
+        unit_text = (HERE / "etcd.service").read_text()
+        firewall_unit_text = (HERE / "firewall.service").read_text()
+
+        self.steps = {}
+        for member in args.members:
+            node = topo.node(member.name)
+            certs = args.pki.members[member.name]
+            conn = member.connection
+            key = f"{name}-{member.name}"
+
+            def step(step_name: str, script: str, *, after: Sequence[pulumi.Resource],
+                     stdin=None, secret: bool = False, **kw) -> remote.Command:
+                return remote.Command(
+                    f"{key}-{step_name}", connection=conn, create=script, stdin=stdin,
+                    logging=NO_LOGS if secret else None, **kw,
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)))
+
+            prepare = step("prepare", step_script("prepare", base), after=[member.ready])
+            install = step("install", step_script("install", {
+                **base,
+                "ETCD_VERSION": etcd.version,
+                "ETCD_BASE_URL": etcd.download_url,
+                "ETCD_TARBALL": etcd.tarball,
+                "ETCD_SHA256": etcd.sha256 or "",
+                "ETCD_HAS_ETCDUTL": int(etcd.has_etcdutl),
+            }), after=[prepare])
+            bundle = pulumi.Output.secret(pulumi.Output.all(
+                args.pki.ca_cert_pem, certs.server.cert_pem, certs.server.key_pem,
+                certs.peer.cert_pem, certs.peer.key_pem,
+                args.pki.healthcheck_client.cert_pem, args.pki.healthcheck_client.key_pem,
+            ).apply(payload.cert_bundle))
+            cert_files = " ".join(f"{n}:{m}:{o}" for n, m, o in payload.CERT_FILES)
+            certs_step = step("certs", step_script("certs", {**base, "CERT_FILES": cert_files}),
+                              stdin=bundle, secret=True, after=[prepare])
+            config_text = payload.etcd_config_yaml(etcd, topo, node)
+            config = step("config", step_script("file", {
+                **base, "DEST": payload.CONFIG_FILE, "MODE": "0644", "OWNER": "root:root"}),
+                stdin=config_text, after=[prepare])
+            unit = step("unit", step_script("unit", {**base, "UNIT": "etcd.service"}),
+                        stdin=unit_text, after=[install])
+            firewall = None
+            if etcd.firewall:
+                fw_unit = step("firewall-unit", step_script(
+                    "unit", {**base, "UNIT": "hakube-etcd-firewall.service"}),
+                    stdin=firewall_unit_text, after=[prepare])
+                firewall = step("firewall", step_script("firewall", base),
+                                stdin=payload.firewall_ruleset(topo, node), after=[fw_unit])
+            # No member's start waits for another's: with Type=notify that deadlocks.
+            start = step("start", step_script("start", base), after=[
+                s for s in (install, certs_step, config, unit, firewall) if s is not None])
+            payload_digest = bundle.apply(lambda b, c=config_text: digest(b, c, unit_text, etcd.version))
+            self.steps[member.name] = MemberSteps(prepare, install, certs_step, config, unit,
+                                                  firewall, start, payload_digest)
+
+        first = args.members[0]
+        self.health = remote.Command(
+            f"{name}-health", connection=first.connection,
+            create=step_script("health", base),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[s.start for s in self.steps.values()]))
+
+        # Later changes of certs, config, unit or version: one member at a time,
+        # each waiting for a healthy cluster before and after. `create` only
+        # records the payload (a fresh cluster was just started with it).
+        previous: pulumi.Resource = self.health
+        for member in args.members:
+            s = self.steps[member.name]
+            s.restart = remote.Command(
+                f"{name}-{member.name}-restart", connection=member.connection,
+                create="true", update=step_script("restart", base),
+                triggers=[s.payload], logging=NO_LOGS,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[
+                    previous, s.install, s.certs, s.config, s.unit]))
+            previous = s.restart
+
+        self.register_outputs({"endpoints": self.endpoints, "etcdctl_env": self.etcdctl_env})

@@ -1,0 +1,39 @@
+# Install a pinned etcd release into /usr/local/bin, verified by sha256 before
+# anything is installed; skipped when that exact version is already there.
+current=""
+if [ -x /usr/local/bin/etcd ]; then
+  current=$(/usr/local/bin/etcd --version 2>/dev/null | awk '/^etcd Version:/ { print $3 }')
+fi
+if [ "$current" = "$ETCD_VERSION" ] && [ -x /usr/local/bin/etcdctl ]; then
+  echo "etcd $ETCD_VERSION already installed"
+  exit 0
+fi
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+url="$ETCD_BASE_URL/v$ETCD_VERSION/$ETCD_TARBALL"
+fetch() { curl -fsSL --retry 5 --retry-delay 2 --connect-timeout 15 -o "$1" "$2"; }
+fetch "$work/$ETCD_TARBALL" "$url" || { echo "download failed: $url" >&2; exit 1; }
+if [ -n "$ETCD_SHA256" ]; then
+  expected=$ETCD_SHA256 origin="hakube:etcd.sha256"
+else
+  sums="$ETCD_BASE_URL/v$ETCD_VERSION/SHA256SUMS"
+  fetch "$work/SHA256SUMS" "$sums" || { echo "download failed: $sums" >&2; exit 1; }
+  expected=$(awk -v f="$ETCD_TARBALL" '$2 == f || $2 == "*" f || $2 == "./" f { print $1 }' "$work/SHA256SUMS")
+  origin=$sums
+  [ -n "$expected" ] || { echo "$sums lists no checksum for $ETCD_TARBALL" >&2; exit 1; }
+fi
+actual=$(sha256sum "$work/$ETCD_TARBALL" | awk '{ print $1 }')
+if [ "$actual" != "$expected" ]; then
+  echo "checksum mismatch for $url: expected $expected (from $origin), got $actual; nothing installed" >&2
+  exit 1
+fi
+tar -xzf "$work/$ETCD_TARBALL" -C "$work" --strip-components=1 --no-same-owner
+bins="etcd etcdctl"
+[ "$ETCD_HAS_ETCDUTL" = 1 ] && bins="$bins etcdutl"
+for bin in $bins; do
+  [ -f "$work/$bin" ] || { echo "$ETCD_TARBALL has no $bin" >&2; exit 1; }
+  install -m 0755 "$work/$bin" "/usr/local/bin/$bin.hakube-new"
+done
+# Swap all binaries only once every one of them is in place.
+for bin in $bins; do mv -f "/usr/local/bin/$bin.hakube-new" "/usr/local/bin/$bin"; done
+echo "installed etcd $ETCD_VERSION (was: ${current:-none})"

@@ -1,0 +1,133 @@
+"""Pure renderers of what lands on an etcd member: its config file, the
+certificate bundle layout, the firewall ruleset and the etcdctl environment."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import yaml
+
+from config.spec import EtcdSpec
+from config.topology import ETCD_CLIENT_PORT, ETCD_PEER_PORT, NodeSpec, Topology
+
+PKI_DIR = "/etc/etcd/pki"
+CONFIG_FILE = "/etc/etcd/etcd.conf.yml"
+METRICS_PORT = 2381
+
+# What the certs step writes, in the order the PEM bundle on stdin carries
+# them: (file name, mode, owner).
+CERT_FILES = (
+    ("ca.crt", "0644", "etcd"),
+    ("server.crt", "0644", "etcd"),
+    ("server.key", "0600", "etcd"),
+    ("peer.crt", "0644", "etcd"),
+    ("peer.key", "0600", "etcd"),
+    ("healthcheck-client.crt", "0644", "root"),
+    ("healthcheck-client.key", "0600", "root"),
+)
+
+# kubeadm's paths for an external etcd's client certs on a control plane.
+KUBEADM_ETCD_CA = "/etc/kubernetes/pki/etcd/ca.crt"
+KUBEADM_ETCD_CERT = "/etc/kubernetes/pki/apiserver-etcd-client.crt"
+KUBEADM_ETCD_KEY = "/etc/kubernetes/pki/apiserver-etcd-client.key"
+
+
+def etcd_config(spec: EtcdSpec, topology: Topology, node: NodeSpec, *,
+                pki_dir: str = PKI_DIR, data_dir: str | None = None,
+                state: str = "new") -> dict:
+    """etcd's YAML config file (the keys of `etcd --config-file`)."""
+    tls = {
+        "client-transport-security": {
+            "cert-file": f"{pki_dir}/server.crt",
+            "key-file": f"{pki_dir}/server.key",
+            "trusted-ca-file": f"{pki_dir}/ca.crt",
+            "client-cert-auth": True,
+            "auto-tls": False,
+        },
+        "peer-transport-security": {
+            "cert-file": f"{pki_dir}/peer.crt",
+            "key-file": f"{pki_dir}/peer.key",
+            "trusted-ca-file": f"{pki_dir}/ca.crt",
+            "client-cert-auth": True,
+            "auto-tls": False,
+        },
+    }
+    cfg = {
+        "name": node.name,
+        "data-dir": data_dir or spec.data_dir,
+        "listen-peer-urls": node.peer_url,
+        "listen-client-urls": f"{node.client_url},https://127.0.0.1:{ETCD_CLIENT_PORT}",
+        "advertise-client-urls": node.client_url,
+        "initial-advertise-peer-urls": node.peer_url,
+        "initial-cluster": topology.etcd_initial_cluster,
+        "initial-cluster-state": state,
+        "initial-cluster-token": spec.cluster_token,
+        # Plain-HTTP metrics and /health on loopback only, for local probes.
+        "listen-metrics-urls": f"http://127.0.0.1:{METRICS_PORT}",
+        "heartbeat-interval": spec.heartbeat_interval_ms,
+        "election-timeout": spec.election_timeout_ms,
+        "quota-backend-bytes": spec.quota_backend_bytes,
+        "snapshot-count": spec.snapshot_count,
+        "auto-compaction-mode": spec.auto_compaction_mode,
+        "auto-compaction-retention": spec.auto_compaction_retention,
+        "logger": "zap",
+        "log-outputs": ["stderr"],
+        # Only AEAD suites: none exists below TLS 1.2, so this also sets the
+        # floor on 3.4/3.5, which have no tls-min-version.
+        "cipher-suites": list(spec.cipher_suites),
+        **tls,
+    }
+    if spec.minor >= 6:
+        cfg["tls-min-version"] = "TLS1.2"
+    return cfg
+
+
+def etcd_config_yaml(spec: EtcdSpec, topology: Topology, node: NodeSpec, **kw) -> str:
+    return "# Managed by hakube: changes are overwritten by `pulumi up`.\n" + yaml.safe_dump(
+        etcd_config(spec, topology, node, **kw), sort_keys=False)
+
+
+def cert_bundle(pems: Sequence[str]) -> str:
+    """The PEM blocks in CERT_FILES order, one after another (stdin of the certs step)."""
+    if len(pems) != len(CERT_FILES):
+        raise ValueError(f"expected {len(CERT_FILES)} PEM blocks, got {len(pems)}")
+    out = []
+    for (name, _, _), pem in zip(CERT_FILES, pems):
+        if pem.count("-----BEGIN ") != 1:
+            raise ValueError(f"{name}: expected exactly one PEM block")
+        out.append(pem.strip() + "\n")
+    return "".join(out)
+
+
+def firewall_ruleset(topology: Topology, node: NodeSpec) -> str:
+    """nftables rules for an etcd member, in a table of its own: clients on
+    2379 only from control planes, members and itself; peers on 2380 only
+    from members (the seed's port table). Everything else is left alone."""
+    members = sorted(str(n.ip) for n in topology.etcd)
+    clients = sorted({str(n.ip) for n in topology.control_planes} | set(members))
+    return f"""\
+# Managed by hakube: etcd access rules for {node.name}.
+table inet hakube_etcd
+delete table inet hakube_etcd
+table inet hakube_etcd {{
+  set etcd_clients {{ type ipv4_addr; elements = {{ {", ".join(clients)} }} }}
+  set etcd_peers {{ type ipv4_addr; elements = {{ {", ".join(members)} }} }}
+  chain input {{
+    type filter hook input priority filter - 5; policy accept;
+    iifname "lo" accept
+    tcp dport {ETCD_CLIENT_PORT} ip saddr @etcd_clients accept
+    tcp dport {ETCD_PEER_PORT} ip saddr @etcd_peers accept
+    tcp dport {{ {ETCD_CLIENT_PORT}, {ETCD_PEER_PORT} }} counter drop
+  }}
+}}
+"""
+
+
+def etcdctl_env(topology: Topology) -> str:
+    """A snippet to paste on a control plane: etcdctl with kubeadm's client cert."""
+    return (
+        "export ETCDCTL_API=3\n"
+        f"export ETCDCTL_ENDPOINTS={','.join(topology.etcd_client_endpoints)}\n"
+        f"export ETCDCTL_CACERT={KUBEADM_ETCD_CA}\n"
+        f"export ETCDCTL_CERT={KUBEADM_ETCD_CERT}\n"
+        f"export ETCDCTL_KEY={KUBEADM_ETCD_KEY}\n"
+    )

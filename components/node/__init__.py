@@ -1,0 +1,108 @@
+"""One VM: a root volume cloned from the base image, a cloud-init disk, the
+libvirt domain, and a readiness gate that waits for cloud-init over SSH.
+
+The node's SSH host key is generated here and pinned in `connection`, which
+every later step on this node uses.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import pulumi
+import pulumi_libvirt as libvirt
+import pulumi_tls as tls
+from pulumi_command import remote
+
+from config.spec import Spec
+from config.topology import NodeSpec
+
+from .. import cloudinit
+from ..network import BaseImage, Network
+from ..pki import PRIVATE_OUTPUTS
+from ..remote import SshAccess, render
+
+HERE = Path(__file__).parent
+GIB = 1024 ** 3
+
+
+@dataclass(frozen=True)
+class NodeArgs:
+    spec: Spec
+    node: NodeSpec
+    network: Network
+    image: BaseImage
+    ssh: SshAccess
+
+
+class Node(pulumi.ComponentResource):
+    name: str
+    ip: str
+    connection: remote.ConnectionArgs
+    ready: remote.Command
+    host_public_key: pulumi.Output
+    domain: libvirt.Domain
+
+    def __init__(self, name: str, args: NodeArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("hakube:node:Node", name, None, opts)
+        spec, node = args.spec, args.node
+        self.name, self.ip, self.role = node.name, str(node.ip), node.role
+        child = pulumi.ResourceOptions(parent=self)
+
+        host_key = tls.PrivateKey(f"{name}-hostkey", algorithm="ED25519", opts=pulumi.ResourceOptions(
+            parent=self, additional_secret_outputs=PRIVATE_OUTPUTS))
+        # tls gives "ssh-ed25519 AAAA...\n"; host_key wants the bare key line.
+        self.host_public_key = host_key.public_key_openssh.apply(str.strip)
+
+        user_data = pulumi.Output.secret(pulumi.Output.all(
+            args.ssh.public_key, host_key.private_key_openssh, self.host_public_key,
+        ).apply(lambda v: cloudinit.user_data(spec, node, authorized_keys=[v[0].strip()],
+                                              host_key_private=v[1], host_key_public=v[2])))
+
+        root = libvirt.Volume(
+            f"{name}-root",
+            name=f"{node.domain_name}.qcow2",
+            pool=spec.libvirt.pool,
+            base_volume_id=args.image.volume_id,
+            format="qcow2",
+            size=node.disk_gib * GIB,
+            opts=child,
+        )
+        seed = libvirt.CloudInitDisk(
+            f"{name}-cloudinit",
+            name=f"{node.domain_name}-cloudinit.iso",
+            pool=spec.libvirt.pool,
+            user_data=user_data,
+            network_config=cloudinit.network_config(spec, node),
+            meta_data=cloudinit.meta_data(node),
+            opts=child,
+        )
+        self.domain = libvirt.Domain(
+            f"{name}-domain",
+            name=node.domain_name,
+            description=f"hakube {spec.stack} {node.role} {node.name}",
+            vcpu=node.vcpu,
+            memory=node.memory_mib,
+            autostart=True,
+            cpu=libvirt.DomainCpuArgs(mode="host-passthrough"),
+            cloudinit=seed.id,
+            disks=[libvirt.DomainDiskArgs(volume_id=root.id)],
+            network_interfaces=[args.network.interface(node.mac)],
+            consoles=[libvirt.DomainConsoleArgs(type="pty", target_port="0", target_type="serial")],
+            # qemu_agent stays off: with it the provider polls the guest agent for
+            # addresses on create/refresh, and it is not installed until cloud-init
+            # has run. Addresses are static and known anyway.
+            opts=child,
+        )
+
+        self.connection = args.ssh.connection(self.ip, self.host_public_key)
+        self.ready = remote.Command(
+            f"{name}-ready",
+            connection=self.connection,
+            create=render(HERE / "ready.sh"),
+            # A re-created domain is a new machine: wait for it again.
+            triggers=[self.domain.id],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.domain]),
+        )
+        self.register_outputs({"ip": self.ip, "host_public_key": self.host_public_key})

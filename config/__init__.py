@@ -1,0 +1,6 @@
+"""Stack config -> typed, validated spec and derived topology (no Pulumi resources)."""
+from .reader import ConfigError
+from .spec import NAMESPACE, Spec, load
+from .stackfile import load_stack_file, raw_from_stack_file
+
+__all__ = ["ConfigError", "NAMESPACE", "Spec", "load", "load_stack_file", "raw_from_stack_file"]

@@ -1,0 +1,482 @@
+"""The stack's typed, validated specification.
+
+`load(raw, stack)` turns the raw `hakube:*` config of one stack into a frozen
+`Spec`, or raises `ConfigError` listing every problem with its key path.
+Nothing here knows about Pulumi resources.
+"""
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .reader import (HOSTNAME_LABEL, ConfigError, Problems, Section, parse_ipv4,
+                     parse_ipv4_network, parse_version)
+from .topology import Topology, build_topology
+
+NAMESPACE = "hakube"
+
+# kubeadm's config API by Kubernetes minor. v1beta4 arrived in 1.31; v1beta3 is
+# what 1.22-1.30 read. Minors outside this table are refused rather than guessed.
+KUBEADM_API_BY_MINOR = {29: "v1beta3", 30: "v1beta3", 31: "v1beta4", 32: "v1beta4",
+                        33: "v1beta4", 34: "v1beta4", 35: "v1beta4"}
+SUPPORTED_ETCD_MINORS = (4, 5, 6)
+
+DEFAULT_IMAGE_URL = ("https://cloud-images.ubuntu.com/releases/noble/release/"
+                     "ubuntu-24.04-server-cloudimg-amd64.img")
+DEFAULT_ETCD_VERSION = "3.6.16"
+DEFAULT_KUBERNETES_VERSION = "1.34.2"
+DEFAULT_ETCD_DOWNLOAD = "https://github.com/etcd-io/etcd/releases/download"
+DEFAULT_K8S_PACKAGES = "https://pkgs.k8s.io/core:/stable:"
+DEFAULT_CIPHERS = (
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305",
+)
+CNI_DEFAULT_VERSIONS = {"calico": "3.29.3", "flannel": "0.26.7"}
+
+TOP_LEVEL_KEYS = ("libvirt", "network", "image", "ssh", "nodes", "kubernetes", "etcd", "pki")
+SECRET_KEYS = ("sshPrivateKey",)
+
+
+@dataclass(frozen=True)
+class RoleDefaults:
+    count: int
+    vcpu: int
+    memory_mib: int
+    disk_gib: int
+    prefix: str
+    first_host: int          # host number of the first node in the subnet (.101 ...)
+    min_count: int
+    max_count: int
+    min_vcpu: int = 1
+    min_memory_mib: int = 512
+    why_minimum: str = ""
+
+
+ROLES: dict[str, RoleDefaults] = {
+    # Seed: VIP .100, control planes .101+, etcd .201+. Load balancers sit just
+    # below the VIP and workers between the two blocks.
+    "loadBalancer": RoleDefaults(1, 1, 1024, 10, "lb", 91, 1, 2),
+    "etcd": RoleDefaults(3, 2, 2048, 20, "etcd", 201, 1, 7),
+    # kubeadm's preflight refuses fewer than 2 CPUs and 1700 MB of memory.
+    "controlPlane": RoleDefaults(3, 2, 4096, 30, "master", 101, 1, 9, min_vcpu=2, min_memory_mib=1700,
+                                  why_minimum="kubeadm's preflight minimum"),
+    "workers": RoleDefaults(0, 2, 2048, 30, "worker", 151, 0, 40),
+}
+
+
+@dataclass(frozen=True)
+class LibvirtSpec:
+    uri: str
+    pool: str
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    mode: str                       # "nat": hakube creates the network; "bridge": an existing host bridge
+    cidr: ipaddress.IPv4Network
+    gateway: ipaddress.IPv4Address
+    dns: tuple[str, ...]
+    domain: str
+    network_name: str               # libvirt network name (nat mode)
+    bridge: str                     # bridge device (created by libvirt in nat mode)
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    source: str                     # URL or absolute path on the libvirt host
+    format: str
+    volume_name: str
+    package_update: bool            # apt-get update on first boot
+
+
+@dataclass(frozen=True)
+class SshSpec:
+    user: str
+    public_key: str | None          # when set, the private key comes from the secret hakube:sshPrivateKey
+
+
+@dataclass(frozen=True)
+class RoleSpec:
+    role: str
+    count: int
+    vcpu: int
+    memory_mib: int
+    disk_gib: int
+    prefix: str
+    ips: tuple[ipaddress.IPv4Address, ...]
+
+
+@dataclass(frozen=True)
+class CniSpec:
+    plugin: str
+    version: str
+
+
+@dataclass(frozen=True)
+class KubernetesSpec:
+    version: str
+    minor: int
+    kubeadm_api: str
+    bootstrap: bool
+    vip: ipaddress.IPv4Address
+    api_port: int
+    pod_subnet: ipaddress.IPv4Network
+    service_subnet: ipaddress.IPv4Network
+    cni: CniSpec
+    package_repo: str
+    cluster_name: str
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.vip}:{self.api_port}"
+
+
+@dataclass(frozen=True)
+class EtcdSpec:
+    version: str
+    minor: int
+    download_url: str
+    sha256: str | None
+    arch: str
+    cluster_token: str
+    heartbeat_interval_ms: int
+    election_timeout_ms: int
+    quota_backend_bytes: int
+    snapshot_count: int
+    auto_compaction_mode: str
+    auto_compaction_retention: str
+    cipher_suites: tuple[str, ...]
+    firewall: bool
+    data_dir: str = "/var/lib/etcd"
+
+    @property
+    def tarball(self) -> str:
+        return f"etcd-v{self.version}-linux-{self.arch}.tar.gz"
+
+    @property
+    def has_etcdutl(self) -> bool:
+        return self.minor >= 5
+
+
+@dataclass(frozen=True)
+class PkiSpec:
+    key_algorithm: str              # ECDSA (P-256) or RSA (2048)
+    validity_hours: int
+    early_renewal_hours: int
+    organization: str
+
+
+@dataclass(frozen=True)
+class Spec:
+    project: str
+    stack: str
+    libvirt: LibvirtSpec
+    network: NetworkSpec
+    image: ImageSpec
+    ssh: SshSpec
+    roles: Mapping[str, RoleSpec]
+    kubernetes: KubernetesSpec
+    etcd: EtcdSpec
+    pki: PkiSpec
+    topology: Topology = field(repr=False)
+
+    @property
+    def prefix(self) -> str:
+        """Prefix of every libvirt object name, unique per stack on one host."""
+        return f"{self.project}-{self.stack}"
+
+
+def _bridge_name(stack: str) -> str:
+    # Linux interface names are at most 15 bytes (IFNAMSIZ - 1).
+    name = f"hk-{stack}"
+    if len(name) <= 15:
+        return name
+    return f"hk-{stack[:6]}-{hashlib.sha256(stack.encode()).hexdigest()[:5]}"
+
+
+def _nth_host(net: ipaddress.IPv4Network, n: int) -> ipaddress.IPv4Address:
+    return net.network_address + n
+
+
+def load(raw: Mapping[str, Any], stack: str, project: str = NAMESPACE) -> Spec:
+    """Parse the `hakube:*` config of one stack. `raw` maps keys without the
+    namespace (`nodes`, `etcd`, ...) to their YAML/JSON values."""
+    problems = Problems()
+    root = Section(NAMESPACE, dict(raw), problems)
+    root.path = NAMESPACE
+    # Top-level keys are `hakube:<key>`, not `hakube.<key>`.
+    root.key = lambda name: f"{NAMESPACE}:{name}"  # type: ignore[method-assign]
+
+    if not HOSTNAME_LABEL.match(stack) or len(stack) > 40:
+        problems.add("stack name", f"{stack!r} is used in VM, network and volume names: use "
+                     "lower-case letters, digits and '-' (at most 40), e.g. `pulumi stack init lab-a`")
+
+    libvirt = _libvirt(root.section("libvirt"))
+    network = _network(root.section("network"), stack, project)
+    image = _image(root, stack, project)
+    ssh = _ssh(root.section("ssh"))
+    roles = _roles(root.section("nodes"), network)
+    kubernetes = _kubernetes(root.section("kubernetes"), network, stack)
+    etcd = _etcd(root.section("etcd"), stack)
+    pki = _pki(root.section("pki"))
+    root.seen.update(SECRET_KEYS)
+    root.finish()
+    problems.raise_if_any()
+
+    topology = build_topology(stack=stack, prefix=f"{project}-{stack}", roles=roles,
+                              vip=kubernetes.vip, cidr=network.cidr, gateway=network.gateway,
+                              domain=network.domain, problems=problems)
+    _check_addresses(topology, network, kubernetes, problems)
+    problems.raise_if_any()
+    return Spec(project=project, stack=stack, libvirt=libvirt, network=network, image=image,
+                ssh=ssh, roles=roles, kubernetes=kubernetes, etcd=etcd, pki=pki, topology=topology)
+
+
+def _libvirt(s: Section) -> LibvirtSpec:
+    uri = s.string("uri", "qemu:///system")
+    if isinstance(uri, str) and not re.match(r"^qemu(\+\w+)?://", uri):
+        s.problems.add(s.key("uri"), f"{uri!r} is not a QEMU/KVM libvirt URI "
+                       "(e.g. qemu:///system or qemu+ssh://user@host/system)")
+    pool = s.string("pool", "default")
+    s.finish()
+    return LibvirtSpec(uri=uri, pool=pool)
+
+
+def _network(s: Section, stack: str, project: str) -> NetworkSpec:
+    mode = s.choice("mode", "nat", ("nat", "bridge"))
+    if not s.has("cidr"):
+        s.problems.add(s.key("cidr"), "required: the node subnet of this stack, e.g. "
+                       "192.168.144.0/24 (pick one no other stack or LAN uses)")
+    cidr = s.converted("cidr", None, parse_ipv4_network, "an IPv4 network in CIDR form")
+    if cidr is not None and cidr.num_addresses < 256:
+        s.problems.add(s.key("cidr"), f"{cidr} is smaller than a /24; node addresses are "
+                       "derived as .91, .100, .101, .151 and .201 of the subnet")
+        cidr = None
+    gateway = s.converted("gateway", None, parse_ipv4, "an IPv4 address")
+    if cidr is not None:
+        if gateway is None:
+            gateway = _nth_host(cidr, 1)
+        elif gateway not in cidr:
+            s.problems.add(s.key("gateway"), f"{gateway} is outside {s.key('cidr')} {cidr}")
+    dns = s.string_list("dns", None)
+    domain = s.string("domain", "hakube.internal")
+    if isinstance(domain, str) and not all(HOSTNAME_LABEL.match(p) for p in domain.split(".")):
+        s.problems.add(s.key("domain"), f"{domain!r} is not a valid DNS domain")
+    bridge = s.string("bridge", None)
+    if mode == "bridge" and not bridge:
+        s.problems.add(s.key("bridge"), "required when mode is bridge: the name of an existing "
+                       "host bridge (e.g. br0)")
+    if mode == "nat" and bridge:
+        s.problems.add(s.key("bridge"), "only for mode: bridge; in nat mode hakube names the "
+                       "bridge itself so that stacks never collide")
+    if bridge and (len(bridge) > 15 or not re.match(r"^[A-Za-z0-9_.-]+$", bridge)):
+        s.problems.add(s.key("bridge"), f"{bridge!r} is not a Linux interface name (max 15 chars)")
+    s.finish()
+    return NetworkSpec(mode=mode, cidr=cidr, gateway=gateway,
+                       dns=tuple(dns) if dns else ((str(gateway),) if gateway else ()),
+                       domain=domain, network_name=f"{project}-{stack}",
+                       bridge=bridge or _bridge_name(stack))
+
+
+def _image(root: Section, stack: str, project: str) -> ImageSpec:
+    present = root.has("image")
+    s = root.section("image")
+    url = s.string("url", None)
+    path = s.string("path", None)
+    fmt = s.choice("format", "qcow2", ("qcow2", "raw"))
+    package_update = s.boolean("packageUpdate", True)
+    if url and path:
+        s.problems.add(s.path, "set either url or path, not both")
+    elif present and not url and not path:
+        s.problems.add(s.path, "no image source: set url (an http(s) cloud image) or path "
+                       "(an absolute path on the libvirt host), or remove the key for the "
+                       "default Ubuntu 24.04 cloud image")
+    if url and not re.match(r"^https?://\S+$", url):
+        s.problems.add(s.key("url"), f"{url!r} is not an http(s) URL")
+    if path and not path.startswith("/"):
+        s.problems.add(s.key("path"), f"{path!r} must be an absolute path on the libvirt host")
+    s.finish()
+    return ImageSpec(source=path or url or DEFAULT_IMAGE_URL, format=fmt,
+                     volume_name=f"{project}-{stack}-base.{fmt}", package_update=package_update)
+
+
+def _ssh(s: Section) -> SshSpec:
+    user = s.string("user", "hakube")
+    if isinstance(user, str) and (not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", user) or user == "root"):
+        s.problems.add(s.key("user"), f"{user!r} is not a valid non-root login name")
+    public_key = s.string("publicKey", None)
+    if public_key and not re.match(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp\d+) [A-Za-z0-9+/=]+", public_key):
+        s.problems.add(s.key("publicKey"), "expected an OpenSSH public key line (ssh-ed25519 AAAA...)")
+    s.finish()
+    return SshSpec(user=user, public_key=public_key)
+
+
+def _roles(s: Section, network: NetworkSpec) -> dict[str, RoleSpec]:
+    roles = {}
+    for role, d in ROLES.items():
+        r = s.section(role)
+        count = r.integer("count", d.count, d.min_count, d.max_count)
+        if role == "etcd" and isinstance(count, int) and count % 2 == 0:
+            r.problems.add(r.key("count"), f"{count} members tolerate no more failures than "
+                           f"{count - 1}; use an odd count (1, 3, 5 or 7)")
+        why = d.why_minimum
+        vcpu = r.integer("vcpu", d.vcpu, d.min_vcpu, 64, why)
+        memory = r.integer("memoryMiB", d.memory_mib, d.min_memory_mib, 1 << 20, why)
+        disk = r.integer("diskGiB", d.disk_gib, 8, 4096)
+        prefix = r.string("namePrefix", d.prefix)
+        if isinstance(prefix, str) and not HOSTNAME_LABEL.match(prefix):
+            r.problems.add(r.key("namePrefix"), f"{prefix!r} is not a valid hostname label "
+                           "(lower-case letters, digits, '-')")
+        explicit = r.string_list("ips", None)
+        ips: list[ipaddress.IPv4Address] = []
+        if explicit is not None:
+            if isinstance(count, int) and len(explicit) != count:
+                r.problems.add(r.key("ips"), f"lists {len(explicit)} addresses for count {count}")
+            for i, text in enumerate(explicit):
+                try:
+                    ips.append(parse_ipv4(text))
+                except ValueError as exc:
+                    r.problems.add(f"{r.key('ips')}[{i}]", f"{text!r} is not an IPv4 address ({exc})")
+        elif network.cidr is not None and isinstance(count, int):
+            ips = [_nth_host(network.cidr, d.first_host + i) for i in range(count)]
+        r.finish()
+        roles[role] = RoleSpec(role=role, count=count, vcpu=vcpu, memory_mib=memory,
+                               disk_gib=disk, prefix=prefix, ips=tuple(ips))
+    s.finish()
+    return roles
+
+
+def _kubernetes(s: Section, network: NetworkSpec, stack: str) -> KubernetesSpec:
+    version = s.string("version", DEFAULT_KUBERNETES_VERSION)
+    minor, api = 0, "v1beta4"
+    try:
+        major, minor, _ = parse_version(version)
+        api = KUBEADM_API_BY_MINOR.get(minor) if major == 1 else None
+        if api is None:
+            lo, hi = min(KUBEADM_API_BY_MINOR), max(KUBEADM_API_BY_MINOR)
+            s.problems.add(s.key("version"), f"{version}: hakube renders kubeadm's config API for "
+                           f"Kubernetes 1.{lo} to 1.{hi} only")
+            api = "v1beta4"
+    except (ValueError, TypeError) as exc:
+        s.problems.add(s.key("version"), f"{version!r} is not a version ({exc})")
+    version = str(version).lstrip("v")
+    bootstrap = s.boolean("bootstrap", True)
+    vip = s.converted("vip", None, parse_ipv4, "an IPv4 address")
+    if vip is None and network.cidr is not None:
+        vip = _nth_host(network.cidr, 100)
+    api_port = s.integer("apiServerPort", 6443, 1, 65535)
+    pod = s.converted("podSubnet", ipaddress.IPv4Network("10.244.0.0/16"), parse_ipv4_network,
+                      "an IPv4 network in CIDR form")
+    svc = s.converted("serviceSubnet", ipaddress.IPv4Network("10.96.0.0/12"), parse_ipv4_network,
+                      "an IPv4 network in CIDR form")
+    for key, net in (("podSubnet", pod), ("serviceSubnet", svc)):
+        if network.cidr is not None and net.overlaps(network.cidr):
+            s.problems.add(s.key(key), f"{net} overlaps the node network {network.cidr}")
+    if pod.overlaps(svc):
+        s.problems.add(s.key("serviceSubnet"), f"{svc} overlaps {s.key('podSubnet')} {pod}")
+    c = s.section("cni")
+    plugin = c.choice("plugin", "calico", tuple(CNI_DEFAULT_VERSIONS))
+    cni_version = c.string("version", CNI_DEFAULT_VERSIONS.get(plugin))
+    try:
+        parse_version(cni_version)
+    except (ValueError, TypeError) as exc:
+        c.problems.add(c.key("version"), f"{cni_version!r} is not a version ({exc})")
+    c.finish()
+    repo = s.string("packageRepository", DEFAULT_K8S_PACKAGES)
+    if isinstance(repo, str) and not re.match(r"^https?://\S+$", repo):
+        s.problems.add(s.key("packageRepository"), f"{repo!r} is not an http(s) URL")
+    s.finish()
+    return KubernetesSpec(version=version, minor=minor, kubeadm_api=api, bootstrap=bootstrap,
+                          vip=vip, api_port=api_port, pod_subnet=pod, service_subnet=svc,
+                          cni=CniSpec(plugin, str(cni_version).lstrip("v")),
+                          package_repo=repo.rstrip("/"), cluster_name=f"hakube-{stack}")
+
+
+def _etcd(s: Section, stack: str) -> EtcdSpec:
+    version = s.string("version", DEFAULT_ETCD_VERSION)
+    minor = 6
+    try:
+        major, minor, _ = parse_version(version)
+        if major != 3 or minor not in SUPPORTED_ETCD_MINORS:
+            s.problems.add(s.key("version"), f"{version}: supported etcd releases are "
+                           + ", ".join(f"3.{m}.x" for m in SUPPORTED_ETCD_MINORS))
+    except (ValueError, TypeError) as exc:
+        s.problems.add(s.key("version"), f"{version!r} is not a version ({exc})")
+    url = s.string("downloadUrl", DEFAULT_ETCD_DOWNLOAD)
+    if isinstance(url, str) and not re.match(r"^https?://\S+$", url):
+        s.problems.add(s.key("downloadUrl"), f"{url!r} is not an http(s) URL")
+    sha = s.string("sha256", None)
+    if sha is not None and not re.match(r"^[0-9a-f]{64}$", sha):
+        s.problems.add(s.key("sha256"), "expected 64 lower-case hex digits (the tarball's sha256)")
+    arch = s.choice("arch", "amd64", ("amd64", "arm64"))
+    token = s.string("clusterToken", f"hakube-{stack}")
+    heartbeat = s.integer("heartbeatIntervalMs", 100, 10, 5000)
+    election = s.integer("electionTimeoutMs", 1000, 50, 50000)
+    if isinstance(heartbeat, int) and isinstance(election, int) and election < 5 * heartbeat:
+        s.problems.add(s.key("electionTimeoutMs"), f"{election} must be at least 5x "
+                       f"heartbeatIntervalMs ({heartbeat}); etcd refuses to start otherwise "
+                       "(10x is recommended)")
+    quota = s.integer("quotaBackendBytes", 2 * 1024**3, 64 * 1024**2, 8 * 1024**3)
+    snapshot = s.integer("snapshotCount", 10000, 100, 10_000_000)
+    mode = s.choice("autoCompactionMode", "periodic", ("periodic", "revision"))
+    retention = s.string("autoCompactionRetention", "1h" if mode == "periodic" else "10000")
+    pattern = r"^\d+(h|m|s)?$" if mode == "periodic" else r"^\d+$"
+    if isinstance(retention, str) and not re.match(pattern, retention):
+        s.problems.add(s.key("autoCompactionRetention"), f"{retention!r} does not fit mode {mode} "
+                       "(periodic: a duration such as 1h or 30m; revision: a count)")
+    ciphers = s.string_list("cipherSuites", list(DEFAULT_CIPHERS))
+    firewall = s.boolean("firewall", True)
+    s.finish()
+    return EtcdSpec(version=str(version).lstrip("v"), minor=minor, download_url=str(url).rstrip("/"),
+                    sha256=sha, arch=arch, cluster_token=token, heartbeat_interval_ms=heartbeat,
+                    election_timeout_ms=election, quota_backend_bytes=quota, snapshot_count=snapshot,
+                    auto_compaction_mode=mode, auto_compaction_retention=retention,
+                    cipher_suites=tuple(ciphers), firewall=firewall)
+
+
+def _pki(s: Section) -> PkiSpec:
+    algorithm = s.choice("keyAlgorithm", "ECDSA", ("ECDSA", "RSA"))
+    validity = s.integer("validityHours", 8760, 24, 20 * 8760)
+    renewal = s.integer("earlyRenewalHours", 720, 0, 20 * 8760)
+    if isinstance(validity, int) and isinstance(renewal, int) and renewal >= validity:
+        s.problems.add(s.key("earlyRenewalHours"), f"{renewal} must be less than validityHours "
+                       f"({validity}), or every `pulumi up` would re-issue the certificates")
+    org = s.string("organization", "hakube")
+    s.finish()
+    return PkiSpec(key_algorithm=algorithm, validity_hours=validity,
+                   early_renewal_hours=renewal, organization=org)
+
+
+def _check_addresses(topology: Topology, network: NetworkSpec, k8s: KubernetesSpec,
+                     problems: Problems) -> None:
+    cidr = network.cidr
+    reserved = {cidr.network_address: "the network address", cidr.broadcast_address:
+                "the broadcast address", network.gateway: "the gateway"}
+    seen: dict[ipaddress.IPv4Address, str] = {}
+    for node in topology.nodes:
+        path = f"hakube:nodes.{node.role}.ips"
+        if node.ip not in cidr:
+            problems.add(path, f"{node.name} {node.ip} is outside the node subnet {cidr}")
+        elif node.ip in reserved:
+            problems.add(path, f"{node.name} {node.ip} is {reserved[node.ip]} of {cidr}")
+        if node.ip in seen:
+            problems.add(path, f"{node.name} {node.ip} is already used by {seen[node.ip]}")
+        seen[node.ip] = node.name
+    vip_path = "hakube:kubernetes.vip"
+    if k8s.vip not in cidr:
+        problems.add(vip_path, f"{k8s.vip} is outside the node subnet {cidr}")
+    elif k8s.vip in reserved:
+        problems.add(vip_path, f"{k8s.vip} is {reserved[k8s.vip]} of {cidr}")
+    if k8s.vip in seen:
+        problems.add(vip_path, f"{k8s.vip} is the address of node {seen[k8s.vip]}; the VIP must "
+                     "be an address of its own (HAProxy binds it)")
+
+
+__all__ = ["ConfigError", "Spec", "load", "ROLES", "TOP_LEVEL_KEYS", "NAMESPACE"]

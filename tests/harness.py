@@ -1,0 +1,165 @@
+"""Runs the real program (`__main__.py`) under Pulumi's mock runtime.
+
+Shared by the graph tests (mocks that only echo inputs) and the lab (mocks
+that make each resource real). A recording monitor keeps, for every
+registration, what the engine would see: type, name, parent, dependencies,
+provider and inputs with secrets still marked.
+"""
+from __future__ import annotations
+
+import json
+import runpy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import pulumi
+from pulumi.runtime import mocks as pmocks
+from pulumi.runtime import rpc, settings
+
+ROOT = Path(__file__).resolve().parents[1]
+SECRET_SIG = rpc._special_sig_key  # noqa: SLF001 - the wire marker of a secret value
+SECRET_VALUE = rpc._special_secret_sig  # noqa: SLF001
+
+
+@dataclass
+class Registration:
+    urn: str
+    type: str
+    name: str
+    parent: str
+    custom: bool
+    dependencies: list[str]
+    provider: str
+    inputs: dict                       # secrets appear as {SECRET_SIG: SECRET_VALUE, "value": ...}
+    options: dict = field(default_factory=dict)
+
+
+def is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(SECRET_SIG) == SECRET_VALUE
+
+
+def unwrap(value: Any) -> Any:
+    """The plain value, secrets unwrapped, recursively."""
+    if is_secret(value):
+        return unwrap(value.get("value"))
+    if isinstance(value, dict):
+        return {k: unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap(v) for v in value]
+    return value
+
+
+class RecordingMonitor(pmocks.MockMonitor):
+    def __init__(self, mocks: pmocks.Mocks):
+        super().__init__(mocks)
+        self.registrations: list[Registration] = []
+        self.stack_outputs: dict = {}
+
+    def RegisterResource(self, request):  # noqa: N802 - gRPC method name
+        if request.type != "pulumi:pulumi:Stack":
+            pmocks._ensure_event_loop()  # noqa: SLF001
+            self.registrations.append(Registration(
+                urn=self.make_urn(request.parent, request.type, request.name),
+                type=request.type, name=request.name, parent=request.parent,
+                custom=request.custom, dependencies=list(request.dependencies),
+                provider=request.provider,
+                inputs=_keep_secrets(request.object),
+                options={"delete_before_replace": request.deleteBeforeReplace,
+                         "additional_secret_outputs": list(request.additionalSecretOutputs)},
+            ))
+        return super().RegisterResource(request)
+
+    def RegisterResourceOutputs(self, request):  # noqa: N802
+        if request.urn.split("::")[2] == "pulumi:pulumi:Stack":
+            self.stack_outputs = _keep_secrets(request.outputs)
+        return super().RegisterResourceOutputs(request)
+
+
+def _keep_secrets(struct) -> dict:
+    """Inputs as the engine receives them: secret values keep their marker."""
+    out = {}
+    for key, value in struct.items():
+        out[key] = _keep(value)
+    return out
+
+
+def _keep(value: Any) -> Any:
+    from google.protobuf import struct_pb2
+    if isinstance(value, struct_pb2.Struct):
+        d = {k: _keep(v) for k, v in value.items()}
+        return d
+    if isinstance(value, struct_pb2.ListValue):
+        return [_keep(v) for v in value]
+    return value
+
+
+@dataclass
+class Run:
+    registrations: list[Registration]
+    outputs: dict[str, Any]
+    monitor: RecordingMonitor
+
+    def of_type(self, type_: str) -> list[Registration]:
+        return [r for r in self.registrations if r.type == type_]
+
+    def by_name(self, name: str) -> Registration:
+        matches = [r for r in self.registrations if r.name == name]
+        assert len(matches) == 1, f"{name}: {len(matches)} registrations"
+        return matches[0]
+
+    def by_urn(self, urn: str) -> Registration:
+        return next(r for r in self.registrations if r.urn == urn)
+
+    def depends(self, name: str, on: str) -> bool:
+        """True if `name` depends on `on`, directly or through its ancestors' deps."""
+        target = self.by_name(on).urn
+        seen, todo = set(), [self.by_name(name).urn]
+        while todo:
+            urn = todo.pop()
+            if urn in seen:
+                continue
+            seen.add(urn)
+            reg = self.by_urn(urn)
+            if target in reg.dependencies:
+                return True
+            todo.extend(reg.dependencies)
+        return False
+
+
+def config_bag(raw: Mapping[str, Any], namespace: str = "hakube") -> dict[str, str]:
+    """Stack config as the engine hands it to the runtime: JSON strings."""
+    return {f"{namespace}:{k}": json.dumps(v) if not isinstance(v, str) else v
+            for k, v in raw.items()}
+
+
+def run_program(stack: str, raw_config: Mapping[str, Any], mocks: pmocks.Mocks,
+                secrets: Mapping[str, str] | None = None, preview: bool = False) -> Run:
+    """Run __main__.py once, from a clean runtime, and collect everything it registered."""
+    settings.ROOT.set(None)
+    bag = config_bag(raw_config)
+    secret_keys = []
+    for key, value in (secrets or {}).items():
+        bag[f"hakube:{key}"] = value
+        secret_keys.append(f"hakube:{key}")
+    pulumi.runtime.set_all_config(bag, secret_keys)
+    monitor = RecordingMonitor(mocks)
+    pmocks.set_mocks(mocks, project="hakube", stack=stack, preview=preview, monitor=monitor)
+
+    @pmocks.test
+    def program():
+        namespace = runpy.run_path(str(ROOT / "__main__.py"), run_name="__hakube__")
+        del namespace
+        return None
+
+    import os
+    import sys
+    cwd = os.getcwd()
+    sys.path.insert(0, str(ROOT))
+    os.chdir(ROOT)
+    try:
+        program()
+    finally:
+        os.chdir(cwd)
+        sys.path.remove(str(ROOT))
+    return Run(registrations=monitor.registrations, outputs=monitor.stack_outputs, monitor=monitor)
