@@ -54,7 +54,6 @@ class RecordingMonitor(pmocks.MockMonitor):
     def __init__(self, mocks: pmocks.Mocks):
         super().__init__(mocks)
         self.registrations: list[Registration] = []
-        self.stack_outputs: dict = {}
 
     def RegisterResource(self, request):  # noqa: N802 - gRPC method name
         if request.type != "pulumi:pulumi:Stack":
@@ -69,11 +68,6 @@ class RecordingMonitor(pmocks.MockMonitor):
                          "additional_secret_outputs": list(request.additionalSecretOutputs)},
             ))
         return super().RegisterResource(request)
-
-    def RegisterResourceOutputs(self, request):  # noqa: N802
-        if request.urn.split("::")[2] == "pulumi:pulumi:Stack":
-            self.stack_outputs = _keep_secrets(request.outputs)
-        return super().RegisterResourceOutputs(request)
 
 
 def _keep_secrets(struct) -> dict:
@@ -146,11 +140,20 @@ def run_program(stack: str, raw_config: Mapping[str, Any], mocks: pmocks.Mocks,
     monitor = RecordingMonitor(mocks)
     pmocks.set_mocks(mocks, project="hakube", stack=stack, preview=preview, monitor=monitor)
 
+    outputs: dict[str, Any] = {}
+
     @pmocks.test
     def program():
-        namespace = runpy.run_path(str(ROOT / "__main__.py"), run_name="__hakube__")
-        del namespace
-        return None
+        runpy.run_path(str(ROOT / "__main__.py"), run_name="__hakube__")
+        exported = {k: pulumi.Output.from_input(v) for k, v in settings.get_root_resource().outputs.items()}
+
+        async def collect():
+            for key, out in exported.items():
+                value = await out.future()
+                secret = await out._is_secret  # noqa: SLF001 - the flag the engine sees
+                outputs[key] = {SECRET_SIG: SECRET_VALUE, "value": value} if secret else value
+        import asyncio
+        return pulumi.Output.from_input(asyncio.ensure_future(collect()))
 
     import os
     import sys
@@ -162,4 +165,4 @@ def run_program(stack: str, raw_config: Mapping[str, Any], mocks: pmocks.Mocks,
     finally:
         os.chdir(cwd)
         sys.path.remove(str(ROOT))
-    return Run(registrations=monitor.registrations, outputs=monitor.stack_outputs, monitor=monitor)
+    return Run(registrations=monitor.registrations, outputs=outputs, monitor=monitor)

