@@ -1,0 +1,214 @@
+"""The resource graph of each stack under Pulumi's mocks: counts, names,
+parents, secrets, ordering of the etcd steps, and stability across runs."""
+from collections import Counter
+
+import pytest
+
+from config import load_stack_file, raw_from_stack_file
+from tests.conftest import ROOT
+from tests.graph.mocks import KEY_MARK, EchoMocks
+from tests.harness import is_secret, run_program, unwrap
+
+CMD = "command:remote:Command"
+STACKS = {
+    # stack: (load balancers, etcd, control planes, workers)
+    "dev": (1, 3, 3, 0),
+    "cka": (1, 3, 2, 0),
+    "minimal": (1, 1, 1, 0),
+}
+ETCD_STEPS = ("prepare", "install", "certs", "config", "unit", "firewall-unit", "firewall", "start", "restart")
+
+
+def run(stack: str, mocks=None):
+    return run_program(stack, raw_from_stack_file(ROOT / f"Pulumi.{stack}.yaml"), mocks or EchoMocks())
+
+
+@pytest.fixture(scope="module", params=list(STACKS))
+def stack_run(request):
+    return request.param, run(request.param)
+
+
+def test_expected_count_of_each_resource_type(stack_run):
+    stack, r = stack_run
+    lb, etcd, cp, wk = STACKS[stack]
+    nodes = lb + etcd + cp + wk
+    counts = Counter(reg.type for reg in r.registrations)
+    assert counts["libvirt:index/network:Network"] == 1
+    assert counts["libvirt:index/volume:Volume"] == nodes + 1          # roots + base image
+    assert counts["libvirt:index/cloudInitDisk:CloudInitDisk"] == nodes
+    assert counts["libvirt:index/domain:Domain"] == nodes
+    assert counts["hakube:node:Node"] == nodes
+    # SSH key + CA + per node a host key + per member server/peer + 2 client certs
+    assert counts["tls:index/privateKey:PrivateKey"] == 1 + 1 + nodes + 2 * etcd + 2
+    assert counts["tls:index/locallySignedCert:LocallySignedCert"] == 2 * etcd + 2
+    assert counts[CMD] == nodes + len(ETCD_STEPS) * etcd + 1
+
+
+def test_libvirt_resources_have_explicit_unique_names(stack_run):
+    stack, r = stack_run
+    names = []
+    for reg in r.registrations:
+        if reg.type.startswith("libvirt:index/"):
+            assert reg.inputs.get("name"), f"{reg.name} has no explicit libvirt name"
+            names.append(reg.inputs["name"])
+            assert f"hakube-{stack}" in reg.inputs["name"]
+    assert len(names) == len(set(names))
+
+
+def test_every_resource_is_parented(stack_run):
+    _, r = stack_run
+    for reg in r.registrations:
+        parent_type = reg.parent.split("::")[2].split("$")[-1] if reg.parent else ""
+        if reg.type == "hakube:cluster:Cluster":
+            assert parent_type == "pulumi:pulumi:Stack"
+        else:
+            assert parent_type.startswith("hakube:"), f"{reg.name} is parented to {reg.parent!r}"
+
+
+def test_libvirt_resources_use_the_stack_provider(stack_run):
+    _, r = stack_run
+    for reg in r.registrations:
+        if reg.type.startswith("libvirt:index/"):
+            assert "pulumi:providers:libvirt::hakube-libvirt" in reg.provider, reg.name
+
+
+def test_private_keys_are_secret_everywhere(stack_run):
+    _, r = stack_run
+    for reg in r.of_type("tls:index/privateKey:PrivateKey"):
+        assert {"privateKeyPem", "privateKeyOpenssh"} <= set(reg.options["additional_secret_outputs"])
+
+    def walk(value, where):
+        if is_secret(value):
+            return
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{where}.{k}")
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(v, f"{where}[{i}]")
+        else:
+            assert KEY_MARK not in str(value), f"private key material in plain input {where}"
+    for reg in r.registrations:
+        walk(reg.inputs, reg.name)
+    assert is_secret(r.outputs["sshPrivateKey"])
+    for key, value in r.outputs.items():
+        if key != "sshPrivateKey":
+            assert KEY_MARK not in str(unwrap(value)), key
+
+
+def test_no_private_key_text_reaches_a_command_line(stack_run):
+    _, r = stack_run
+    for reg in r.of_type(CMD):
+        for field in ("create", "update", "delete"):
+            text = str(unwrap(reg.inputs.get(field, "")))
+            assert KEY_MARK not in text and "PRIVATE KEY" not in text, f"{reg.name}.{field}"
+
+
+def test_node_readiness_gates_wait_for_their_domain_and_pin_host_keys(stack_run):
+    stack, r = stack_run
+    spec = load_stack_file(ROOT, stack)
+    for node in spec.topology.nodes:
+        gate = r.by_name(f"hakube-{node.name}-ready")
+        assert r.depends(gate.name, f"hakube-{node.name}-domain")
+        conn = unwrap(gate.inputs["connection"])
+        assert conn["host"] == str(node.ip)
+        assert conn["hostKey"] == f"ssh-ed25519 AAAAhakube-{node.name}-hostkey"
+        assert conn["dialErrorLimit"] >= 30
+        assert "cloud-init status --wait" in gate.inputs["create"]
+        domain = r.by_name(f"hakube-{node.name}-domain").inputs
+        assert domain["networkInterfaces"][0]["mac"] == node.mac
+        assert domain["vcpu"] == node.vcpu and domain["memory"] == node.memory_mib
+
+
+def test_cloud_init_user_data_is_secret(stack_run):
+    _, r = stack_run
+    for reg in r.of_type("libvirt:index/cloudInitDisk:CloudInitDisk"):
+        assert is_secret(reg.inputs["userData"]), reg.name  # it carries the host private key
+
+
+def test_two_runs_give_identical_urns():
+    a, b = run("dev"), run("dev")
+    assert [x.urn for x in a.registrations] != []
+    assert sorted(x.urn for x in a.registrations) == sorted(x.urn for x in b.registrations)
+
+
+# --- the etcd cluster's steps -------------------------------------------------
+
+@pytest.fixture(scope="module")
+def dev():
+    return run("dev")
+
+
+def step(member, name):
+    return f"hakube-etcd-{member}-{name}"
+
+
+MEMBERS = ["etcd-01", "etcd-02", "etcd-03"]
+
+
+def test_each_member_runs_its_steps_in_order(dev):
+    for m in MEMBERS:
+        assert dev.depends(step(m, "prepare"), f"hakube-{m}-ready")
+        assert dev.depends(step(m, "install"), step(m, "prepare"))
+        assert dev.depends(step(m, "unit"), step(m, "install"))        # verify needs the binary
+        assert dev.depends(step(m, "firewall"), step(m, "firewall-unit"))
+        for before in ("install", "certs", "config", "unit", "firewall"):
+            assert dev.depends(step(m, "start"), step(m, before)), before
+
+
+def test_no_member_start_waits_for_another_member(dev):
+    for m in MEMBERS:
+        for other in MEMBERS:
+            if other != m:
+                for s in ETCD_STEPS:
+                    assert not dev.depends(step(m, "start"), step(other, s)), (m, other, s)
+
+
+def test_health_gate_waits_for_every_start(dev):
+    for m in MEMBERS:
+        assert dev.depends("hakube-etcd-health", step(m, "start"))
+
+
+def test_restarts_are_chained_one_member_at_a_time_after_the_gate(dev):
+    assert dev.depends(step("etcd-01", "restart"), "hakube-etcd-health")
+    assert dev.depends(step("etcd-02", "restart"), step("etcd-01", "restart"))
+    assert dev.depends(step("etcd-03", "restart"), step("etcd-02", "restart"))
+    r = dev.by_name(step("etcd-02", "restart")).inputs
+    assert r["create"] == "true" and "systemctl restart etcd" in r["update"]
+
+
+def test_keys_travel_only_through_stdin_with_logging_off(dev):
+    for m in MEMBERS:
+        certs = dev.by_name(step(m, "certs")).inputs
+        assert is_secret(certs["stdin"])
+        assert certs["logging"] == "none"
+        bundle = unwrap(certs["stdin"])
+        assert bundle.count("-----BEGIN PRIVATE KEY-----") == 3      # server, peer, healthcheck
+        assert f"hakube-pki-{m}-server-gen0" in bundle
+        assert "hakube-pki-etcd-ca\n" not in bundle or "CERTIFICATE" in bundle
+        assert f"{KEY_MARK}-hakube-pki-etcd-ca" not in bundle         # the CA key never leaves Pulumi
+    for reg in dev.of_type(CMD):
+        if KEY_MARK in str(unwrap(reg.inputs.get("stdin", ""))):
+            assert reg.inputs.get("logging") == "none", reg.name
+
+
+def test_config_and_install_carry_the_member_values(dev):
+    cfg = dev.by_name(step("etcd-02", "config")).inputs["stdin"]
+    assert "name: etcd-02" in cfg and "https://192.168.144.202:2380" in cfg
+    assert "initial-cluster-token: hakube-dev" in cfg
+    install = dev.by_name(step("etcd-02", "install")).inputs["create"]
+    assert "ETCD_VERSION=3.6.16" in install and "etcd-v3.6.16-linux-amd64.tar.gz" in install
+    for reg in dev.of_type(CMD):
+        assert "environment" not in reg.inputs, f"{reg.name}: sshd drops environment= variables"
+
+
+def test_one_members_new_cert_reruns_only_that_members_steps():
+    before = run("dev")
+    after = run("dev", EchoMocks(cert_generation={"hakube-pki-etcd-02-server": 1}))
+
+    def commands(run_):
+        return {r.name: unwrap({k: v for k, v in r.inputs.items() if k != "connection"})
+                for r in run_.of_type(CMD)}
+    a, b = commands(before), commands(after)
+    changed = sorted(n for n in a if a[n] != b[n])
+    assert changed == [step("etcd-02", "certs"), step("etcd-02", "restart")]
