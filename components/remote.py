@@ -2,8 +2,9 @@
 
 A step is one `remote.Command` whose script is a real file beside its
 component, rendered strictly (`string.Template.substitute` fails on a missing
-key) behind a `VAR='value'` prelude: sshd drops `environment=` variables
-unless its AcceptEnv allows them, so values travel inside the script.
+key) behind a `VAR='value'` prelude: sshd drops variables passed through the
+provider's environment argument unless its AcceptEnv allows them, so values
+travel inside the script.
 """
 from __future__ import annotations
 

@@ -44,8 +44,9 @@ def _type_name(value: Any) -> str:
 class Section:
     """A mapping at `path` (e.g. `hakube:nodes.etcd`) read key by key."""
 
-    def __init__(self, path: str, raw: Any, problems: Problems):
+    def __init__(self, path: str, raw: Any, problems: Problems, sep: str = "."):
         self.path = path
+        self.sep = sep                  # ":" at the top: `hakube:nodes`, then `.etcd`
         self.problems = problems
         self.seen: set[str] = set()
         if raw is None:
@@ -56,7 +57,7 @@ class Section:
         self.raw: dict[str, Any] = raw
 
     def key(self, name: str) -> str:
-        return f"{self.path}.{name}"
+        return f"{self.path}{self.sep}{name}"
 
     def has(self, name: str) -> bool:
         return name in self.raw

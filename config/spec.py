@@ -209,10 +209,7 @@ def load(raw: Mapping[str, Any], stack: str, project: str = NAMESPACE) -> Spec:
     """Parse the `hakube:*` config of one stack. `raw` maps keys without the
     namespace (`nodes`, `etcd`, ...) to their YAML/JSON values."""
     problems = Problems()
-    root = Section(NAMESPACE, dict(raw), problems)
-    root.path = NAMESPACE
-    # Top-level keys are `hakube:<key>`, not `hakube.<key>`.
-    root.key = lambda name: f"{NAMESPACE}:{name}"  # type: ignore[method-assign]
+    root = Section(NAMESPACE, dict(raw), problems, sep=":")
 
     if not HOSTNAME_LABEL.match(stack) or len(stack) > 40:
         problems.add("stack name", f"{stack!r} is used in VM, network and volume names: use "

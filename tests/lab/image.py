@@ -1,0 +1,79 @@
+"""The lab image: a Debian rootfs made with debootstrap, with what a hakube
+node needs at boot (systemd, sshd, cloud-init, sudo) and what the checks use.
+Cached under LAB_HOME, keyed by a hash of its package list, so it is rebuilt
+only when that list changes.
+
+    python -m tests.lab.image        # build (or reuse) and print its path
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+LAB_HOME = Path(os.environ.get("HAKUBE_LAB_HOME", "/var/lib/hakube-lab"))
+SUITE = "bookworm"
+PACKAGES = sorted([
+    "systemd", "systemd-sysv", "dbus", "udev", "openssh-server", "cloud-init", "sudo",
+    "ca-certificates", "curl", "nftables", "iproute2", "iputils-ping", "procps", "tar",
+    "gzip", "openssl", "haproxy", "python3", "netcat-openbsd", "less", "qemu-guest-agent",
+])
+
+
+def mirror() -> str:
+    """This machine's Debian mirror, from its own apt sources."""
+    for path in [Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list")]:
+        if path.exists():
+            for line in path.read_text().splitlines():
+                m = re.match(r"^\s*URIs:\s*(\S+)", line) or re.match(r"^\s*deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+" + SUITE + r"\s", line)
+                if m and "security" not in m.group(1):
+                    return m.group(1)
+    raise RuntimeError("no Debian mirror found in /etc/apt/sources*")
+
+
+def image_key() -> str:
+    return hashlib.sha256(("\n".join([SUITE, *PACKAGES])).encode()).hexdigest()[:12]
+
+
+def build(log=sys.stderr) -> Path:
+    root = LAB_HOME / f"rootfs-{image_key()}"
+    if (root / ".hakube-complete").exists():
+        return root
+    if shutil.which("debootstrap") is None:
+        raise RuntimeError("debootstrap is needed: apt-get install debootstrap systemd-container")
+    tmp = root.with_name(root.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
+                    SUITE, str(tmp), mirror()], check=True, stdout=log, stderr=log)
+    _prepare(tmp)
+    (tmp / ".hakube-complete").write_text(image_key() + "\n")
+    tmp.rename(root)
+    return root
+
+
+def _prepare(root: Path) -> None:
+    """Image-wide settings; everything per node comes from cloud-init."""
+    # cloud-init reads the NoCloud seed each host gets under /var/lib/cloud/seed.
+    cfg = root / "etc/cloud/cloud.cfg.d/90-hakube-lab.cfg"
+    cfg.write_text("datasource_list: [ NoCloud, None ]\n")
+    # networkd renders the hosts' network-config; no ifupdown in the image.
+    subprocess.run(["chroot", str(root), "systemctl", "enable", "systemd-networkd.service"],
+                   check=True, capture_output=True)
+    # Every host is given its identity by cloud-init, not by the image.
+    for f in ("etc/hostname", "etc/machine-id"):
+        (root / f).write_text("")
+    for key in (root / "etc/ssh").glob("ssh_host_*"):
+        key.unlink()
+    # Nothing in the lab reaches a package mirror.
+    (root / "etc/apt/sources.list").write_text("")
+    for f in (root / "etc/apt/sources.list.d").glob("*"):
+        f.unlink()
+
+
+if __name__ == "__main__":
+    print(build())
