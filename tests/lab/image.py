@@ -21,6 +21,9 @@ PACKAGES = sorted([
     "systemd", "systemd-sysv", "dbus", "udev", "openssh-server", "cloud-init", "sudo",
     "ca-certificates", "curl", "nftables", "iproute2", "iputils-ping", "procps", "tar",
     "gzip", "openssl", "haproxy", "python3", "netcat-openbsd", "less", "qemu-guest-agent",
+    # debootstrap does not resolve virtual packages: name the provider of
+    # python3-cryptography's python3-cffi-backend-api-max dependency.
+    "python3-cffi-backend",
 ])
 
 
