@@ -42,7 +42,7 @@ cluster = Cluster("hakube", ClusterArgs(spec=spec, ssh_private_key=ssh_private_k
 pulumi.export("vip", cluster.vip)
 pulumi.export("apiServerEndpoint", f"https://{spec.kubernetes.endpoint}")
 pulumi.export("nodeIps", cluster.node_ips)
-pulumi.export("etcdEndpoints", cluster.etcd_endpoints)
+pulumi.export("etcdEndpoints", cluster.etcd.endpoints)
 pulumi.export("etcdCaCert", cluster.pki.ca_cert_pem)
 pulumi.export("etcdctlEnv", cluster.etcd.etcdctl_env)
 pulumi.export("sshUser", spec.ssh.user)

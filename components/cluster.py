@@ -52,7 +52,6 @@ class Cluster(pulumi.ComponentResource):
 
         self.vip = str(spec.kubernetes.vip)
         self.node_ips = {n.name: str(n.ip) for n in topo.nodes}
-        self.etcd_endpoints = list(topo.etcd_client_endpoints)
         key_file = f"hakube-{spec.stack}.key"
         hosts_file = f"hakube-{spec.stack}.known_hosts"
         self.ssh_commands = {
@@ -63,7 +62,7 @@ class Cluster(pulumi.ComponentResource):
             node.host_public_key.apply(lambda k, n=node: f"{n.ip} {k}") for node in self.nodes.values()
         ]).apply(lambda lines: "\n".join(lines) + "\n")
         self.register_outputs({
-            "vip": self.vip, "node_ips": self.node_ips, "etcd_endpoints": self.etcd_endpoints,
+            "vip": self.vip, "node_ips": self.node_ips, "etcd_endpoints": self.etcd.endpoints,
             "etcd_ca_cert": self.pki.ca_cert_pem, "ssh_private_key": self.ssh.private_key,
             "ssh_commands": self.ssh_commands, "known_hosts": self.known_hosts,
         })

@@ -73,10 +73,5 @@ def digest(*parts: str) -> str:
     return h.hexdigest()[:16]
 
 
-def bash(script: str) -> str:
-    """Run a script with bash wherever the login shell is something else."""
-    return "bash -c " + shlex.quote(script)
-
-
 def sudo_bash(script: str) -> str:
     return "sudo -n bash -c " + shlex.quote(script)

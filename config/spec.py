@@ -40,7 +40,6 @@ DEFAULT_CIPHERS = (
 )
 CNI_DEFAULT_VERSIONS = {"calico": "3.29.3", "flannel": "0.26.7"}
 
-TOP_LEVEL_KEYS = ("libvirt", "network", "image", "ssh", "nodes", "kubernetes", "etcd", "pki")
 SECRET_KEYS = ("sshPrivateKey",)
 
 
@@ -476,4 +475,4 @@ def _check_addresses(topology: Topology, network: NetworkSpec, k8s: KubernetesSp
                      "be an address of its own (HAProxy binds it)")
 
 
-__all__ = ["ConfigError", "Spec", "load", "ROLES", "TOP_LEVEL_KEYS", "NAMESPACE"]
+__all__ = ["ConfigError", "Spec", "load", "ROLES", "NAMESPACE"]

@@ -7,13 +7,17 @@ provider and inputs with secrets still marked.
 """
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import runpy
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import pulumi
+from google.protobuf import struct_pb2
 from pulumi.runtime import mocks as pmocks
 from pulumi.runtime import rpc, settings
 
@@ -63,26 +67,17 @@ class RecordingMonitor(pmocks.MockMonitor):
                 type=request.type, name=request.name, parent=request.parent,
                 custom=request.custom, dependencies=list(request.dependencies),
                 provider=request.provider,
-                inputs=_keep_secrets(request.object),
+                inputs=_keep(request.object),
                 options={"delete_before_replace": request.deleteBeforeReplace,
                          "additional_secret_outputs": list(request.additionalSecretOutputs)},
             ))
         return super().RegisterResource(request)
 
 
-def _keep_secrets(struct) -> dict:
-    """Inputs as the engine receives them: secret values keep their marker."""
-    out = {}
-    for key, value in struct.items():
-        out[key] = _keep(value)
-    return out
-
-
 def _keep(value: Any) -> Any:
-    from google.protobuf import struct_pb2
+    """Inputs as the engine receives them: secret values keep their marker."""
     if isinstance(value, struct_pb2.Struct):
-        d = {k: _keep(v) for k, v in value.items()}
-        return d
+        return {k: _keep(v) for k, v in value.items()}
     if isinstance(value, struct_pb2.ListValue):
         return [_keep(v) for v in value]
     return value
@@ -106,7 +101,7 @@ class Run:
         return next(r for r in self.registrations if r.urn == urn)
 
     def depends(self, name: str, on: str) -> bool:
-        """True if `name` depends on `on`, directly or through its ancestors' deps."""
+        """True if `name` depends on `on`, directly or transitively."""
         target = self.by_name(on).urn
         seen, todo = set(), [self.by_name(name).urn]
         while todo:
@@ -152,11 +147,8 @@ def run_program(stack: str, raw_config: Mapping[str, Any], mocks: pmocks.Mocks,
                 value = await out.future()
                 secret = await out._is_secret  # noqa: SLF001 - the flag the engine sees
                 outputs[key] = {SECRET_SIG: SECRET_VALUE, "value": value} if secret else value
-        import asyncio
         return pulumi.Output.from_input(asyncio.ensure_future(collect()))
 
-    import os
-    import sys
     cwd = os.getcwd()
     sys.path.insert(0, str(ROOT))
     os.chdir(ROOT)

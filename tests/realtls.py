@@ -32,18 +32,10 @@ def key_pem(key) -> str:
                              serialization.NoEncryption()).decode()
 
 
-def key_openssh(key) -> str:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                             serialization.NoEncryption()).decode()
 
 
-def public_openssh(key) -> str:
-    return key.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                         serialization.PublicFormat.OpenSSH).decode() + "\n"
 
 
-def load_key(pem: str):
-    return serialization.load_pem_private_key(pem.encode(), None)
 
 
 def _name(subject: dict | None) -> x509.Name:
@@ -86,8 +78,6 @@ def build_cert(*, subject: dict | None, public_key, issuer_name: x509.Name | Non
     return b.sign(signing_key, _sign_alg(signing_key)).public_bytes(serialization.Encoding.PEM).decode()
 
 
-def cert_subject(cert_pem: str) -> x509.Name:
-    return x509.load_pem_x509_certificate(cert_pem.encode()).subject
 
 
 class MiniCA:

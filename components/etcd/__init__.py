@@ -57,7 +57,7 @@ class EtcdCluster(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: EtcdClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("hakube:etcd:EtcdCluster", name, None, opts)
-        spec, etcd, topo = args.spec, args.spec.etcd, args.spec.topology
+        etcd, topo = args.spec.etcd, args.spec.topology
         self.endpoints = list(topo.etcd_client_endpoints)
         self.etcdctl_env = payload.etcdctl_env(topo)
         base = {

@@ -99,8 +99,8 @@ def test_rendered_config_is_served_by_real_etcd(minor, etcd, etcdctl, tmp_path):
 
 
 def test_config_keys_follow_the_version():
-    assert "tls-min-version" in payloads.etcd_config(loopback_spec("3.6.16").etcd, loopback_spec("3.6.16").topology,
-                                                      loopback_spec("3.6.16").topology.etcd[0])
+    v36 = loopback_spec("3.6.16")
+    assert "tls-min-version" in payloads.etcd_config(v36.etcd, v36.topology, v36.topology.etcd[0])
     spec = loopback_spec("3.5.1")
     cfg = payloads.etcd_config(spec.etcd, spec.topology, spec.topology.etcd[0])
     assert "tls-min-version" not in cfg
