@@ -19,6 +19,8 @@ ROLE_PACKAGES = {
     "controlPlane": ("apt-transport-https", "gpg", "conntrack", "socat"),
     "workers": ("apt-transport-https", "gpg", "conntrack", "socat"),
 }
+LB_PAIR_PACKAGES = ("keepalived",)
+ALL_PACKAGES = sorted(set(COMMON_PACKAGES + LB_PAIR_PACKAGES).union(*ROLE_PACKAGES.values()))
 
 SSHD_HARDENING = """\
 # hakube: key-only logins for the admin user; no root, no passwords.
@@ -35,7 +37,7 @@ LoginGraceTime 30
 
 
 def packages(spec: Spec, node: NodeSpec) -> list[str]:
-    extra = ("keepalived",) if node.role == "loadBalancer" and spec.roles["loadBalancer"].count > 1 else ()
+    extra = LB_PAIR_PACKAGES if node.role == "loadBalancer" and spec.roles["loadBalancer"].count > 1 else ()
     return sorted(set(COMMON_PACKAGES + ROLE_PACKAGES[node.role] + extra))
 
 
@@ -54,6 +56,9 @@ def user_data(spec: Spec, node: NodeSpec, *, authorized_keys: Sequence[str],
         "prefer_fqdn_over_hostname": False,
         # /etc/hosts is ours (below): cloud-init would rewrite it on every boot.
         "manage_etc_hosts": False,
+        # C.UTF-8 is built into glibc: cloud-init's default (en_US.UTF-8) needs
+        # a generated locale that minimal images lack, and fails the boot there.
+        "locale": "C.UTF-8",
         "users": [{
             "name": spec.ssh.user,
             "gecos": "hakube admin",

@@ -12,6 +12,7 @@ import json
 import os
 import runpy
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -19,7 +20,7 @@ from typing import Any, Mapping
 import pulumi
 from google.protobuf import struct_pb2
 from pulumi.runtime import mocks as pmocks
-from pulumi.runtime import rpc, settings
+from pulumi.runtime import rpc, settings, sync_await
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET_SIG = rpc._special_sig_key  # noqa: SLF001 - the wire marker of a secret value
@@ -123,7 +124,8 @@ def config_bag(raw: Mapping[str, Any], namespace: str = "hakube") -> dict[str, s
 
 
 def run_program(stack: str, raw_config: Mapping[str, Any], mocks: pmocks.Mocks,
-                secrets: Mapping[str, str] | None = None, preview: bool = False) -> Run:
+                secrets: Mapping[str, str] | None = None, preview: bool = False,
+                parallel: int | None = None) -> Run:
     """Run __main__.py once, from a clean runtime, and collect everything it registered."""
     settings.ROOT.set(None)
     bag = config_bag(raw_config)
@@ -132,6 +134,11 @@ def run_program(stack: str, raw_config: Mapping[str, Any], mocks: pmocks.Mocks,
         bag[f"hakube:{key}"] = value
         secret_keys.append(f"hakube:{key}")
     pulumi.runtime.set_all_config(bag, secret_keys)
+    if parallel:
+        # The SDK registers resources from the loop's default executor: its
+        # size bounds how many registrations (real steps, in the lab) overlap.
+        loop = sync_await._ensure_event_loop()  # noqa: SLF001
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=parallel))
     monitor = RecordingMonitor(mocks)
     pmocks.set_mocks(mocks, project="hakube", stack=stack, preview=preview, monitor=monitor)
 

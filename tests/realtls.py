@@ -31,14 +31,7 @@ def key_pem(key) -> str:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption()).decode()
 
-
-
-
-
-
-
-
-def _name(subject: dict | None) -> x509.Name:
+def x509_name(subject: dict | None) -> x509.Name:
     subject = subject or {}
     attrs = []
     if subject.get("organization"):
@@ -48,15 +41,20 @@ def _name(subject: dict | None) -> x509.Name:
     return x509.Name(attrs)
 
 
-def _sign_alg(key):
+def sign_alg(key):
     return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
 
 
+def sans(dns_names: Sequence[str], ip_addresses: Sequence[str]) -> list:
+    return [x509.DNSName(d) for d in dns_names] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ip_addresses]
+
+
 def build_cert(*, subject: dict | None, public_key, issuer_name: x509.Name | None, signing_key,
+               subject_name: x509.Name | None = None,
                allowed_uses: Sequence[str], hours: int, is_ca: bool = False,
                dns_names: Sequence[str] = (), ip_addresses: Sequence[str] = ()) -> str:
     now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1)
-    name = _name(subject)
+    name = subject_name or x509_name(subject)
     b = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer_name or name)
          .public_key(public_key).serial_number(x509.random_serial_number())
          .not_valid_before(now).not_valid_after(now + dt.timedelta(hours=hours))
@@ -72,12 +70,10 @@ def build_cert(*, subject: dict | None, public_key, issuer_name: x509.Name | Non
     ekus = [EKU[u] for u in allowed_uses if u in EKU]
     if ekus:
         b = b.add_extension(x509.ExtendedKeyUsage(ekus), critical=False)
-    sans = [x509.DNSName(d) for d in dns_names] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ip_addresses]
-    if sans:
-        b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    return b.sign(signing_key, _sign_alg(signing_key)).public_bytes(serialization.Encoding.PEM).decode()
-
-
+    alt = sans(dns_names, ip_addresses)
+    if alt:
+        b = b.add_extension(x509.SubjectAlternativeName(alt), critical=False)
+    return b.sign(signing_key, sign_alg(signing_key)).public_bytes(serialization.Encoding.PEM).decode()
 
 
 class MiniCA:
@@ -88,7 +84,7 @@ class MiniCA:
         self.cert_pem = build_cert(subject={"common_name": cn}, public_key=self.key.public_key(),
                                    issuer_name=None, signing_key=self.key, is_ca=True, hours=24,
                                    allowed_uses=["cert_signing", "crl_signing", "digital_signature"])
-        self.name = _name({"common_name": cn})
+        self.name = x509_name({"common_name": cn})
 
     def issue(self, cn: str, uses: Sequence[str], dns: Sequence[str] = (), ips: Sequence[str] = ()):
         key = new_key("ECDSA", ecdsa_curve="P256")

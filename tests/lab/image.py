@@ -15,16 +15,22 @@ import subprocess
 import sys
 from pathlib import Path
 
+from components import cloudinit
+
 LAB_HOME = Path(os.environ.get("HAKUBE_LAB_HOME", "/var/lib/hakube-lab"))
 SUITE = "bookworm"
-PACKAGES = sorted([
+LAB_PACKAGES = [
     "systemd", "systemd-sysv", "dbus", "udev", "openssh-server", "cloud-init", "sudo",
-    "ca-certificates", "curl", "nftables", "iproute2", "iputils-ping", "procps", "tar",
-    "gzip", "openssl", "haproxy", "python3", "netcat-openbsd", "less", "qemu-guest-agent",
+    "iproute2", "iputils-ping", "procps", "gzip", "openssl", "python3", "netcat-openbsd", "less",
+    # cloud-init's locale module runs update-locale, as on a Debian cloud image.
+    "locales",
     # debootstrap does not resolve virtual packages: name the provider of
     # python3-cryptography's python3-cffi-backend-api-max dependency.
     "python3-cffi-backend",
-])
+]
+# Every package a node's cloud-init asks for is already in the image: the lab
+# hosts have no mirror, and cloud-init's install finds them installed.
+PACKAGES = sorted(set(LAB_PACKAGES) | set(cloudinit.ALL_PACKAGES))
 
 
 def mirror() -> str:
@@ -56,7 +62,16 @@ def build(log=sys.stderr) -> Path:
     _prepare(tmp)
     (tmp / ".hakube-complete").write_text(image_key() + "\n")
     tmp.rename(root)
+    _prune(keep=root)
     return root
+
+
+def _prune(keep: Path) -> None:
+    """Older images (~450 MB each) that no running host is built on."""
+    mounts = Path("/proc/mounts").read_text()
+    for old in LAB_HOME.glob("rootfs-*"):
+        if old != keep and f"lowerdir={old}" not in mounts:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _prepare(root: Path) -> None:

@@ -1,0 +1,160 @@
+"""Lab hosts: one `systemd-nspawn --boot` container per node, on a bridge the
+lab creates, each booted with its node's own cloud-init (NoCloud seed).
+
+A host's root is an overlay of the cached lab image (tests/lab/image.py), so
+six hosts cost six small upper dirs, not six copies. Its one network link is a
+veth pair: the container end carries the node's MAC (cloud-init's
+network-config matches on it and renames it eth0), the host end is a port of
+the lab bridge. The bridge holds the stack's gateway address; no route or NAT
+leads anywhere else, so lab traffic cannot leave this machine.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LAB_ROOT = Path("/var/lib/hakube-lab")
+HOSTS_DIR = LAB_ROOT / "hosts"
+SEED = Path("var/lib/cloud/seed/nocloud")
+
+
+def sh(*argv: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, check=check, text=True, capture_output=True, **kw)
+
+
+def link_exists(name: str) -> bool:
+    return sh("ip", "link", "show", "dev", name, check=False).returncode == 0
+
+
+@dataclass
+class Bridge:
+    """The lab bridge: the stack's gateway address and nothing else."""
+    name: str
+    address: str            # e.g. 10.231.4.1/24
+
+    def up(self) -> None:
+        if not link_exists(self.name):
+            sh("ip", "link", "add", self.name, "type", "bridge")
+        sh("ip", "addr", "replace", self.address, "dev", self.name)
+        sh("ip", "link", "set", self.name, "up")
+
+    def down(self) -> None:
+        if link_exists(self.name):
+            sh("ip", "link", "del", self.name)
+
+
+def _ifname(prefix: str, name: str) -> str:
+    """A stable interface name of at most 15 characters."""
+    return prefix + hashlib.sha256(name.encode()).hexdigest()[:15 - len(prefix)]
+
+
+@dataclass
+class Host:
+    """One lab host. `boot()` returns once systemd-nspawn is running; the
+    program's own readiness gate (SSH + `cloud-init status --wait`) is what
+    waits for the boot to finish, as it does for a VM."""
+    name: str               # the domain name, e.g. hakube-lab-etcd-01
+    mac: str
+    bridge: Bridge
+    user_data: str
+    meta_data: str
+    network_config: str
+    process: subprocess.Popen | None = field(default=None, repr=False)
+    booted_at: float = 0.0
+
+    @property
+    def dir(self) -> Path:
+        return HOSTS_DIR / self.name
+
+    @property
+    def root(self) -> Path:
+        return self.dir / "root"
+
+    @property
+    def host_if(self) -> str:
+        return _ifname("hkl", self.name)
+
+    @property
+    def guest_if(self) -> str:
+        return _ifname("hkg", self.name)
+
+    @property
+    def log(self) -> Path:
+        return self.dir / "console.log"
+
+    def boot(self, image: Path) -> None:
+        self.discard()
+        for sub in ("upper", "work", "root"):
+            (self.dir / sub).mkdir(parents=True)
+        sh("mount", "-t", "overlay", "overlay", "-o",
+           f"lowerdir={image},upperdir={self.dir / 'upper'},workdir={self.dir / 'work'}", str(self.root))
+        seed = self.root / SEED
+        seed.mkdir(parents=True, exist_ok=True)
+        (seed / "user-data").write_text(self.user_data)
+        (seed / "meta-data").write_text(self.meta_data)
+        (seed / "network-config").write_text(self.network_config)
+        os.chmod(seed / "user-data", 0o600)  # it carries the host's private key
+        # nspawn gives the container a generated machine-id unless the image
+        # has one; the image ships none, so every host is a distinct machine.
+        sh("ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.guest_if)
+        sh("ip", "link", "set", self.guest_if, "address", self.mac)
+        sh("ip", "link", "set", self.host_if, "master", self.bridge.name, "up")
+        self._mark_udev_initialized(self.guest_if)
+        with open(self.log, "w") as log:
+            self.process = subprocess.Popen(
+                ["systemd-nspawn", "--boot", "--quiet", "--register=no", "--keep-unit",
+                 f"--machine={self.name}", f"--directory={self.root}",
+                 f"--network-interface={self.guest_if}", "--console=read-only",
+                 # etcd's unit asks for these; a VM has them.
+                 "--capability=CAP_IPC_LOCK"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        self.booted_at = time.monotonic()
+
+    @staticmethod
+    def _mark_udev_initialized(ifname: str) -> None:
+        """nspawn moves a link into a container only once udev has initialized
+        it, which it reads from udev's database. These machines run no udev, so
+        the lab writes that (empty) database entry for its own veth, and only
+        for it. Without this, `--network-interface=` refuses the link; the
+        alternative, `--network-namespace-path=`, leaves the host's interfaces
+        in the container's /sys/class/net, where cloud-init looks for the MAC."""
+        if Path("/run/udev/control").exists():
+            return                          # a running udev does this itself
+        index = Path(f"/sys/class/net/{ifname}/ifindex").read_text().strip()
+        db = Path("/run/udev/data")
+        db.mkdir(parents=True, exist_ok=True)
+        (db / f"n{index}").write_text("")
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def shutdown(self, timeout: float = 30) -> None:
+        """An orderly poweroff (nspawn turns SIGTERM into one), then SIGKILL."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+        self.process = None
+
+    def discard(self) -> None:
+        """Everything this host left behind, including after a crash."""
+        self.shutdown()
+        if link_exists(self.host_if):
+            sh("ip", "link", "del", self.host_if)
+        if self.root.is_mount():
+            sh("umount", "--lazy", str(self.root))
+        if self.dir.exists():
+            shutil.rmtree(self.dir)

@@ -1,0 +1,224 @@
+"""The lab: the lab stack (`Pulumi.lab.yaml`) brought up by the program's own
+graph on real hosts of this machine, and torn down again.
+
+    python -m tests.lab.lab up      # bring it up and leave it running (make lab)
+    python -m tests.lab.lab down    # remove every lab host, link and file (make lab-down)
+
+Traffic stays on the lab bridge: the only addresses the lab creates are the
+bridge's (the stack's gateway) and the hosts' (the stack's node IPs), and the
+etcd release server listens on the bridge address only.
+"""
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+from config.stackfile import load_stack_file, raw_from_stack_file
+from tests.harness import ROOT, Run, run_program, unwrap
+from tests.tools import etcd_release
+
+from . import image
+from .hosts import HOSTS_DIR, LAB_ROOT, Bridge, sh
+from .providers import LabMocks
+from .ssh import Ssh
+
+STACK = "lab"
+BRIDGE = "hklab0"
+RELEASES = ROOT / ".lab" / "etcd-release"
+SSH_DIR = LAB_ROOT / "ssh"
+ACCESS_DIR = ROOT / ".lab" / "access"
+# The engine's default parallelism is unbounded for a graph this size; the
+# SDK's default executor (cpu + 4 threads) would serialize independent steps.
+PARALLEL = 64
+
+
+class ReleaseServer:
+    """Serves .lab/etcd-release under the stack's etcd downloadUrl, on the
+    lab bridge's address only."""
+
+    def __init__(self, url: str, bridge_ip: str):
+        parsed = urlparse(url)
+        if parsed.hostname != bridge_ip:
+            raise RuntimeError(f"the lab serves etcd on its bridge ({bridge_ip}), not {parsed.hostname}: "
+                               f"fix hakube:etcd.downloadUrl in Pulumi.lab.yaml")
+        prefix = parsed.path.rstrip("/")
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def translate_path(self, path):
+                if not path.startswith(prefix + "/"):
+                    return str(RELEASES / "__nothing__")
+                return super().translate_path(path[len(prefix):])
+
+            def log_message(self, *args):
+                pass
+
+        handler = functools.partial(Handler, directory=str(RELEASES))
+        self.server = http.server.ThreadingHTTPServer((bridge_ip, parsed.port or 80), handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self):
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Lab:
+    def __init__(self, log=print):
+        self.log = log
+        self.spec = load_stack_file(ROOT, STACK)
+        self.raw = raw_from_stack_file(ROOT / f"Pulumi.{STACK}.yaml")
+        net = self.spec.network
+        self.bridge = Bridge(BRIDGE, f"{net.gateway}/{net.cidr.prefixlen}")
+        self.ssh = Ssh(SSH_DIR)
+        self.mocks: LabMocks | None = None
+        self.server: ReleaseServer | None = None
+        self.runs: list[Run] = []
+        self.timings: dict[str, float] = {}
+
+    # -- lifecycle -----------------------------------------------------------
+    def up(self) -> Run:
+        t0 = time.monotonic()
+        root = image.build()
+        self.timings["image"] = time.monotonic() - t0
+        etcd_release.build(ROOT / ".lab")
+        down_all(quiet=True)
+        self.bridge.up()
+        self.server = ReleaseServer(self.spec.etcd.download_url, str(self.spec.network.gateway))
+        self.server.start()
+        self.mocks = LabMocks(self.bridge, root, self.ssh, log=self.log)
+        t1 = time.monotonic()
+        run = self.apply()
+        self.timings["bring_up"] = time.monotonic() - t1
+        self.log(f"lab: image {self.timings['image']:.1f} s, bring-up {self.timings['bring_up']:.1f} s "
+                 f"({len(self.mocks.steps)} steps)")
+        return run
+
+    def apply(self) -> Run:
+        """One run of the program (`pulumi up`) against the lab."""
+        assert self.mocks is not None
+        self.mocks.begin_run()
+        self.log(f"lab: run {self.mocks.run_no} of the program")
+        run = run_program(STACK, self.raw, self.mocks, parallel=PARALLEL)
+        self.runs.append(run)
+        return run
+
+    def down(self) -> list[str]:
+        problems = self.mocks.teardown() if self.mocks else []
+        if self.server:
+            self.server.stop()
+        problems += down_all(quiet=True)
+        return problems
+
+    # -- access --------------------------------------------------------------
+    @property
+    def outputs(self) -> dict:
+        return unwrap(self.runs[-1].outputs)
+
+    def connection(self, node: str) -> dict:
+        """The connection the program built for a node, as the lab ran it."""
+        out = self.outputs
+        ip = out["nodeIps"][node]
+        host_key = next(line.split(" ", 1)[1] for line in out["knownHosts"].splitlines()
+                        if line.startswith(f"{ip} "))
+        return {"host": ip, "user": out["sshUser"], "privateKey": out["sshPrivateKey"],
+                "hostKey": host_key, "dialErrorLimit": 3, "perDialTimeout": 10}
+
+    def sh(self, node: str, command: str, stdin: str | None = None, timeout: float = 120):
+        """Run a command on a lab host as the admin user, over SSH."""
+        return self.ssh.run(self.connection(node), command, stdin=stdin, timeout=timeout)
+
+    def write_access(self) -> Path:
+        """The admin key and known_hosts, for a person to reach the hosts."""
+        out = self.outputs
+        ACCESS_DIR.mkdir(parents=True, exist_ok=True)
+        os.chmod(ACCESS_DIR, 0o700)
+        key = ACCESS_DIR / f"hakube-{STACK}.key"
+        key.write_text(out["sshPrivateKey"])
+        os.chmod(key, 0o600)
+        (ACCESS_DIR / f"hakube-{STACK}.known_hosts").write_text(out["knownHosts"])
+        return ACCESS_DIR
+
+
+def down_all(quiet: bool = False) -> list[str]:
+    """Remove every lab host, link and file, including those of an earlier
+    process (make lab leaves them running). Returns what it could not remove."""
+    problems = []
+    for host_dir in sorted(HOSTS_DIR.glob("*")) if HOSTS_DIR.exists() else []:
+        root = host_dir / "root"
+        pids = sh("pgrep", "-f", f"systemd-nspawn .*--directory={root}( |$)", check=False).stdout.split()
+        for pid in pids:
+            os.kill(int(pid), signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while pids and time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
+            time.sleep(0.2)
+        for pid in pids:
+            if Path(f"/proc/{pid}").exists():
+                os.kill(int(pid), signal.SIGKILL)
+        if root.is_mount():
+            sh("umount", "--lazy", str(root))
+        shutil.rmtree(host_dir, ignore_errors=True)
+        if not quiet:
+            print(f"removed {host_dir.name}")
+    for line in sh("ip", "-o", "link", "show").stdout.splitlines():
+        name = line.split(":")[1].strip().split("@")[0]
+        if name.startswith(("hkl", "hkg")) and name != BRIDGE:
+            sh("ip", "link", "del", name, check=False)
+    Bridge(BRIDGE, "").down()
+    udev = Path("/run/udev")
+    if not (udev / "control").exists() and (udev / "data").exists():
+        # No udev here: the entries are the lab's own (hosts.py); drop the stale ones.
+        live = {p.read_text().strip() for p in Path("/sys/class/net").glob("*/ifindex")}
+        for entry in (udev / "data").glob("n*"):
+            if entry.name[1:] not in live:
+                entry.unlink()
+    shutil.rmtree(SSH_DIR, ignore_errors=True)
+    left = sh("pgrep", "-f", f"systemd-nspawn .*--directory={HOSTS_DIR}", check=False).stdout.split()
+    if left:
+        problems.append(f"nspawn processes still running: {left}")
+    if any(HOSTS_DIR.glob("*")) if HOSTS_DIR.exists() else False:
+        problems.append(f"host dirs left in {HOSTS_DIR}")
+    return problems
+
+
+def main(argv: list[str]) -> int:
+    if os.geteuid() != 0:
+        print("the lab needs root (network links, mounts, containers)", file=sys.stderr)
+        return 1
+    cmd = argv[1] if len(argv) > 1 else "up"
+    if cmd == "down":
+        problems = down_all()
+        print("\n".join(problems) or "lab removed")
+        return 1 if problems else 0
+    if cmd != "up":
+        print(f"usage: {argv[0]} up|down", file=sys.stderr)
+        return 2
+    lab = Lab()
+    try:
+        lab.up()
+    except Exception:
+        print("lab: bring-up failed; the hosts are left running to look at (make lab-down removes them)",
+              file=sys.stderr)
+        raise
+    access = lab.write_access()
+    rel = os.path.relpath(access, Path.cwd())
+    print(f"\nThe lab is up ({lab.timings['bring_up']:.0f} s). Reach its hosts with:")
+    for node, ip in lab.outputs["nodeIps"].items():
+        print(f"  {node:12} ssh -i {rel}/hakube-{STACK}.key -o UserKnownHostsFile={rel}/hakube-{STACK}.known_hosts "
+              f"{lab.outputs['sshUser']}@{ip}")
+    print("etcdctl on a control plane: the stack output etcdctlEnv holds its environment.")
+    print("The release server stops with this command; everything else keeps running. make lab-down removes it.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
