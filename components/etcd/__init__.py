@@ -12,11 +12,12 @@ from typing import Optional, Sequence
 import pulumi
 from pulumi_command import remote
 
-from config.spec import Spec
+from config.spec import EtcdSpec, Spec
 
 from ..node import Node
 from ..pki import Pki
-from ..remote import digest, render, sudo_bash
+from .. import steps
+from ..remote import digest
 from . import payloads as payload
 
 HERE = Path(__file__).parent
@@ -25,8 +26,25 @@ NO_LOGS = remote.Logging.NONE
 
 
 def step_script(name: str, values: dict) -> str:
-    """A step's script: prelude, shared helpers, then the step itself, run as root."""
-    return sudo_bash(render(HERE / "lib.sh", values) + (HERE / f"{name}.sh").read_text())
+    """An etcd step (a file here, or a shared one) behind the etcd helpers, run as root."""
+    own = HERE / f"{name}.sh"
+    return steps.step_script(own if own.exists() else name, values, libs=[HERE / "lib.sh"])
+
+
+def member_bins(etcd: EtcdSpec) -> tuple[str, ...]:
+    return ("etcd", "etcdctl", "etcdutl") if etcd.has_etcdutl else ("etcd", "etcdctl")
+
+
+def install_script(etcd: EtcdSpec, bins: Sequence[str], extra: dict | None = None) -> str:
+    """Install `bins` of the pinned etcd release (members; etcdctl alone on control planes)."""
+    return step_script("install", {
+        **(extra or {}),
+        "ETCD_VERSION": etcd.version,
+        "ETCD_BASE_URL": etcd.download_url,
+        "ETCD_TARBALL": etcd.tarball,
+        "ETCD_SHA256": etcd.sha256 or "",
+        "ETCD_BINS": " ".join(bins),
+    })
 
 
 @dataclass(frozen=True)
@@ -85,21 +103,15 @@ class EtcdCluster(pulumi.ComponentResource):
                     opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)))
 
             prepare = step("prepare", step_script("prepare", base), after=[member.ready])
-            install = step("install", step_script("install", {
-                **base,
-                "ETCD_VERSION": etcd.version,
-                "ETCD_BASE_URL": etcd.download_url,
-                "ETCD_TARBALL": etcd.tarball,
-                "ETCD_SHA256": etcd.sha256 or "",
-                "ETCD_HAS_ETCDUTL": int(etcd.has_etcdutl),
-            }), after=[prepare])
+            install = step("install", install_script(etcd, member_bins(etcd), base),
+                           after=[prepare])
             bundle = pulumi.Output.secret(pulumi.Output.all(
                 args.pki.ca_cert_pem, certs.server.cert_pem, certs.server.key_pem,
                 certs.peer.cert_pem, certs.peer.key_pem,
                 args.pki.healthcheck_client.cert_pem, args.pki.healthcheck_client.key_pem,
             ).apply(payload.cert_bundle))
-            cert_files = " ".join(f"{n}:{m}:{o}" for n, m, o in payload.CERT_FILES)
-            certs_step = step("certs", step_script("certs", {**base, "CERT_FILES": cert_files}),
+            certs_step = step("certs", step_script("pem_files", {
+                **base, "PEM_FILES": steps.pem_files_spec(payload.CERT_FILES)}),
                               stdin=bundle, secret=True, after=[prepare])
             config_text = payload.etcd_config_yaml(etcd, topo, node)
             config = step("config", step_script("file", {

@@ -1,11 +1,18 @@
-# Install a pinned etcd release into /usr/local/bin, verified by sha256 before
-# anything is installed; skipped when that exact version is already there.
-current=""
-if [ -x /usr/local/bin/etcd ]; then
-  current=$(/usr/local/bin/etcd --version 2>/dev/null | awk '/^etcd Version:/ { print $3 }')
-fi
-if [ "$current" = "$ETCD_VERSION" ] && [ -x /usr/local/bin/etcdctl ]; then
-  echo "etcd $ETCD_VERSION already installed"
+# Install binaries ($ETCD_BINS) of a pinned etcd release into /usr/local/bin,
+# verified by sha256 before anything is installed; skipped when every one of
+# them is already that exact version.
+bin_version() {  # etcd prints "etcd Version: X", etcdctl/etcdutl "etcdctl version: X"
+  [ -x "/usr/local/bin/$1" ] || return 0
+  "/usr/local/bin/$1" --version 2>/dev/null | awk 'tolower($0) ~ /^etcd(ctl|utl)? version:/ { print $3; exit }'
+}
+current="" stale=""
+for bin in $ETCD_BINS; do
+  v=$(bin_version "$bin")
+  [ "$v" = "$ETCD_VERSION" ] || stale="$stale $bin"
+  [ -n "$v" ] && current="$current $bin=$v"
+done
+if [ -z "$stale" ]; then
+  echo "etcd $ETCD_VERSION already installed ($ETCD_BINS)"
   exit 0
 fi
 work=$(mktemp -d)
@@ -28,12 +35,10 @@ if [ "$actual" != "$expected" ]; then
   exit 1
 fi
 tar -xzf "$work/$ETCD_TARBALL" -C "$work" --strip-components=1 --no-same-owner
-bins="etcd etcdctl"
-[ "$ETCD_HAS_ETCDUTL" = 1 ] && bins="$bins etcdutl"
-for bin in $bins; do
+for bin in $ETCD_BINS; do
   [ -f "$work/$bin" ] || { echo "$ETCD_TARBALL has no $bin" >&2; exit 1; }
   install -m 0755 "$work/$bin" "/usr/local/bin/$bin.hakube-new"
 done
 # Swap all binaries only once every one of them is in place.
-for bin in $bins; do mv -f "/usr/local/bin/$bin.hakube-new" "/usr/local/bin/$bin"; done
-echo "installed etcd $ETCD_VERSION (was: ${current:-none})"
+for bin in $ETCD_BINS; do mv -f "/usr/local/bin/$bin.hakube-new" "/usr/local/bin/$bin"; done
+echo "installed etcd $ETCD_VERSION: $ETCD_BINS (was:${current:- none})"

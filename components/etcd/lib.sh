@@ -1,18 +1,4 @@
-# Shared helpers for hakube's etcd steps (prepended to each step script).
-CHANGED=0
-# put_file SRC DEST MODE OWNER:GROUP -- install SRC at DEST atomically, only if
-# content, mode or owner differ; sets CHANGED=1 when it writes.
-put_file() {
-  local src=$1 dest=$2 mode=$3 owner=$4
-  if [ -f "$dest" ] && cmp -s "$src" "$dest" \
-     && [ "$(stat -c '%a %U:%G' "$dest")" = "${mode#0} $owner" ]; then
-    return 0
-  fi
-  install -D -m "$mode" -o "${owner%%:*}" -g "${owner##*:}" "$src" "$dest.hakube-new"
-  mv -f "$dest.hakube-new" "$dest"
-  echo "wrote $dest"
-  CHANGED=1
-}
+# Helpers of hakube's etcd steps (after steps/common.sh).
 # etcdctl with the healthcheck-client cert; ENDPOINTS defaults to this member.
 etcdctl_hc() {
   ETCDCTL_API=3 /usr/local/bin/etcdctl --endpoints="${ENDPOINTS:-https://127.0.0.1:2379}" \

@@ -7,6 +7,7 @@ from typing import Sequence
 import yaml
 
 from config.spec import EtcdSpec
+from components.steps import pem_bundle
 from config.topology import ETCD_CLIENT_PORT, ETCD_PEER_PORT, NodeSpec, Topology
 
 PKI_DIR = "/etc/etcd/pki"
@@ -14,8 +15,8 @@ CONFIG_FILE = "/etc/etcd/etcd.conf.yml"
 METRICS_PORT = 2381
 
 # What the certs step writes, in the order the PEM bundle on stdin carries
-# them: (file name, mode, owner).
-CERT_FILES = (
+# them: (path, mode, owner, group).
+CERT_FILES = tuple((f"{PKI_DIR}/{name}", mode, owner, owner) for name, mode, owner in (
     ("ca.crt", "0644", "etcd"),
     ("server.crt", "0644", "etcd"),
     ("server.key", "0600", "etcd"),
@@ -23,7 +24,7 @@ CERT_FILES = (
     ("peer.key", "0600", "etcd"),
     ("healthcheck-client.crt", "0644", "root"),
     ("healthcheck-client.key", "0600", "root"),
-)
+))
 
 # kubeadm's paths for an external etcd's client certs on a control plane.
 KUBEADM_ETCD_CA = "/etc/kubernetes/pki/etcd/ca.crt"
@@ -90,12 +91,7 @@ def cert_bundle(pems: Sequence[str]) -> str:
     """The PEM blocks in CERT_FILES order, one after another (stdin of the certs step)."""
     if len(pems) != len(CERT_FILES):
         raise ValueError(f"expected {len(CERT_FILES)} PEM blocks, got {len(pems)}")
-    out = []
-    for (name, _, _), pem in zip(CERT_FILES, pems):
-        if pem.count("-----BEGIN ") != 1:
-            raise ValueError(f"{name}: expected exactly one PEM block")
-        out.append(pem.strip() + "\n")
-    return "".join(out)
+    return pem_bundle(pems, [f[0] for f in CERT_FILES])
 
 
 def firewall_ruleset(topology: Topology, node: NodeSpec) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from components.etcd import HERE as ETCD_DIR
+from components import steps
 from components.etcd import payloads, step_script
 from config import load, raw_from_stack_file
 from tests.conftest import ROOT
@@ -142,12 +143,33 @@ def test_firewall_ruleset_passes_nft_check(tmp_path):
     assert "192.168.144.101" not in peers           # control planes are no peers
 
 
-@pytest.mark.parametrize("step", ["prepare", "install", "certs", "file", "unit", "firewall",
+@pytest.mark.parametrize("step", ["prepare", "install", "pem_files", "file", "unit", "firewall",
                                   "start", "health", "restart"])
 def test_step_scripts_parse(step):
     script = step_script(step, {"PKI_DIR": "/etc/etcd/pki"})
     res = subprocess.run(["bash", "-n", "-c", script], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
+
+
+def test_pem_files_step_writes_only_what_differs(tmp_path):
+    """The shared PEM step, run for real: modes, owners, content; a second run
+    with the same bundle writes nothing; a short bundle is refused."""
+    files = [(str(tmp_path / "pki/ca.crt"), "0644", "root", "root"),
+             (str(tmp_path / "pki/client.key"), "0600", "root", "root")]
+    script = steps.step_script("pem_files", {"PEM_FILES": steps.pem_files_spec(files)})
+    bundle = "-----BEGIN CERTIFICATE-----\nA\n-----END CERTIFICATE-----\n" \
+             "-----BEGIN PRIVATE KEY-----\nB\n-----END PRIVATE KEY-----\n"
+    run = lambda stdin: subprocess.run(["bash", "-c", script.removeprefix("sudo -n ")], input=stdin,
+                                       capture_output=True, text=True)
+    first = run(bundle)
+    assert first.returncode == 0, first.stderr
+    assert "certificates updated" in first.stdout
+    assert oct((tmp_path / "pki/client.key").stat().st_mode & 0o777) == "0o600"
+    assert (tmp_path / "pki/client.key").read_text() == "-----BEGIN PRIVATE KEY-----\nB\n-----END PRIVATE KEY-----\n"
+    again = run(bundle)
+    assert again.returncode == 0 and "certificates unchanged" in again.stdout
+    short = run(bundle.split("-----BEGIN PRIVATE")[0])
+    assert short.returncode == 1 and "no block for" in short.stderr
 
 
 def test_cert_bundle_keeps_the_file_order_and_refuses_garbage():
