@@ -49,3 +49,7 @@ pulumi.export("sshUser", spec.ssh.user)
 pulumi.export("sshPrivateKey", cluster.ssh.private_key)
 pulumi.export("sshCommands", cluster.ssh_commands)
 pulumi.export("knownHosts", cluster.known_hosts)
+if spec.kubernetes.bootstrap:
+    pulumi.export("kubeconfig", cluster.control_plane.kubeconfig)
+else:
+    pulumi.export("nextSteps", cluster.control_plane.next_steps)

@@ -12,6 +12,9 @@ import pulumi_tls as tls
 from config.spec import Spec
 
 from .etcd import EtcdCluster, EtcdClusterArgs
+from .kubernetes import (Checks, ChecksArgs, ControlPlane, ControlPlaneArgs, Workers,
+                         WorkersArgs)
+from .loadbalancer import LoadBalancer, LoadBalancerArgs
 from .network import BaseImage, BaseImageArgs, Network, NetworkArgs
 from .node import Node, NodeArgs
 from .pki import PRIVATE_OUTPUTS, Pki, PkiArgs
@@ -49,6 +52,18 @@ class Cluster(pulumi.ComponentResource):
         }
         self.etcd = EtcdCluster(f"{name}-etcd", EtcdClusterArgs(
             spec=spec, members=[self.nodes[n.name] for n in topo.etcd], pki=self.pki), opts=child)
+        self.lb = LoadBalancer(f"{name}-lb", LoadBalancerArgs(
+            spec=spec, nodes=[self.nodes[n.name] for n in topo.load_balancers]), opts=child)
+        self.control_plane = ControlPlane(f"{name}-cp", ControlPlaneArgs(
+            spec=spec, nodes=[self.nodes[n.name] for n in topo.control_planes], pki=self.pki,
+            etcd=self.etcd, api_ready=self.lb.ready), opts=child)
+        self.workers = Workers(f"{name}-workers", WorkersArgs(
+            spec=spec, nodes=[self.nodes[n.name] for n in topo.workers],
+            control_plane=self.control_plane), opts=child)
+        if spec.kubernetes.bootstrap:
+            Checks(f"{name}-checks", ChecksArgs(
+                spec=spec, control_plane=self.control_plane, workers=self.workers,
+                etcd_member=self.nodes[topo.etcd[0].name]), opts=child)
 
         self.vip = str(spec.kubernetes.vip)
         self.node_ips = {n.name: str(n.ip) for n in topo.nodes}

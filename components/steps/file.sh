@@ -1,6 +1,9 @@
-# Install the file on stdin at $DEST (only if it differs).
+# Install the file on stdin at each path in $DEST (only where it differs).
 work=$(mktemp)
 trap 'rm -f "$work"' EXIT
 cat >"$work"
-put_file "$work" "$DEST" "$MODE" "$OWNER"
+for dest in $DEST; do
+  install -d -m 0755 "$(dirname "$dest")"
+  put_file "$work" "$dest" "$MODE" "$OWNER"
+done
 [ "$CHANGED" = 1 ] || echo "$DEST unchanged"

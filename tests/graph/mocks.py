@@ -2,9 +2,13 @@
 return recognisable fake PEM text so tests can trace where key material goes."""
 from __future__ import annotations
 
+import json
+
 import pulumi
 
 KEY_MARK = "FAKE-PRIVATE-KEY-MATERIAL"
+TOKEN_MARK = "faketoken"
+CERT_KEY_MARK = "fake-certificate-key"
 
 
 class EchoMocks(pulumi.runtime.Mocks):
@@ -26,6 +30,11 @@ class EchoMocks(pulumi.runtime.Mocks):
             outs["cert_pem"] = f"-----BEGIN CERTIFICATE-----\n{args.name}-gen{gen}\n-----END CERTIFICATE-----\n"
         elif args.typ == "tls:index/certRequest:CertRequest":
             outs["cert_request_pem"] = f"-----BEGIN CERTIFICATE REQUEST-----\n{args.name}\n-----END CERTIFICATE REQUEST-----\n"
+        elif args.typ == "command:remote:Command":
+            outs["stdout"] = ""
+            if "join-credentials" in args.name:
+                outs["stdout"] = json.dumps({"token": f"{TOKEN_MARK}.{args.name}", "caCertHash": "sha256:00",
+                                             "certificateKey": f"{CERT_KEY_MARK}-{args.name}"})
         return f"{args.name}-id", outs
 
     def call(self, args: pulumi.runtime.MockCallArgs):

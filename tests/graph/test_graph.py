@@ -11,11 +11,16 @@ from tests.harness import is_secret, run_program, unwrap
 
 CMD = "command:remote:Command"
 STACKS = {
-    # stack: (load balancers, etcd, control planes, workers)
-    "dev": (1, 3, 3, 0),
-    "cka": (1, 3, 2, 0),
-    "minimal": (1, 1, 1, 0),
+    # stack: (load balancers, etcd, control planes, workers, bootstrap)
+    "dev": (1, 3, 3, 0, True),
+    "cka": (1, 3, 2, 0, False),
+    "minimal": (1, 1, 1, 0, True),
 }
+LB_STEPS = ("haproxy",)                     # per load balancer (+ keepalived in a pair)
+CP_STEPS = ("kernel", "containerd", "kube-packages", "etcdctl", "etcd-certs", "etcd-preflight")
+JOIN_STEPS = ("join-credentials", "kubeadm-join")
+FIRST_CP_STEPS = ("kubeadm-config", "kubeadm-init", "cni", "kubeconfig")
+CHECK_STEPS = ("nodes-ready", "no-local-etcd", "registry")
 ETCD_STEPS = ("prepare", "install", "certs", "config", "unit", "firewall-unit", "firewall", "start", "restart")
 
 
@@ -30,7 +35,7 @@ def stack_run(request):
 
 def test_expected_count_of_each_resource_type(stack_run):
     stack, r = stack_run
-    lb, etcd, cp, wk = STACKS[stack]
+    lb, etcd, cp, wk, bootstrap = STACKS[stack]
     nodes = lb + etcd + cp + wk
     counts = Counter(reg.type for reg in r.registrations)
     assert counts["libvirt:index/network:Network"] == 1
@@ -41,7 +46,11 @@ def test_expected_count_of_each_resource_type(stack_run):
     # SSH key + CA + per node a host key + per member server/peer + 2 client certs
     assert counts["tls:index/privateKey:PrivateKey"] == 1 + 1 + nodes + 2 * etcd + 2
     assert counts["tls:index/locallySignedCert:LocallySignedCert"] == 2 * etcd + 2
-    assert counts[CMD] == nodes + len(ETCD_STEPS) * etcd + 1
+    kubernetes = len(CP_STEPS) * cp + 3 * wk + (
+        len(FIRST_CP_STEPS) + len(JOIN_STEPS) * (cp - 1 + wk) + len(CHECK_STEPS) if bootstrap else 1)
+    assert counts[CMD] == (nodes + len(ETCD_STEPS) * etcd + 1       # ready gates, etcd, etcd health
+                           + len(LB_STEPS) * lb + 1                 # haproxy, VIP gate
+                           + kubernetes)
 
 
 def test_libvirt_resources_have_explicit_unique_names(stack_run):

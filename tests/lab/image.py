@@ -27,6 +27,10 @@ LAB_PACKAGES = [
     # debootstrap does not resolve virtual packages: name the provider of
     # python3-cryptography's python3-cffi-backend-api-max dependency.
     "python3-cffi-backend",
+    # The containerd step installs the distribution's containerd when missing;
+    # the lab hosts have no mirror, so it is in the image and the step's
+    # configure-and-restart path is what runs.
+    "containerd",
 ]
 # Every package a node's cloud-init asks for is already in the image: the lab
 # hosts have no mirror, and cloud-init's install finds them installed.

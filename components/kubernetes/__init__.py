@@ -1,0 +1,215 @@
+"""Kubernetes on the nodes: every control plane and worker prepared up to
+kubeadm (kernel, containerd, pinned kubeadm/kubelet/kubectl), the external
+etcd's client certs at kubeadm's paths behind an etcd preflight gate; then
+`kubeadm init` once on the first control plane, joins one at a time with
+credentials minted just before each, the CNI, and the seed's checks as gates.
+
+Practice mode (`kubernetes.bootstrap: false`) stops before kubeadm: the
+config is left at /root/kubeadm.yaml and the certs in /root/certs for the
+learner, and nothing runs kubeadm.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import pulumi
+from pulumi_command import remote
+
+from config.spec import Spec
+
+from .. import steps
+from ..etcd import HERE as ETCD_DIR
+from ..etcd import EtcdCluster, install_script
+from ..etcd import payloads as etcd_payload
+from ..node import Node
+from ..pki import Pki
+from . import payloads as payload
+
+HERE = Path(__file__).parent
+NO_LOGS = remote.Logging.NONE
+# (path, mode, owner, group) of the client certs a control plane gets, in the
+# order of the PEM bundle: CA, apiserver-etcd-client cert, its key.
+KUBEADM_ETCD_FILES = (
+    (etcd_payload.KUBEADM_ETCD_CA, "0644", "root", "root"),
+    (etcd_payload.KUBEADM_ETCD_CERT, "0644", "root", "root"),
+    (etcd_payload.KUBEADM_ETCD_KEY, "0600", "root", "root"),
+)
+PRACTICE_FILES = tuple((f"{payload.PRACTICE_CERTS_DIR}/{name}", mode, "root", "root")
+                       for name, mode in (("ca.pem", "0644"), ("client.crt", "0644"), ("client.key", "0600")))
+
+
+def script(name: str, values: dict) -> str:
+    return steps.step_script(HERE / f"{name}.sh", values)
+
+
+@dataclass(frozen=True)
+class ControlPlaneArgs:
+    spec: Spec
+    nodes: Sequence[Node]
+    pki: Pki
+    etcd: EtcdCluster
+    api_ready: pulumi.Resource          # the load balancer answers on the VIP
+
+
+def command(parent: pulumi.Resource, name: str, node: Node, step: str, create: str, *,
+            after: Sequence[pulumi.Resource], stdin=None, secret: bool = False,
+            secret_stdout: bool = False) -> remote.Command:
+    """One step on one node. `secret`: its stdin or output carries secrets, so
+    the provider logs nothing; `secret_stdout`: its stdout is a secret output."""
+    return remote.Command(
+        f"{name}-{node.name}-{step}", connection=node.connection, create=create,
+        stdin=stdin, logging=NO_LOGS if secret else None,
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=list(after),
+                                    additional_secret_outputs=["stdout"] if secret_stdout else None))
+
+
+def prepare_node(parent: pulumi.Resource, name: str, spec: Spec, node: Node) -> list[pulumi.Resource]:
+    """kernel -> containerd -> kubeadm/kubelet/kubectl on one node."""
+    k8s = spec.kubernetes
+    kernel = command(parent, name, node, "kernel", script("kernel", {}), after=[node.ready])
+    runtime = command(parent, name, node, "containerd", script(
+        "containerd", {"CRI_SOCKET": payload.CRI_SOCKET}), after=[kernel])
+    packages = command(parent, name, node, "kube-packages", script("packages", {
+        "K8S_VERSION": k8s.version, "K8S_MINOR": f"1.{k8s.minor}",
+        "K8S_PACKAGE_REPO": k8s.package_repo}), after=[runtime])
+    return [kernel, runtime, packages]
+
+
+def join(parent: pulumi.Resource, name: str, spec: Spec, node: Node, *, first: Node,
+         control_plane: bool, after: Sequence[pulumi.Resource]) -> remote.Command:
+    """Mint credentials on the first control plane, then join `node` with
+    them. Both wait for `after`: chaining joins makes them one at a time."""
+    creds = command(parent, name, first, f"join-credentials-{node.name}", script("credentials", {
+        "KUBEADM_CONFIG": payload.KUBEADM_CONFIG, "JOINER": node.name,
+        "CONTROL_PLANE": int(control_plane)}), secret=True, secret_stdout=True, after=after)
+    n = spec.topology.node(node.name)
+    join_cfg = pulumi.Output.secret(creds.stdout.apply(
+        lambda out: payload.join_config_yaml(spec, n, json.loads(out), control_plane)))
+    return command(parent, name, node, "kubeadm-join", script("join", {
+        "CONTROL_PLANE": int(control_plane), "ADMIN_USER": spec.ssh.user}),
+        stdin=join_cfg, secret=True, after=[creds, *after])
+
+
+class ControlPlane(pulumi.ComponentResource):
+    first: Node
+    preflight: dict[str, remote.Command]
+    init: Optional[remote.Command]
+    joined: Optional[remote.Command]    # the last control-plane join (or init)
+    kubeconfig: Optional[pulumi.Output]  # secret
+    next_steps: Optional[list[str]]      # practice mode
+
+    def __init__(self, name: str, args: ControlPlaneArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("hakube:kubernetes:ControlPlane", name, None, opts)
+        spec, k8s = args.spec, args.spec.kubernetes
+        topo = spec.topology
+        self.first = first = args.nodes[0]
+        practice = not k8s.bootstrap
+        etcd_values = {"ETCD_ENDPOINTS": ",".join(args.etcd.endpoints),
+                       "ETCD_CA": etcd_payload.KUBEADM_ETCD_CA,
+                       "ETCD_CERT": etcd_payload.KUBEADM_ETCD_CERT,
+                       "ETCD_KEY": etcd_payload.KUBEADM_ETCD_KEY}
+        files = KUBEADM_ETCD_FILES + (PRACTICE_FILES if practice else ())
+        client_pems = pulumi.Output.all(args.pki.ca_cert_pem, args.pki.apiserver_etcd_client.cert_pem,
+                                        args.pki.apiserver_etcd_client.key_pem)
+        bundle = pulumi.Output.secret(client_pems.apply(
+            lambda p: steps.pem_bundle(list(p) * (2 if practice else 1), [f[0] for f in files])))
+
+        ready: dict[str, list[pulumi.Resource]] = {}
+        self.preflight = {}
+        for node in args.nodes:
+            base = prepare_node(self, name, spec, node)
+            etcdctl = command(self, name, node, "etcdctl", install_script(spec.etcd, ("etcdctl",)),
+                              after=[node.ready])
+            certs = command(self, name, node, "etcd-certs", steps.step_script(
+                "pem_files", {"PEM_FILES": steps.pem_files_spec(files)}),
+                stdin=bundle, secret=True, after=[node.ready])
+            self.preflight[node.name] = command(
+                self, name, node, "etcd-preflight", script("preflight", etcd_values),
+                after=[etcdctl, certs, args.etcd.health])
+            ready[node.name] = [*base, self.preflight[node.name]]
+
+        dests = payload.KUBEADM_CONFIG + (f" {payload.PRACTICE_CONFIG}" if practice else "")
+        config = command(self, name, first, "kubeadm-config", steps.step_script("file", {
+            "DEST": dests, "MODE": "0600", "OWNER": "root:root"}),
+            stdin=payload.init_config_yaml(spec, topo.node(first.name)), after=[first.ready])
+
+        self.init = self.joined = self.kubeconfig = self.cni = None
+        self.next_steps = payload.practice_commands(spec) if practice else None
+        if practice:
+            self.register_outputs({"next_steps": self.next_steps})
+            return
+
+        self.init = command(self, name, first, "kubeadm-init", script("init", {
+            "KUBEADM_CONFIG": payload.KUBEADM_CONFIG, "ADMIN_USER": spec.ssh.user,
+            "ETCD_ENDPOINTS": ",".join(args.etcd.endpoints)}),
+            after=[*ready[first.name], config, args.api_ready])
+        self.cni = command(self, name, first, "cni", script("cni", {
+            "CNI_PLUGIN": k8s.cni.plugin, "CNI_URL": payload.cni_manifest_url(spec),
+            "POD_SUBNET": str(k8s.pod_subnet)}), after=[self.init])
+        self.kubeconfig = pulumi.Output.secret(command(
+            self, name, first, "kubeconfig", script("kubeconfig", {}),
+            secret=True, secret_stdout=True, after=[self.init]).stdout)
+        self.joined = self.init
+        for node in args.nodes[1:]:
+            self.joined = join(self, name, spec, node, first=first, control_plane=True,
+                               after=[self.joined, *ready[node.name]])
+        self.register_outputs({})
+
+
+@dataclass(frozen=True)
+class WorkersArgs:
+    spec: Spec
+    nodes: Sequence[Node]
+    control_plane: ControlPlane
+
+
+class Workers(pulumi.ComponentResource):
+    """Worker nodes: prepared like control planes (without etcd certs) and,
+    when bootstrapping, joined one at a time after the control planes."""
+    last: Optional[pulumi.Resource]
+
+    def __init__(self, name: str, args: WorkersArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("hakube:kubernetes:Workers", name, None, opts)
+        cp = args.control_plane
+        self.last = cp.joined
+        for node in args.nodes:
+            base = prepare_node(self, name, args.spec, node)
+            if cp.init is not None:
+                self.last = join(self, name, args.spec, node, first=cp.first, control_plane=False,
+                                 after=[self.last, *base])
+        self.register_outputs({})
+
+
+@dataclass(frozen=True)
+class ChecksArgs:
+    spec: Spec
+    control_plane: ControlPlane
+    workers: Workers
+    etcd_member: Node
+
+
+class Checks(pulumi.ComponentResource):
+    """The seed's verification, as gates after bootstrap: every node Ready, no
+    etcd pod, every control plane Ready, and a namespace written through the
+    API found by etcdctl on an etcd member."""
+
+    def __init__(self, name: str, args: ChecksArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("hakube:kubernetes:Checks", name, None, opts)
+        spec, cp = args.spec, args.control_plane
+        topo = spec.topology
+        first = cp.first
+        ready = command(self, name, first, "nodes-ready", script("nodes-ready", {
+            "EXPECTED_NODES": len(topo.control_planes) + len(topo.workers)}),
+            after=[args.workers.last, cp.cni])
+        verify = command(self, name, first, "no-local-etcd", script("verify", {
+            "EXPECTED_CONTROL_PLANES": len(topo.control_planes),
+            "CHECK_NAMESPACE": payload.CHECK_NAMESPACE}), after=[ready])
+        self.registry = command(self, name, args.etcd_member, "registry", steps.step_script(
+            HERE / "registry.sh", {"CHECK_NAMESPACE": payload.CHECK_NAMESPACE,
+                                   "PKI_DIR": etcd_payload.PKI_DIR,
+                                   "ETCD_ENDPOINTS": ",".join(topo.etcd_client_endpoints)},
+            libs=[ETCD_DIR / "lib.sh"]), after=[verify])
+        self.register_outputs({})

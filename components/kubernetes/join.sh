@@ -1,0 +1,28 @@
+# kubeadm join with the JoinConfiguration on stdin (it holds the token and
+# certificate key: root-only, removed afterwards). A node with a kubelet.conf
+# has joined and is left alone; a half-done join is reset first.
+umask 077
+if [ -s /etc/kubernetes/kubelet.conf ]; then
+  cat >/dev/null
+  echo "$(hostname) already joined"
+  exit 0
+fi
+install -d -m 0700 /etc/kubernetes/hakube /var/log/hakube
+cfg=/etc/kubernetes/hakube/join.yaml
+log=/var/log/hakube/kubeadm-join.log
+trap 'rm -f "$cfg"' EXIT
+cat >"$cfg"
+if [ -n "$(ls -A /etc/kubernetes/manifests 2>/dev/null)" ]; then
+  kubeadm reset -f >/var/log/hakube/kubeadm-reset.log 2>&1 || true
+fi
+if ! kubeadm join --config "$cfg" >"$log" 2>&1; then
+  echo "kubeadm join failed on $(hostname); the end of $log:" >&2
+  tail -n 40 "$log" >&2
+  exit 1
+fi
+if [ "$CONTROL_PLANE" = 1 ]; then
+  home=$(getent passwd "$ADMIN_USER" | cut -d: -f6)
+  install -d -m 0700 -o "$ADMIN_USER" -g "$ADMIN_USER" "$home/.kube"
+  install -m 0600 -o "$ADMIN_USER" -g "$ADMIN_USER" /etc/kubernetes/admin.conf "$home/.kube/config"
+fi
+echo "$(hostname) joined"

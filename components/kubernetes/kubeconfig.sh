@@ -1,0 +1,2 @@
+# The admin kubeconfig (its server is the VIP), for a secret stack output.
+cat /etc/kubernetes/admin.conf

@@ -1,0 +1,70 @@
+"""The API front door: HAProxy on every load balancer, routing VIP:6443 to the
+control planes' apiservers (checked with `GET /readyz`), and with two load
+balancers a keepalived pair that floats the VIP between them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import pulumi
+import pulumi_tls as tls
+from pulumi_command import remote
+
+from config.spec import Spec
+
+from .. import steps
+from ..node import Node
+from ..pki import PRIVATE_OUTPUTS
+from . import payloads as payload
+
+HERE = Path(__file__).parent
+
+
+@dataclass(frozen=True)
+class LoadBalancerArgs:
+    spec: Spec
+    nodes: Sequence[Node]
+
+
+class LoadBalancer(pulumi.ComponentResource):
+    haproxy: dict[str, remote.Command]
+    keepalived: dict[str, remote.Command]
+    ready: remote.Command               # the VIP accepts connections
+
+    def __init__(self, name: str, args: LoadBalancerArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("hakube:loadbalancer:LoadBalancer", name, None, opts)
+        spec = args.spec
+        k8s = spec.kubernetes
+        pair = len(args.nodes) > 1
+        values = {"API_PORT": k8s.api_port, "VIP": k8s.vip, "NONLOCAL_BIND": int(pair)}
+        cfg = payload.haproxy_cfg(spec)
+
+        self.haproxy, self.keepalived = {}, {}
+        for node in args.nodes:
+            self.haproxy[node.name] = remote.Command(
+                f"{name}-{node.name}-haproxy", connection=node.connection,
+                create=steps.step_script(HERE / "haproxy.sh", values), stdin=cfg,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[node.ready]))
+
+        if pair:
+            secret_key = tls.PrivateKey(f"{name}-vrrp", algorithm="ED25519", opts=pulumi.ResourceOptions(
+                parent=self, additional_secret_outputs=PRIVATE_OUTPUTS))
+            auth = pulumi.Output.secret(secret_key.private_key_pem.apply(payload.auth_pass))
+            for node in args.nodes:
+                n = spec.topology.node(node.name)
+                self.keepalived[node.name] = remote.Command(
+                    f"{name}-{node.name}-keepalived", connection=node.connection,
+                    create=steps.step_script(HERE / "keepalived.sh", values),
+                    stdin=auth.apply(lambda a, n=n: payload.keepalived_conf(spec, n, a)),
+                    logging=remote.Logging.NONE,
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[self.haproxy[node.name]]))
+
+        first = args.nodes[0]
+        self.ready = remote.Command(
+            f"{name}-vip", connection=first.connection,
+            create=steps.step_script(HERE / "vip.sh", values),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[
+                *self.haproxy.values(), *self.keepalived.values()]))
+        self.register_outputs({"vip": str(k8s.vip)})

@@ -1,0 +1,40 @@
+# Install haproxy.cfg from stdin: checked with `haproxy -c` before it replaces
+# anything; on change, a reload (the master hands the listeners to new workers,
+# established connections finish on the old ones); started if not running.
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cat >"$work/haproxy.cfg"
+if ! out=$(haproxy -c -f "$work/haproxy.cfg" 2>&1); then
+  echo "haproxy -c rejected the new haproxy.cfg; the running one is unchanged:" >&2
+  echo "$out" >&2
+  exit 1
+fi
+if [ "$NONLOCAL_BIND" = 1 ]; then
+  # A pair: the backup binds the VIP before keepalived gives it the address.
+  echo "net.ipv4.ip_nonlocal_bind = 1" >"$work/sysctl.conf"
+  put_file "$work/sysctl.conf" /etc/sysctl.d/90-hakube-lb.conf 0644 root:root
+  sysctl -q -w net.ipv4.ip_nonlocal_bind=1
+  CHANGED=0   # a sysctl change alone is no reason to reload haproxy
+fi
+install -d -m 0755 /run/haproxy
+put_file "$work/haproxy.cfg" /etc/haproxy/haproxy.cfg 0644 root:root
+systemctl is-enabled --quiet haproxy || systemctl enable --quiet haproxy
+if ! systemctl is-active --quiet haproxy; then
+  systemctl start haproxy
+  echo "haproxy started"
+elif [ "$CHANGED" = 1 ]; then
+  systemctl reload haproxy
+  echo "haproxy reloaded"
+else
+  echo "haproxy unchanged"
+fi
+for ((i = 1; i <= 15; i++)); do
+  if ss -Hltn "sport = :$API_PORT" | grep -q .; then
+    echo "haproxy listens on :$API_PORT"
+    exit 0
+  fi
+  sleep 1
+done
+echo "haproxy does not listen on :$API_PORT" >&2
+journalctl -u haproxy -n 30 --no-pager -o cat >&2 || true
+exit 1

@@ -1,0 +1,133 @@
+"""Pure renderers of the load balancer's files: haproxy.cfg (the API front
+door) and, for a pair, keepalived.conf (the floating VIP).
+
+Timings follow kubeadm's HA guide (docs/ha-considerations.md in
+kubernetes/kubeadm): HTTPS `GET /readyz` checks with TLS verification off,
+`inter 2s fall 3 rise 2`, client/server timeouts of 20 s and a check timeout
+of 10 s.
+"""
+from __future__ import annotations
+
+import hashlib
+
+from config.spec import Spec
+from config.topology import NodeSpec
+
+STATS_SOCKET = "/run/haproxy/admin.sock"
+CHECK_INTER_S = 2
+CHECK_FALL = 3
+CHECK_RISE = 2
+VRRP_INTERFACE = "eth0"       # every node's one link, named by its network-config
+
+
+def haproxy_cfg(spec: Spec) -> str:
+    k8s, topo = spec.kubernetes, spec.topology
+    servers = "\n".join(
+        f"    server {n.name} {n.ip}:{k8s.api_port} check check-ssl verify none "
+        f"inter {CHECK_INTER_S}s fall {CHECK_FALL} rise {CHECK_RISE}"
+        for n in topo.control_planes)
+    return f"""\
+# Managed by hakube: changes are overwritten by `pulumi up`.
+global
+    log /dev/log local0
+    log /dev/log local1 notice
+    stats socket {STATS_SOCKET} mode 660 level admin
+    stats timeout 30s
+    user haproxy
+    group haproxy
+    daemon
+
+defaults
+    mode http
+    log global
+    option httplog
+    option dontlognull
+    option http-server-close
+    option forwardfor except 127.0.0.0/8
+    option redispatch
+    retries 1
+    timeout http-request 10s
+    timeout queue 20s
+    timeout connect 5s
+    timeout client 35s
+    timeout server 35s
+    timeout http-keep-alive 10s
+    timeout check 10s
+
+# The Kubernetes API on the VIP: plain TCP, TLS ends at the apiservers.
+frontend kube-apiserver
+    bind {k8s.vip}:{k8s.api_port}
+    mode tcp
+    option tcplog
+    timeout client 20s
+    default_backend kube-apiservers
+
+backend kube-apiservers
+    mode tcp
+    option httpchk
+    http-check send meth GET uri /readyz
+    http-check expect status 200
+    balance roundrobin
+    timeout server 20s
+    default-server on-marked-down shutdown-sessions
+{servers}
+"""
+
+
+def vrrp_router_id(spec: Spec) -> int:
+    """1-255, stable per stack, so two stacks on one L2 segment differ."""
+    return int(hashlib.sha256(f"{spec.project}/{spec.stack}".encode()).hexdigest(), 16) % 255 + 1
+
+
+def keepalived_conf(spec: Spec, node: NodeSpec, auth_pass: str) -> str:
+    """VRRP over unicast between the two load balancers; the track script
+    checks the local HAProxy, not the apiservers (HAProxy already routes
+    around a dead apiserver; moving the VIP would not help)."""
+    lbs = spec.topology.load_balancers
+    peers = [n for n in lbs if n.name != node.name]
+    priority = 150 - lbs.index(node)          # the first LB is preferred
+    prefix = spec.network.cidr.prefixlen
+    peer_lines = "\n".join(f"        {p.ip}" for p in peers)
+    return f"""\
+# Managed by hakube: changes are overwritten by `pulumi up`.
+global_defs {{
+    router_id {node.name}
+    enable_script_security
+    script_user root
+}}
+
+vrrp_script chk_haproxy {{
+    script "/usr/bin/systemctl is-active --quiet haproxy"
+    interval 2
+    fall 2
+    rise 2
+}}
+
+vrrp_instance hakube_api {{
+    state BACKUP
+    interface {VRRP_INTERFACE}
+    virtual_router_id {vrrp_router_id(spec)}
+    priority {priority}
+    advert_int 1
+    unicast_src_ip {node.ip}
+    unicast_peer {{
+{peer_lines}
+    }}
+    authentication {{
+        auth_type PASS
+        auth_pass {auth_pass}
+    }}
+    virtual_ipaddress {{
+        {spec.kubernetes.vip}/{prefix} dev {VRRP_INTERFACE}
+    }}
+    track_script {{
+        chk_haproxy
+    }}
+}}
+"""
+
+
+def auth_pass(secret_material: str) -> str:
+    """VRRP PASS authentication takes 8 characters: derived from a generated
+    key held in Pulumi's state, so it is random and stable."""
+    return hashlib.sha256(secret_material.encode()).hexdigest()[:8]

@@ -1,0 +1,142 @@
+"""The load balancer, control plane and worker steps under Pulumi's mocks:
+init once, joins one at a time with freshly minted secret credentials, the
+etcd preflight before kubeadm, secrets kept secret, practice mode."""
+import pytest
+import yaml
+
+from config import raw_from_stack_file
+from tests.conftest import ROOT
+from tests.graph.mocks import CERT_KEY_MARK, KEY_MARK, TOKEN_MARK, EchoMocks
+from tests.harness import is_secret, run_program, unwrap
+
+CMD = "command:remote:Command"
+
+
+def run(stack: str, **overrides):
+    raw = raw_from_stack_file(ROOT / f"Pulumi.{stack}.yaml")
+    for key, value in overrides.items():
+        raw[key] = {**raw.get(key, {}), **value}
+    return run_program(stack, raw, EchoMocks())
+
+
+@pytest.fixture(scope="module")
+def dev():
+    # dev with one worker, so worker joins are in the graph too
+    return run("dev", nodes={"workers": {"count": 1}})
+
+
+@pytest.fixture(scope="module")
+def cka():
+    return run("cka")
+
+
+def cp(node, step):
+    return f"hakube-cp-{node}-{step}"
+
+
+def test_init_runs_once_on_the_first_control_plane(dev):
+    inits = [r for r in dev.of_type(CMD) if r.name.endswith("kubeadm-init")]
+    assert [r.name for r in inits] == [cp("master-01", "kubeadm-init")]
+    assert unwrap(inits[0].inputs["connection"])["host"] == "192.168.144.101"
+    script = inits[0].inputs["create"]
+    assert "--upload-certs" in script and "admin.conf" in script   # a second up does not re-init
+
+
+def test_preflight_gates_init_and_every_join(dev):
+    assert dev.depends(cp("master-01", "kubeadm-init"), cp("master-01", "etcd-preflight"))
+    assert dev.depends(cp("master-01", "etcd-preflight"), "hakube-etcd-health")
+    for n in ("master-02", "master-03"):
+        assert dev.depends(cp(n, "kubeadm-join"), cp(n, "etcd-preflight"))
+    assert dev.depends(cp("master-01", "kubeadm-init"), "hakube-lb-vip")
+
+
+def test_joins_are_strictly_serial_with_credentials_minted_just_before(dev):
+    order = [cp("master-02", "kubeadm-join"), cp("master-03", "kubeadm-join"),
+             "hakube-workers-worker-01-kubeadm-join"]
+    for earlier, later in zip(order, order[1:]):
+        assert dev.depends(later, earlier), f"{later} must wait for {earlier}"
+        assert not dev.depends(earlier, later)
+    # credentials for master-03 are minted after master-02 has joined
+    assert dev.depends(cp("master-01", "join-credentials-master-03"), cp("master-02", "kubeadm-join"))
+    assert dev.depends(cp("master-03", "kubeadm-join"), cp("master-01", "join-credentials-master-03"))
+
+
+def test_join_credentials_are_secret_and_per_join(dev):
+    creds = [r for r in dev.of_type(CMD) if "join-credentials" in r.name]
+    assert len(creds) == 3                                   # master-02, master-03, worker-01
+    for r in creds:
+        assert "stdout" in r.options["additional_secret_outputs"]
+        assert r.inputs["logging"] == "none"
+        assert unwrap(r.inputs["connection"])["host"] == "192.168.144.101"
+    joins = {r.name: r for r in dev.of_type(CMD) if r.name.endswith("kubeadm-join")}
+    tokens = set()
+    for name, r in joins.items():
+        assert is_secret(r.inputs["stdin"]) and r.inputs["logging"] == "none", name
+        docs = list(yaml.safe_load_all(unwrap(r.inputs["stdin"])))
+        join_cfg = next(d for d in docs if d["kind"] == "JoinConfiguration")
+        token = join_cfg["discovery"]["bootstrapToken"]["token"]
+        assert token.startswith(TOKEN_MARK)
+        tokens.add(token)
+        assert TOKEN_MARK not in r.inputs["create"]
+        if "worker" in name:
+            assert "controlPlane" not in join_cfg
+        else:
+            assert join_cfg["controlPlane"]["certificateKey"].startswith(CERT_KEY_MARK)
+            assert join_cfg["controlPlane"]["localAPIEndpoint"]["advertiseAddress"].startswith("192.168.144.10")
+    assert len(tokens) == 3                                  # one token per join
+
+
+def test_kubeconfig_is_a_secret_output(dev):
+    assert is_secret(dev.outputs["kubeconfig"])
+    step = dev.by_name(cp("master-01", "kubeconfig"))
+    assert "stdout" in step.options["additional_secret_outputs"] and step.inputs["logging"] == "none"
+
+
+def test_etcd_client_key_reaches_control_planes_only_by_stdin(dev):
+    for n in ("master-01", "master-02", "master-03"):
+        r = dev.by_name(cp(n, "etcd-certs"))
+        assert is_secret(r.inputs["stdin"]) and r.inputs["logging"] == "none"
+        assert KEY_MARK in unwrap(r.inputs["stdin"])
+        assert "/etc/kubernetes/pki/apiserver-etcd-client.key:0600" in r.inputs["create"]
+        assert "/root/certs" not in r.inputs["create"]        # bootstrap mode: no exam files
+
+
+def test_checks_follow_every_join_and_look_in_etcd(dev):
+    assert dev.depends("hakube-checks-master-01-nodes-ready", "hakube-workers-worker-01-kubeadm-join")
+    assert dev.depends("hakube-checks-master-01-nodes-ready", cp("master-01", "cni"))
+    reg = dev.by_name("hakube-checks-etcd-01-registry")
+    assert unwrap(reg.inputs["connection"])["host"] == "192.168.144.201"
+    assert dev.depends(reg.name, "hakube-checks-master-01-no-local-etcd")
+
+
+def test_practice_mode_registers_no_kubeadm_run(cka):
+    names = [r.name for r in cka.of_type(CMD)]
+    assert not [n for n in names if "kubeadm-init" in n or "kubeadm-join" in n or "join-credentials" in n]
+    assert not [n for n in names if n.startswith("hakube-checks")]
+    assert "kubeconfig" not in cka.outputs
+    steps = unwrap(cka.outputs["nextSteps"])
+    assert any("kubeadm init --config /root/kubeadm.yaml --upload-certs" in s for s in steps)
+    config = cka.by_name("hakube-cp-master-01-kubeadm-config")
+    assert "/root/kubeadm.yaml" in config.inputs["create"]
+    certs = cka.by_name("hakube-cp-master-01-etcd-certs")
+    for f in ("/root/certs/ca.pem", "/root/certs/client.crt", "/root/certs/client.key:0600"):
+        assert f in certs.inputs["create"]
+
+
+def test_haproxy_routes_to_every_control_plane(dev):
+    cfg = dev.by_name("hakube-lb-lb-01-haproxy").inputs["stdin"]
+    for ip in ("192.168.144.101", "192.168.144.102", "192.168.144.103"):
+        assert f"{ip}:6443 check" in cfg
+    assert "bind 192.168.144.100:6443" in cfg
+    assert not [r for r in dev.of_type(CMD) if r.name.endswith("keepalived")]
+
+
+def test_a_load_balancer_pair_runs_keepalived_with_a_secret_config():
+    r = run("dev", nodes={"loadBalancer": {"count": 2}})
+    kas = [x for x in r.of_type(CMD) if x.name.endswith("keepalived")]
+    assert sorted(x.name for x in kas) == ["hakube-lb-lb-01-keepalived", "hakube-lb-lb-02-keepalived"]
+    for x in kas:
+        assert is_secret(x.inputs["stdin"]) and x.inputs["logging"] == "none"
+        assert "auth_pass" in unwrap(x.inputs["stdin"])
+        assert r.depends("hakube-lb-vip", x.name)
+    assert "NONLOCAL_BIND=1" in r.by_name("hakube-lb-lb-02-haproxy").inputs["create"]

@@ -1,0 +1,123 @@
+"""kubeadm configs against kubeadm's documented v1beta3/v1beta4 fields, and
+the load balancer's files against the real `haproxy -c` / `keepalived -t`."""
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components import steps
+from components.kubernetes import HERE as K8S_DIR
+from components.kubernetes import payloads as kp
+from components.loadbalancer import HERE as LB_DIR
+from components.loadbalancer import payloads as lbp
+from config import load, raw_from_stack_file
+from tests.conftest import ROOT
+
+# The fields hakube sets, per kind, as kubeadm's config API reference documents
+# them (kubernetes.io/docs/reference/config-api/kubeadm-config.v1beta3 and .v1beta4).
+DOCUMENTED = {
+    "ClusterConfiguration": {"apiVersion", "kind", "clusterName", "kubernetesVersion",
+                             "controlPlaneEndpoint", "networking", "etcd", "apiServer"},
+    "InitConfiguration": {"apiVersion", "kind", "localAPIEndpoint", "nodeRegistration"},
+    "JoinConfiguration": {"apiVersion", "kind", "discovery", "nodeRegistration", "controlPlane"},
+    "KubeletConfiguration": {"apiVersion", "kind", "cgroupDriver"},
+}
+EXTERNAL_ETCD_FIELDS = {"endpoints", "caFile", "certFile", "keyFile"}
+NODE_REGISTRATION_FIELDS = {"name", "criSocket", "kubeletExtraArgs", "taints"}
+
+
+def spec_for(version: str, stack: str = "dev"):
+    raw = raw_from_stack_file(ROOT / f"Pulumi.{stack}.yaml")
+    raw["kubernetes"] = {**raw.get("kubernetes", {}), "version": version}
+    return load(raw, stack)
+
+
+@pytest.mark.parametrize("version,api", [("1.29.10", "v1beta3"), ("1.30.6", "v1beta3"),
+                                         ("1.31.2", "v1beta4"), ("1.34.2", "v1beta4")])
+def test_init_config_uses_the_api_of_the_version(version, api):
+    spec = spec_for(version)
+    node = spec.topology.control_planes[0]
+    docs = list(yaml.safe_load_all(kp.init_config_yaml(spec, node)))
+    kinds = [d["kind"] for d in docs]
+    assert kinds == ["ClusterConfiguration", "InitConfiguration", "KubeletConfiguration"]
+    for d in docs:
+        assert set(d) <= DOCUMENTED[d["kind"]], d["kind"]
+        if d["kind"] != "KubeletConfiguration":
+            assert d["apiVersion"] == f"kubeadm.k8s.io/{api}"
+    cluster, init, kubelet = docs
+    assert cluster["kubernetesVersion"] == f"v{version}"
+    assert cluster["controlPlaneEndpoint"] == "192.168.144.100:6443"
+    ext = cluster["etcd"]["external"]
+    assert set(ext) == EXTERNAL_ETCD_FIELDS and "local" not in cluster["etcd"]
+    assert ext["endpoints"] == ["https://192.168.144.201:2379", "https://192.168.144.202:2379",
+                                "https://192.168.144.203:2379"]
+    assert ext["caFile"] == "/etc/kubernetes/pki/etcd/ca.crt"
+    assert ext["certFile"] == "/etc/kubernetes/pki/apiserver-etcd-client.crt"
+    assert ext["keyFile"] == "/etc/kubernetes/pki/apiserver-etcd-client.key"
+    assert cluster["networking"] == {"podSubnet": "10.244.0.0/16", "serviceSubnet": "10.96.0.0/12"}
+    assert {"192.168.144.100", "192.168.144.91", "lb-01"} <= set(cluster["apiServer"]["certSANs"])
+    assert init["localAPIEndpoint"] == {"advertiseAddress": "192.168.144.101", "bindPort": 6443}
+    assert set(init["nodeRegistration"]) <= NODE_REGISTRATION_FIELDS
+    extra = init["nodeRegistration"]["kubeletExtraArgs"]
+    # v1beta4 turned extra args from a map into a list of {name, value}
+    assert extra == ({"node-ip": "192.168.144.101"} if api == "v1beta3"
+                     else [{"name": "node-ip", "value": "192.168.144.101"}])
+    assert kubelet == {"apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
+                       "cgroupDriver": "systemd"}
+
+
+def test_join_config_for_control_plane_and_worker():
+    spec = spec_for("1.34.2")
+    creds = {"token": "abcdef.0123456789abcdef", "caCertHash": "sha256:" + "0" * 64,
+             "certificateKey": "f" * 64}
+    node = spec.topology.control_planes[1]
+    join = next(yaml.safe_load_all(kp.join_config_yaml(spec, node, creds, control_plane=True)))
+    assert set(join) <= DOCUMENTED["JoinConfiguration"]
+    assert join["discovery"]["bootstrapToken"] == {
+        "apiServerEndpoint": "192.168.144.100:6443", "token": creds["token"],
+        "caCertHashes": [creds["caCertHash"]]}
+    assert join["controlPlane"] == {"localAPIEndpoint": {"advertiseAddress": "192.168.144.102", "bindPort": 6443},
+                                    "certificateKey": creds["certificateKey"]}
+    worker = next(yaml.safe_load_all(kp.join_config_yaml(spec, node, creds, control_plane=False)))
+    assert "controlPlane" not in worker
+
+
+def test_haproxy_cfg_passes_haproxy_check(tmp_path):
+    spec = spec_for("1.34.2")
+    cfg = lbp.haproxy_cfg(spec)
+    path = tmp_path / "haproxy.cfg"
+    path.write_text(cfg)
+    res = subprocess.run(["haproxy", "-c", "-f", str(path)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    for must in ("http-check send meth GET uri /readyz", "check-ssl verify none",
+                 "inter 2s fall 3 rise 2", "on-marked-down shutdown-sessions", "stats socket"):
+        assert must in cfg
+    broken = tmp_path / "broken.cfg"
+    broken.write_text(cfg.replace("balance roundrobin", "balance nonsense"))
+    assert subprocess.run(["haproxy", "-c", "-f", str(broken)], capture_output=True).returncode != 0
+
+
+@pytest.mark.skipif(shutil.which("keepalived") is None, reason="keepalived not installed (.ci/run installs it)")
+def test_keepalived_conf_passes_keepalived_check(tmp_path):
+    raw = raw_from_stack_file(ROOT / "Pulumi.dev.yaml")
+    raw["nodes"] = {**raw["nodes"], "loadBalancer": {"count": 2}}
+    spec = load(raw, "dev")
+    lb1, lb2 = spec.topology.load_balancers
+    conf = lbp.keepalived_conf(spec, lb1, lbp.auth_pass("secret"))
+    path = tmp_path / "keepalived.conf"
+    path.write_text(conf)
+    res = subprocess.run(["keepalived", "-t", "-f", str(path)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"unicast_src_ip {lb1.ip}" in conf and f"        {lb2.ip}\n" in conf
+    assert "192.168.144.100/24 dev eth0" in conf
+    assert "priority 150" in conf and "priority 149" in lbp.keepalived_conf(spec, lb2, "x")
+
+
+@pytest.mark.parametrize("path", sorted(K8S_DIR.glob("*.sh")) + sorted(LB_DIR.glob("*.sh")),
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_step_scripts_parse(path: Path):
+    script = steps.step_script(path, {})
+    res = subprocess.run(["bash", "-n", "-c", script], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
