@@ -1,6 +1,12 @@
-"""The etcd PKI: a CA that never leaves Pulumi's state, and per member a server
-and a peer certificate, plus the apiserver-etcd-client and healthcheck-client
-certificates kubeadm's external-etcd topology expects.
+"""The etcd PKI: two CAs that never leave Pulumi's state, and per member a
+server and a peer certificate, plus the apiserver-etcd-client and
+healthcheck-client certificates kubeadm's external-etcd topology expects.
+
+The etcd CA signs server and client certificates (the CA kubeadm is given);
+a separate peer CA signs only the members' peer certificates, and the peer
+port trusts only it. With one CA, any client certificate (an apiserver's)
+would be admitted on 2380 by TLS; etcd 3.4/3.5 cannot restrict peer CNs from
+a config file.
 
 Every key is a `tls.PrivateKey` whose private outputs are secret; each
 certificate carries only the usages its role needs.
@@ -54,6 +60,7 @@ def private_key(name: str, algorithm: str, parent: pulumi.Resource) -> tls.Priva
 
 class Pki(pulumi.ComponentResource):
     ca_cert_pem: pulumi.Output
+    peer_ca_cert_pem: pulumi.Output
     members: dict[str, MemberCerts]
     apiserver_etcd_client: IssuedCert
     healthcheck_client: IssuedCert
@@ -64,28 +71,17 @@ class Pki(pulumi.ComponentResource):
         self._spec = args.spec
         subject_org = args.spec.organization
 
-        self._ca_key = private_key(f"{name}-etcd-ca", args.spec.key_algorithm, self)
-        ca = tls.SelfSignedCert(
-            f"{name}-etcd-ca",
-            private_key_pem=self._ca_key.private_key_pem,
-            is_ca_certificate=True,
-            set_subject_key_id=True,
-            allowed_uses=list(CA_USES),
-            validity_period_hours=CA_VALIDITY_HOURS,
-            # Re-issuing the CA invalidates every cert: renew it a year early.
-            early_renewal_hours=8760,
-            subject=tls.SelfSignedCertSubjectArgs(common_name="etcd-ca", organization=subject_org),
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        self._ca = ca
-        self.ca_cert_pem = ca.cert_pem
+        self._ca = self._new_ca("etcd-ca", subject_org)
+        self._peer_ca = self._new_ca("etcd-peer-ca", subject_org)
+        self.ca_cert_pem = self._ca[1].cert_pem
+        self.peer_ca_cert_pem = self._peer_ca[1].cert_pem
 
         self.members = {}
         for node in args.topology.etcd:
             dns, ips = args.topology.etcd_server_sans(node)
             server = self._issue(f"{node.name}-server", node.name, SERVER_USES, dns, ips)
             dns, ips = args.topology.etcd_peer_sans(node)
-            peer = self._issue(f"{node.name}-peer", node.name, PEER_USES, dns, ips)
+            peer = self._issue(f"{node.name}-peer", node.name, PEER_USES, dns, ips, ca=self._peer_ca)
             self.members[node.name] = MemberCerts(server=server, peer=peer)
 
         self.apiserver_etcd_client = self._issue(
@@ -95,8 +91,26 @@ class Pki(pulumi.ComponentResource):
 
         self.register_outputs({"ca_cert_pem": self.ca_cert_pem})
 
+    def _new_ca(self, key: str, organization: str) -> tuple[tls.PrivateKey, tls.SelfSignedCert]:
+        ca_key = private_key(f"{self._name}-{key}", self._spec.key_algorithm, self)
+        cert = tls.SelfSignedCert(
+            f"{self._name}-{key}",
+            private_key_pem=ca_key.private_key_pem,
+            is_ca_certificate=True,
+            set_subject_key_id=True,
+            allowed_uses=list(CA_USES),
+            validity_period_hours=CA_VALIDITY_HOURS,
+            # Re-issuing a CA invalidates every cert: renew it a year early.
+            early_renewal_hours=8760,
+            subject=tls.SelfSignedCertSubjectArgs(common_name=key, organization=organization),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return ca_key, cert
+
     def _issue(self, key: str, common_name: str, uses: Sequence[str],
-               dns_names: Sequence[str], ip_addresses: Sequence[str]) -> IssuedCert:
+               dns_names: Sequence[str], ip_addresses: Sequence[str],
+               ca: tuple[tls.PrivateKey, tls.SelfSignedCert] | None = None) -> IssuedCert:
+        ca_key, ca_cert = ca or self._ca
         name = f"{self._name}-{key}"
         pk = private_key(name, self._spec.key_algorithm, self)
         csr = tls.CertRequest(
@@ -111,8 +125,8 @@ class Pki(pulumi.ComponentResource):
         cert = tls.LocallySignedCert(
             name,
             cert_request_pem=csr.cert_request_pem,
-            ca_private_key_pem=self._ca_key.private_key_pem,
-            ca_cert_pem=self._ca.cert_pem,
+            ca_private_key_pem=ca_key.private_key_pem,
+            ca_cert_pem=ca_cert.cert_pem,
             allowed_uses=list(uses),
             validity_period_hours=self._spec.validity_hours,
             early_renewal_hours=self._spec.early_renewal_hours,

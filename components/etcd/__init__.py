@@ -106,7 +106,7 @@ class EtcdCluster(pulumi.ComponentResource):
             install = step("install", install_script(etcd, member_bins(etcd), base),
                            after=[prepare])
             bundle = pulumi.Output.secret(pulumi.Output.all(
-                args.pki.ca_cert_pem, certs.server.cert_pem, certs.server.key_pem,
+                args.pki.ca_cert_pem, args.pki.peer_ca_cert_pem, certs.server.cert_pem, certs.server.key_pem,
                 certs.peer.cert_pem, certs.peer.key_pem,
                 args.pki.healthcheck_client.cert_pem, args.pki.healthcheck_client.key_pem,
             ).apply(payload.cert_bundle))

@@ -18,6 +18,7 @@ METRICS_PORT = 2381
 # them: (path, mode, owner, group).
 CERT_FILES = tuple((f"{PKI_DIR}/{name}", mode, owner, owner) for name, mode, owner in (
     ("ca.crt", "0644", "etcd"),
+    ("peer-ca.crt", "0644", "etcd"),
     ("server.crt", "0644", "etcd"),
     ("server.key", "0600", "etcd"),
     ("peer.crt", "0644", "etcd"),
@@ -47,7 +48,8 @@ def etcd_config(spec: EtcdSpec, topology: Topology, node: NodeSpec, *,
         "peer-transport-security": {
             "cert-file": f"{pki_dir}/peer.crt",
             "key-file": f"{pki_dir}/peer.key",
-            "trusted-ca-file": f"{pki_dir}/ca.crt",
+            # Peers trust only the peer CA: no client cert is a peer.
+            "trusted-ca-file": f"{pki_dir}/peer-ca.crt",
             "client-cert-auth": True,
             "auto-tls": False,
         },

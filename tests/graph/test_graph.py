@@ -43,8 +43,8 @@ def test_expected_count_of_each_resource_type(stack_run):
     assert counts["libvirt:index/cloudInitDisk:CloudInitDisk"] == nodes
     assert counts["libvirt:index/domain:Domain"] == nodes
     assert counts["hakube:node:Node"] == nodes
-    # SSH key + CA + per node a host key + per member server/peer + 2 client certs
-    assert counts["tls:index/privateKey:PrivateKey"] == 1 + 1 + nodes + 2 * etcd + 2
+    # SSH key + 2 CAs + per node a host key + per member server/peer + 2 client certs
+    assert counts["tls:index/privateKey:PrivateKey"] == 1 + 2 + nodes + 2 * etcd + 2
     assert counts["tls:index/locallySignedCert:LocallySignedCert"] == 2 * etcd + 2
     kubernetes = len(CP_STEPS) * cp + 3 * wk + (
         len(FIRST_CP_STEPS) + len(JOIN_STEPS) * (cp - 1 + wk) + len(CHECK_STEPS) if bootstrap else 1)
@@ -220,3 +220,14 @@ def test_one_members_new_cert_reruns_only_that_members_steps():
     a, b = commands(before), commands(after)
     changed = sorted(n for n in a if a[n] != b[n])
     assert changed == [step("etcd-02", "certs"), step("etcd-02", "restart")]
+
+
+def test_peer_certs_come_from_their_own_ca(dev):
+    """Only the peer CA signs peer certs, and members trust only it on 2380:
+    a client cert (signed by the etcd CA) is no peer."""
+    for reg in dev.of_type("tls:index/locallySignedCert:LocallySignedCert"):
+        ca = unwrap(reg.inputs["caCertPem"])
+        want = "hakube-pki-etcd-peer-ca" if reg.name.endswith("-peer") else "hakube-pki-etcd-ca-gen"
+        assert want in ca, reg.name
+    cfg = dev.by_name(step("etcd-01", "config")).inputs["stdin"]
+    assert "trusted-ca-file: /etc/etcd/pki/peer-ca.crt" in cfg

@@ -50,14 +50,15 @@ def test_rendered_config_is_served_by_real_etcd(minor, etcd, etcdctl, tmp_path):
     spec = loopback_spec(version)
     node = spec.topology.etcd[0]
     assert free(2379, "127.0.0.1") and free(2380, str(node.ip)), "etcd ports busy on loopback"
-    ca, other_ca = MiniCA(), MiniCA("another-ca")
+    ca, other_ca, peer_ca = MiniCA(), MiniCA("another-ca"), MiniCA("etcd-peer-ca")
     pki = tmp_path / "pki"
     pki.mkdir()
     dns, ips = spec.topology.etcd_server_sans(node)
     files = {
         "ca.crt": ca.cert_pem,
+        "peer-ca.crt": peer_ca.cert_pem,
         **dict(zip(("server.crt", "server.key"), ca.issue(node.name, ["digital_signature", "server_auth", "client_auth"], dns, ips))),
-        **dict(zip(("peer.crt", "peer.key"), ca.issue(node.name, ["digital_signature", "server_auth", "client_auth"], *spec.topology.etcd_peer_sans(node)))),
+        **dict(zip(("peer.crt", "peer.key"), peer_ca.issue(node.name, ["digital_signature", "server_auth", "client_auth"], *spec.topology.etcd_peer_sans(node)))),
         **dict(zip(("hc.crt", "hc.key"), ca.issue("kube-etcd-healthcheck-client", ["digital_signature", "client_auth"]))),
         **dict(zip(("rogue.crt", "rogue.key"), other_ca.issue("intruder", ["digital_signature", "client_auth"]))),
     }
@@ -89,6 +90,18 @@ def test_rendered_config_is_served_by_real_etcd(minor, etcd, etcdctl, tmp_path):
         rogue = subprocess.run(ctl + [f"--cert={pki}/rogue.crt", f"--key={pki}/rogue.key", "get", "k"],
                                env=env, capture_output=True, text=True)
         assert rogue.returncode != 0
+        # The peer port admits members' peer certs only: a client cert of the
+        # etcd CA is refused there. (etcd also checks a peer's SANs against
+        # its source address: connect from the member's own IP.)
+        def peer_get(cert):
+            return subprocess.run(["curl", "-s", "--http1.1", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5",
+                                   "--interface", str(node.ip),
+                                   "--cacert", f"{pki}/peer-ca.crt", "--cert", f"{pki}/{cert}.crt",
+                                   "--key", f"{pki}/{cert}.key", f"{node.peer_url}/members"],
+                                  capture_output=True, text=True)
+        assert peer_get("peer").stdout == "200"
+        refused = peer_get("hc")
+        assert refused.returncode != 0 and refused.stdout == "000", refused
         # Only AEAD suites are offered: a TLS 1.1 handshake must fail.
         tls11 = subprocess.run(["openssl", "s_client", "-connect", f"{node.ip}:2379", "-tls1_1"],
                                input="", capture_output=True, text=True, timeout=10)
@@ -175,11 +188,11 @@ def test_pem_files_step_writes_only_what_differs(tmp_path):
 def test_cert_bundle_keeps_the_file_order_and_refuses_garbage():
     pems = [f"-----BEGIN X-----\n{i}\n-----END X-----" for i in range(len(payloads.CERT_FILES))]
     bundle = payloads.cert_bundle(pems)
-    assert bundle.index("\n0\n") < bundle.index("\n6\n")
+    assert bundle.index("\n0\n") < bundle.index("\n7\n")
     with pytest.raises(ValueError):
         payloads.cert_bundle(pems[:-1])
     with pytest.raises(ValueError, match="server.key"):
-        payloads.cert_bundle(pems[:2] + ["not a pem"] + pems[3:])
+        payloads.cert_bundle(pems[:3] + ["not a pem"] + pems[4:])
 
 
 def test_etcdctl_env_points_at_kubeadm_paths():
