@@ -1,9 +1,14 @@
 # Install binaries ($ETCD_BINS) of a pinned etcd release into /usr/local/bin,
 # verified by sha256 before anything is installed; skipped when every one of
 # them is already that exact version.
-bin_version() {  # etcd prints "etcd Version: X", etcdctl/etcdutl "etcdctl version: X"
+bin_version() {  # "etcd --version" / "etcdctl version" / "etcdutl version" -> X.Y.Z
   [ -x "/usr/local/bin/$1" ] || return 0
-  "/usr/local/bin/$1" --version 2>/dev/null | awk 'tolower($0) ~ /^etcd(ctl|utl)? version:/ { print $3; exit }'
+  local arg=version
+  [ "$1" = etcd ] && arg=--version
+  # awk reads to the end: exiting early could SIGPIPE the binary and fail
+  # this step under pipefail. Both found by the lab's second run.
+  { "/usr/local/bin/$1" "$arg" 2>/dev/null || true; } |
+    awk 'tolower($0) ~ /^etcd(ctl|utl)? version:/ && !n++ { print $3 }'
 }
 current="" stale=""
 for bin in $ETCD_BINS; do

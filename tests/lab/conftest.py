@@ -1,0 +1,63 @@
+"""The lab suite's fixture: one lab for the whole suite, brought up by the
+program's own graph, torn down at the end (and checked to leave nothing)."""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+import pytest
+
+from tests.harness import ROOT
+
+from .lab import HOSTS_DIR, Lab, down_all, sh
+
+TIMINGS: dict[str, float] = {}
+LOG = ROOT / ".lab" / "lab-run.log"      # every step with its timing, for a failed run
+
+
+def lab_unavailable() -> str | None:
+    if os.geteuid() != 0:
+        return "the lab needs root"
+    for tool in ("systemd-nspawn", "debootstrap", "ssh", "ip"):
+        if shutil.which(tool) is None:
+            return f"the lab needs {tool} (.ci/run installs it)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def lab():
+    why = lab_unavailable()
+    if why:
+        pytest.skip(why)
+    t0 = time.monotonic()
+    LOG.parent.mkdir(parents=True, exist_ok=True)
+    log = open(LOG, "w", buffering=1)
+    lab = Lab(log=lambda line: print(line, file=log))
+    try:
+        lab.up()
+    except Exception:
+        down_all(quiet=True)
+        raise
+    TIMINGS["lab bring-up (program run 1)"] = lab.timings["bring_up"]
+    TIMINGS["lab image (build or cache)"] = lab.timings["image"]
+    yield lab
+    t1 = time.monotonic()
+    problems = lab.down()
+    TIMINGS["lab teardown"] = time.monotonic() - t1
+    TIMINGS["lab suite"] = time.monotonic() - t0
+    left = sh("pgrep", "-f", "systemd-nspawn", check=False).stdout.split()
+    links = [l for l in sh("ip", "-o", "link", "show").stdout.splitlines() if ": hk" in l]
+    assert not problems and not left and not links and not any(HOSTS_DIR.glob("*")), \
+        f"teardown left: {problems} nspawn={left} links={links}"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "lab: runs against the lab's real hosts (needs root)")
+
+
+def pytest_terminal_summary(terminalreporter):
+    if TIMINGS:
+        terminalreporter.section("lab timings")
+        for what, seconds in TIMINGS.items():
+            terminalreporter.write_line(f"{what:45} {seconds:7.1f} s")

@@ -1,0 +1,294 @@
+"""The lab's checks: the lab stack brought up by the program's own graph on
+real hosts, asserted through real clients (etcdctl, curl, HAProxy's stats
+socket, systemd) over real SSH. Tests run in file order against one lab."""
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import time
+
+import pytest
+
+from tests.realtls import MiniCA
+
+from .conftest import TIMINGS
+
+pytestmark = pytest.mark.lab
+
+ETCD = ("etcd-01", "etcd-02", "etcd-03")
+HC = ("ETCDCTL_API=3 etcdctl --cacert=/etc/etcd/pki/ca.crt --cert=/etc/etcd/pki/healthcheck-client.crt "
+      "--key=/etc/etcd/pki/healthcheck-client.key --dial-timeout=2s --command-timeout=4s")
+
+
+def ok(lab, node, command, **kw):
+    res = lab.sh(node, command, **kw)
+    assert res.rc == 0, f"{node}: {command}\n{res.stdout}\n{res.stderr}"
+    return res.stdout
+
+
+def sudo(command: str) -> str:
+    return "sudo -n bash -c " + shlex.quote(command)
+
+
+def ips(lab):
+    return lab.outputs["nodeIps"]
+
+
+# --- etcd: membership, health, mutual TLS, firewall, files -------------------
+
+def test_member_list_shows_the_three_configured_members(lab):
+    out = ok(lab, "etcd-01", sudo(f"{HC} --endpoints=https://127.0.0.1:2379 member list -w json"))
+    members = {m["name"]: m for m in json.loads(out)["members"]}
+    assert sorted(members) == list(ETCD)
+    for name in ETCD:
+        assert members[name]["peerURLs"] == [f"https://{ips(lab)[name]}:2380"]
+        assert members[name]["clientURLs"] == [f"https://{ips(lab)[name]}:2379"]   # started
+        assert not members[name].get("isLearner")
+
+
+def test_endpoint_health_from_a_control_plane_with_kubeadm_paths(lab):
+    """The seed's check 5.3, with the environment the stack exports."""
+    env = lab.outputs["etcdctlEnv"]
+    out = ok(lab, "master-01", sudo(env + "etcdctl endpoint health"))
+    healthy = re.findall(r"^(https://\S+) is healthy", out, re.M)
+    assert sorted(healthy) == sorted(f"https://{ips(lab)[n]}:2379" for n in ETCD)
+    assert "/etc/kubernetes/pki/apiserver-etcd-client.crt" in env
+
+
+def test_clients_without_a_cert_or_with_another_cas_cert_are_refused(lab):
+    ep = f"https://{ips(lab)['etcd-01']}:2379"
+    # no client certificate: TLS handshake refused
+    res = lab.sh("master-01", sudo(f"curl -sS --max-time 5 --cacert /etc/kubernetes/pki/etcd/ca.crt {ep}/version"))
+    assert res.rc != 0, res.stdout
+    # a client certificate from another CA
+    cert, key = MiniCA("not-the-etcd-ca").issue("intruder", ["digital_signature", "client_auth"])
+    script = ("d=$(mktemp -d); umask 077; awk -v d=$d '/BEGIN/{n++} {print > (d \"/\" n \".pem\")}'; "
+              f"ETCDCTL_API=3 etcdctl --endpoints={ep} --cacert=/etc/kubernetes/pki/etcd/ca.crt "
+              "--cert=$d/1.pem --key=$d/2.pem --dial-timeout=3s --command-timeout=4s get x; rc=$?; rm -rf $d; exit $rc")
+    res = lab.sh("master-01", script, stdin=cert + key)
+    assert res.rc != 0
+    assert re.search(r"certificate|tls|deadline", res.stderr, re.I), res.stderr
+    # the control plane's own cert is accepted (positive control)
+    ok(lab, "master-01", sudo(lab.outputs["etcdctlEnv"] + f"ETCDCTL_ENDPOINTS={ep} etcdctl get x"))
+
+
+def test_peer_port_admits_member_peer_certs_only(lab):
+    """From etcd-02 (the firewall lets members reach 2380): its peer cert is
+    admitted on etcd-01's peer port; its healthcheck client cert, signed by
+    the etcd CA, is not."""
+    url = f"https://{ips(lab)['etcd-01']}:2380/members"
+    curl = "curl -s --http1.1 -o /dev/null -w '%{http_code}' --max-time 5 --cacert /etc/etcd/pki/peer-ca.crt"
+    assert ok(lab, "etcd-02", sudo(f"{curl} --cert /etc/etcd/pki/peer.crt --key /etc/etcd/pki/peer.key {url}")) == "200"
+    res = lab.sh("etcd-02", sudo(f"{curl} --cert /etc/etcd/pki/healthcheck-client.crt "
+                                 f"--key /etc/etcd/pki/healthcheck-client.key {url}"))
+    assert res.rc != 0 and res.stdout == "000", (res.rc, res.stdout, res.stderr)
+
+
+def test_firewall_drops_etcd_ports_from_other_hosts(lab):
+    def connects(node, target, port):
+        return lab.sh(node, f"timeout 3 bash -c 'exec 3<>/dev/tcp/{ips(lab)[target]}/{port}'").rc == 0
+    assert not connects("lb-01", "etcd-01", 2379)          # neither control plane nor member
+    assert not connects("lb-01", "etcd-01", 2380)
+    assert not connects("master-01", "etcd-01", 2380)      # clients are no peers
+    assert connects("master-01", "etcd-01", 2379)
+    assert connects("etcd-02", "etcd-01", 2380)
+    counters = ok(lab, "etcd-01", sudo("nft list table inet hakube_etcd"))
+    assert re.search(r"counter packets [1-9]", counters), counters
+
+
+def test_key_files_are_0600_and_the_data_dir_0700(lab):
+    for node in ETCD:
+        out = ok(lab, node, sudo("stat -c '%n %a %U' /etc/etcd/pki/server.key /etc/etcd/pki/peer.key "
+                                 "/etc/etcd/pki/healthcheck-client.key /var/lib/etcd"))
+        assert out.split("\n")[:4] == ["/etc/etcd/pki/server.key 600 etcd", "/etc/etcd/pki/peer.key 600 etcd",
+                                       "/etc/etcd/pki/healthcheck-client.key 600 root", "/var/lib/etcd 700 etcd"]
+    out = ok(lab, "master-01", sudo("stat -c '%n %a %U' /etc/kubernetes/pki/apiserver-etcd-client.key "
+                                    "/root/certs/client.key"))
+    assert out.split() == ["/etc/kubernetes/pki/apiserver-etcd-client.key", "600", "root",
+                           "/root/certs/client.key", "600", "root"]
+
+
+# --- quorum: the seed's objective 5 ------------------------------------------
+
+WRITE_LOOP = r"""
+. /dev/stdin
+i=0
+while [ ! -e /tmp/hakube-loop.stop ]; do
+  i=$((i + 1))
+  t0=$(date +%s%3N)
+  if etcdctl --command-timeout=2s --dial-timeout=1s put "quorum/$i" "$i" >/dev/null 2>&1; then r=ok; else r=fail; fi
+  echo "$i $r $t0 $(( $(date +%s%3N) - t0 ))"
+  sleep 0.1
+done
+"""
+
+
+def loop_lines(lab):
+    out = ok(lab, "master-01", "sudo -n cat /tmp/hakube-loop.log")
+    return [(int(i), r, int(t), int(d)) for i, r, t, d in (line.split() for line in out.splitlines() if line)]
+
+
+def now_ms(lab):
+    return int(ok(lab, "master-01", "date +%s%3N").strip())
+
+
+def test_quorum_one_member_down_writes_go_on_two_down_they_fail_fast_none_lost(lab):
+    env = lab.outputs["etcdctlEnv"]
+    ok(lab, "master-01", "sudo -n rm -f /tmp/hakube-loop.stop /tmp/hakube-loop.log")
+    ok(lab, "master-01", "sudo -n bash -c " + shlex.quote(
+        f"printf %s {shlex.quote(env)} > /tmp/hakube-loop.env; "
+        f"nohup bash -c {shlex.quote(WRITE_LOOP)} < /tmp/hakube-loop.env > /tmp/hakube-loop.log 2>&1 &"))
+    t0 = time.monotonic()
+    try:
+        time.sleep(3)
+        ok(lab, "etcd-03", "sudo -n systemctl stop etcd")
+        one_down = now_ms(lab)
+        time.sleep(5)
+        second_stop = now_ms(lab)               # no write after this counts as "one down"
+        ok(lab, "etcd-02", "sudo -n systemctl stop etcd")
+        two_down = now_ms(lab)
+        time.sleep(8)
+        back = now_ms(lab)
+        ok(lab, "etcd-02", "sudo -n systemctl start --no-block etcd")
+        ok(lab, "etcd-03", "sudo -n systemctl start --no-block etcd")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if [x for x in loop_lines(lab) if x[2] > back + 2000 and x[1] == "ok"]:
+                break
+            time.sleep(1)
+        time.sleep(2)
+    finally:
+        ok(lab, "master-01", "sudo -n touch /tmp/hakube-loop.stop")
+        time.sleep(2.5)
+    seconds = time.monotonic() - t0
+    lines = loop_lines(lab)
+    # a write counts in a phase if it started and ended inside it
+    one = [x for x in lines if one_down + 1000 < x[2] and x[2] + x[3] < second_stop]
+    two = [x for x in lines if two_down + 3000 < x[2] and x[2] + x[3] < back]
+    after = [x for x in lines if x[2] > back + 2000]
+    assert one and all(r == "ok" for _, r, _, _ in one), f"writes with one member down: {one}"
+    assert two and all(r == "fail" for _, r, _, _ in two), f"writes without quorum: {two}"
+    assert max(d for *_, d in two) < 4000, "a write without quorum hung instead of failing"
+    assert [x for x in after if x[1] == "ok"], "writes did not resume"
+    acked = {i for i, r, _, _ in lines if r == "ok"}
+    keys = ok(lab, "master-01", sudo(env + "etcdctl get quorum/ --prefix --keys-only"))
+    stored = {int(k.split("/")[1]) for k in keys.split()}
+    assert acked <= stored, f"acknowledged writes lost: {sorted(acked - stored)[:20]}"
+    TIMINGS[f"quorum scenario ({len(acked)} writes acked, 0 lost)"] = seconds
+    # every member back, healthy and listed (the program's own gate)
+    ok(lab, "etcd-01", lab.runs[-1].by_name("hakube-etcd-health").inputs["create"])
+
+
+def test_snapshot_save_gives_a_valid_snapshot(lab):
+    out = ok(lab, "etcd-01", sudo(
+        f"{HC} --endpoints=https://127.0.0.1:2379 snapshot save /var/tmp/lab.db >/dev/null && "
+        "etcdutl snapshot status /var/tmp/lab.db -w json"))
+    status = json.loads(out)
+    assert status["totalKey"] > 0 and status["revision"] > 0 and status["hash"] != 0
+
+
+# --- the load balancer, with stand-in apiservers -----------------------------
+
+# TEST-ONLY STAND-IN: no kube-apiserver exists here. This TLS responder
+# answers /readyz (and / with its host name) on :6443 so HAProxy has real
+# backends to check and route to.
+RESPONDER = r"""
+import http.server, socket, ssl, subprocess
+subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                "-subj", "/CN=stand-in-apiserver", "-days", "1", "-keyout", "/run/standin.key",
+                "-out", "/run/standin.crt"], check=True, capture_output=True)
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = (b"ok" if self.path == "/readyz" else socket.gethostname().encode())
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a): pass
+srv = http.server.ThreadingHTTPServer(("0.0.0.0", 6443), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain("/run/standin.crt", "/run/standin.key")
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+srv.serve_forever()
+"""
+
+
+def start_standin(lab, node):
+    ok(lab, node, sudo("cat > /run/standin.py; "
+                       "systemd-run --collect --unit hakube-standin-$(date +%s%N) --quiet python3 /run/standin.py"),
+       stdin=RESPONDER)
+
+
+def server_states(lab):
+    out = ok(lab, "lb-01", sudo("echo 'show stat' | nc -U /run/haproxy/admin.sock"))
+    rows = [line.split(",") for line in out.splitlines() if line.startswith("kube-apiservers,")]
+    return {r[1]: r[17] for r in rows if r[1] not in ("BACKEND", "FRONTEND")}
+
+
+def wait_state(lab, server, want, timeout=30.0):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if server_states(lab).get(server, "").startswith(want):
+            return time.monotonic() - t0
+        time.sleep(0.25)
+    pytest.fail(f"{server} not {want} after {timeout} s: {server_states(lab)}")
+
+
+def hits(lab, n=12):
+    vip = lab.outputs["vip"]
+    out = ok(lab, "lb-01", " ; ".join([f"curl -sk --max-time 3 https://{vip}:6443/ ; echo"] * n))
+    return [line for line in out.splitlines() if line]
+
+
+def test_haproxy_routes_the_vip_to_the_control_planes_and_around_a_dead_one(lab):
+    for node in ("master-01", "master-02"):
+        start_standin(lab, node)
+    for node in ("master-01", "master-02"):
+        wait_state(lab, node, "UP")
+    assert set(hits(lab)) == {"master-01", "master-02"}
+    ok(lab, "master-02", "sudo -n systemctl stop 'hakube-standin-*'")
+    down = wait_state(lab, "master-02", "DOWN")
+    TIMINGS["haproxy: dead backend marked DOWN"] = down
+    assert down <= 2 * 3 + 2, "not marked down within inter x fall (+ a check's slack)"
+    assert set(hits(lab)) == {"master-01"}
+    start_standin(lab, "master-02")
+    TIMINGS["haproxy: revived backend back UP"] = wait_state(lab, "master-02", "UP")
+    assert set(hits(lab)) == {"master-01", "master-02"}
+
+
+def test_etcd_preflight_fails_clearly_when_an_endpoint_is_stopped(lab):
+    preflight = lab.runs[-1].by_name("hakube-cp-master-01-etcd-preflight").inputs["create"]
+    ok(lab, "master-01", preflight)
+    ok(lab, "etcd-03", "sudo -n systemctl stop etcd")
+    try:
+        res = lab.sh("master-01", preflight)
+        assert res.rc != 0
+        assert f"FAIL https://{ips(lab)['etcd-03']}:2379" in res.stderr
+        assert "no TCP connection" in res.stderr, res.stderr
+        assert f"ok   https://{ips(lab)['etcd-01']}:2379" in res.stdout
+    finally:
+        ok(lab, "etcd-03", "sudo -n systemctl start etcd")
+    ok(lab, "master-01", preflight)
+
+
+# --- idempotency: a second run of the program changes nothing ----------------
+
+STATE = sudo(
+    "for u in etcd haproxy containerd; do systemctl is-active -q $u && echo \"$u $(systemctl show -p MainPID --value $u)\"; done; "
+    "find /etc/etcd /etc/haproxy /etc/kubernetes /etc/containerd /etc/nftables* /etc/systemd/system /root "
+    "/usr/local/bin -type f 2>/dev/null | sort | xargs -r sha256sum")
+
+
+def test_a_second_run_reruns_every_step_and_changes_nothing(lab):
+    nodes = list(ips(lab))
+    before = {n: ok(lab, n, STATE) for n in nodes}
+    first_run = [s.name for s in lab.mocks.steps]
+    t0 = time.monotonic()
+    lab.apply()
+    TIMINGS["lab second run (program run 2)"] = time.monotonic() - t0
+    second_run = [s.name for s in lab.mocks.steps][len(first_run):]
+    assert sorted(second_run) == sorted(first_run), "every step runs again"
+    after = {n: ok(lab, n, STATE) for n in nodes}
+    for n in nodes:
+        assert after[n] == before[n], f"{n} changed:\n" + "\n".join(
+            sorted(set(after[n].splitlines()) ^ set(before[n].splitlines())))
+    pids = "\n".join(before.values())
+    assert pids.count("etcd ") == 3 and "haproxy " in pids
