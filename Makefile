@@ -11,7 +11,7 @@ STATE_DIR := $(CURDIR)/.pulumi-state
 PASSPHRASE_FILE := $(CURDIR)/.pulumi-passphrase
 PULUMI_ENV := PULUMI_BACKEND_URL=file://$(STATE_DIR) PULUMI_CONFIG_PASSPHRASE_FILE=$(PASSPHRASE_FILE)
 
-.PHONY: up preview destroy outputs test deps state check-pulumi check-config clean
+.PHONY: up preview destroy outputs test test-fast lab lab-down deps state check-pulumi check-config clean
 
 $(VENV)/.deps: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -64,8 +64,21 @@ outputs: check-pulumi state
 .lab/etcd-release: tests/tools/etcd_release.py | deps
 	$(PY) -m tests.tools.etcd_release .lab
 
+# Every tier: pure render/config tests, the resource graph, and the lab (real
+# hosts; needs root, systemd-nspawn and debootstrap, see README).
 test: deps .lab/etcd-release
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit tests/graph tests/lab
+
+# Without the lab: seconds, no root needed.
+test-fast: deps .lab/etcd-release
 	$(PY) -m pytest -q -p no:cacheprovider tests/unit tests/graph
+
+# The lab stack, up and left running to explore (prints how to reach each host).
+lab: deps .lab/etcd-release
+	$(PY) -m tests.lab.lab up
+
+lab-down: deps
+	$(PY) -m tests.lab.lab down
 
 clean:
 	rm -rf $(VENV) .lab .pytest_cache
