@@ -25,31 +25,48 @@ def lab_unavailable() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
-def lab():
+def lab_fixture(label: str, overrides: dict | None = None):
+    """One lab per test module (module scope: two labs never overlap, they
+    share the bridge and addresses)."""
     why = lab_unavailable()
     if why:
         pytest.skip(why)
     t0 = time.monotonic()
     LOG.parent.mkdir(parents=True, exist_ok=True)
-    log = open(LOG, "w", buffering=1)
-    lab = Lab(log=lambda line: print(line, file=log))
+    log = open(LOG, "a", buffering=1)
+    lab = Lab(log=lambda line: print(line, file=log), overrides=overrides)
     try:
         lab.up()
     except Exception:
         down_all(quiet=True)
         raise
-    TIMINGS["lab bring-up (program run 1)"] = lab.timings["bring_up"]
-    TIMINGS["lab image (build or cache)"] = lab.timings["image"]
+    TIMINGS[f"{label}: bring-up (program run 1, {len(lab.mocks.steps)} steps)"] = lab.timings["bring_up"]
+    TIMINGS[f"{label}: image (build or cache)"] = lab.timings["image"]
     yield lab
     t1 = time.monotonic()
     problems = lab.down()
-    TIMINGS["lab teardown"] = time.monotonic() - t1
-    TIMINGS["lab suite"] = time.monotonic() - t0
+    TIMINGS[f"{label}: teardown"] = time.monotonic() - t1
+    TIMINGS[f"{label}: everything"] = time.monotonic() - t0
     left = sh("pgrep", "-f", "systemd-nspawn", check=False).stdout.split()
     links = [l for l in sh("ip", "-o", "link", "show").stdout.splitlines() if ": hk" in l]
     assert not problems and not left and not links and not any(HOSTS_DIR.glob("*")), \
         f"teardown left: {problems} nspawn={left} links={links}"
+
+
+@pytest.fixture(scope="module")
+def lab():
+    yield from lab_fixture("lab")
+
+
+@pytest.fixture(scope="module")
+def lab_pair():
+    """The lab stack with a keepalived pair of load balancers."""
+    yield from lab_fixture("lab, 2 load balancers", {"nodes": {"loadBalancer": {"count": 2}}})
+
+
+def pytest_sessionstart(session):
+    if LOG.exists():
+        LOG.unlink()
 
 
 def pytest_configure(config):
@@ -60,4 +77,4 @@ def pytest_terminal_summary(terminalreporter):
     if TIMINGS:
         terminalreporter.section("lab timings")
         for what, seconds in TIMINGS.items():
-            terminalreporter.write_line(f"{what:45} {seconds:7.1f} s")
+            terminalreporter.write_line(f"{what:66} {seconds:7.1f} s")

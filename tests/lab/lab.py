@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-from config.stackfile import load_stack_file, raw_from_stack_file
+from config import load
+from config.stackfile import raw_from_stack_file
 from tests.harness import ROOT, Run, run_program, unwrap
 from tests.tools import etcd_release
 
@@ -73,10 +74,15 @@ class ReleaseServer:
 
 
 class Lab:
-    def __init__(self, log=print):
+    def __init__(self, log=print, overrides: dict | None = None):
+        """`overrides`: stack config keys merged over Pulumi.lab.yaml's (one
+        level deep), e.g. {"nodes": {"loadBalancer": {"count": 2}}}."""
         self.log = log
-        self.spec = load_stack_file(ROOT, STACK)
         self.raw = raw_from_stack_file(ROOT / f"Pulumi.{STACK}.yaml")
+        for key, value in (overrides or {}).items():
+            base = self.raw.get(key)
+            self.raw[key] = {**base, **value} if isinstance(base, dict) and isinstance(value, dict) else value
+        self.spec = load(self.raw, STACK)
         net = self.spec.network
         self.bridge = Bridge(BRIDGE, f"{net.gateway}/{net.cidr.prefixlen}")
         self.ssh = Ssh(SSH_DIR)

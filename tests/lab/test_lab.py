@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import socket
+import ssl
 import time
 
 import pytest
@@ -199,6 +201,7 @@ subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_para
                 "-subj", "/CN=stand-in-apiserver", "-days", "1", "-keyout", "/run/standin.key",
                 "-out", "/run/standin.crt"], check=True, capture_output=True)
 class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"          # keep-alive: one connection, many requests
     def do_GET(self):
         body = (b"ok" if self.path == "/readyz" else socket.gethostname().encode())
         self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
@@ -252,6 +255,34 @@ def test_haproxy_routes_the_vip_to_the_control_planes_and_around_a_dead_one(lab)
     start_standin(lab, "master-02")
     TIMINGS["haproxy: revived backend back UP"] = wait_state(lab, "master-02", "UP")
     assert set(hits(lab)) == {"master-01", "master-02"}
+
+
+def test_a_config_change_reloads_haproxy_without_dropping_connections(lab):
+    """An established connection through the VIP keeps working across the
+    reload a changed haproxy.cfg causes (the program's own step, re-run with a
+    changed config, then with the original again)."""
+    step = lab.runs[-1].by_name("hakube-lb-lb-01-haproxy").inputs
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    with ctx.wrap_socket(socket.create_connection((lab.outputs["vip"], 6443), timeout=5)) as conn:
+        def get() -> bytes:
+            """One whole response on the same connection (headers, then a 2-byte body)."""
+            conn.sendall(b"GET /readyz HTTP/1.1\r\nHost: vip\r\n\r\n")
+            buf = b""
+            while not (b"\r\n\r\n" in buf and buf.endswith(b"ok")):
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                buf += chunk
+            return buf
+        assert get().startswith(b"HTTP/1.1 200")
+        workers = ok(lab, "lb-01", "pgrep -x haproxy | sort").split()
+        changed = ok(lab, "lb-01", step["create"], stdin=step["stdin"] + "# changed by the lab\n")
+        assert "haproxy reloaded" in changed
+        assert ok(lab, "lb-01", "pgrep -x haproxy | sort").split() != workers
+        assert get().startswith(b"HTTP/1.1 200"), "the established connection was dropped by the reload"
+        assert get().startswith(b"HTTP/1.1 200")
+    assert "haproxy reloaded" in ok(lab, "lb-01", step["create"], stdin=step["stdin"])
 
 
 def test_etcd_preflight_fails_clearly_when_an_endpoint_is_stopped(lab):
