@@ -18,16 +18,7 @@ if [ "$NONLOCAL_BIND" = 1 ]; then
 fi
 install -d -m 0755 /run/haproxy
 put_file "$work/haproxy.cfg" /etc/haproxy/haproxy.cfg 0644 root:root
-systemctl is-enabled --quiet haproxy || systemctl enable --quiet haproxy
-if ! systemctl is-active --quiet haproxy; then
-  systemctl start haproxy
-  echo "haproxy started"
-elif [ "$CHANGED" = 1 ]; then
-  systemctl reload haproxy
-  echo "haproxy reloaded"
-else
-  echo "haproxy unchanged"
-fi
+ensure_running haproxy
 for ((i = 1; i <= 15; i++)); do
   if ss -Hltn "sport = :$API_PORT" | grep -q .; then
     echo "haproxy listens on :$API_PORT"

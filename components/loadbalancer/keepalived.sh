@@ -10,13 +10,4 @@ if ! out=$(keepalived -t -f "$work/keepalived.conf" 2>&1); then
   exit 1
 fi
 put_file "$work/keepalived.conf" /etc/keepalived/keepalived.conf 0600 root:root
-systemctl is-enabled --quiet keepalived || systemctl enable --quiet keepalived
-if ! systemctl is-active --quiet keepalived; then
-  systemctl start keepalived
-  echo "keepalived started"
-elif [ "$CHANGED" = 1 ]; then
-  systemctl reload keepalived
-  echo "keepalived reloaded"
-else
-  echo "keepalived unchanged"
-fi
+ensure_running keepalived

@@ -13,3 +13,18 @@ put_file() {
   echo "wrote $dest"
   CHANGED=1
 }
+# ensure_running UNIT -- enabled; started when stopped, reloaded when this
+# step changed its config (CHANGED=1), left alone otherwise.
+ensure_running() {
+  local unit=$1
+  systemctl is-enabled --quiet "$unit" || systemctl enable --quiet "$unit"
+  if ! systemctl is-active --quiet "$unit"; then
+    systemctl start "$unit"
+    echo "$unit started"
+  elif [ "$CHANGED" = 1 ]; then
+    systemctl reload "$unit"
+    echo "$unit reloaded"
+  else
+    echo "$unit unchanged"
+  fi
+}
