@@ -3,12 +3,7 @@
 # established connections finish on the old ones); started if not running.
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cat >"$work/haproxy.cfg"
-if ! out=$(haproxy -c -f "$work/haproxy.cfg" 2>&1); then
-  echo "haproxy -c rejected the new haproxy.cfg; the running one is unchanged:" >&2
-  echo "$out" >&2
-  exit 1
-fi
+checked_stdin "$work/haproxy.cfg" haproxy -c -f
 if [ "$NONLOCAL_BIND" = 1 ]; then
   # A pair: the backup binds the VIP before keepalived gives it the address.
   echo "net.ipv4.ip_nonlocal_bind = 1" >"$work/sysctl.conf"

@@ -3,11 +3,6 @@
 umask 077
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cat >"$work/keepalived.conf"
-if ! out=$(keepalived -t -f "$work/keepalived.conf" 2>&1); then
-  echo "keepalived -t rejected the new keepalived.conf; the running one is unchanged:" >&2
-  echo "$out" >&2
-  exit 1
-fi
+checked_stdin "$work/keepalived.conf" keepalived -t -f
 put_file "$work/keepalived.conf" /etc/keepalived/keepalived.conf 0600 root:root
 ensure_running keepalived

@@ -13,6 +13,19 @@ put_file() {
   echo "wrote $dest"
   CHANGED=1
 }
+# checked_stdin FILE CHECK... -- stdin into FILE, which `CHECK... FILE` (the
+# format's own validator) must accept before anything is replaced; otherwise
+# the step fails with the validator's words and the running file stays.
+checked_stdin() {
+  local file=$1 out
+  shift
+  cat >"$file"
+  if ! out=$("$@" "$file" 2>&1); then
+    echo "$1 rejected the new $(basename "$file"); the one in use is unchanged:" >&2
+    echo "$out" >&2
+    exit 1
+  fi
+}
 # ensure_running UNIT -- enabled; started when stopped, reloaded when this
 # step changed its config (CHANGED=1), left alone otherwise.
 ensure_running() {
