@@ -160,7 +160,8 @@ class LabMocks(pulumi.runtime.Mocks):
                     started=started - self.t0, stdout=result.stdout, stderr=result.stderr)
         with self.lock:
             self.steps.append(step)
-        self.log(f"  [{step.started:6.1f}s +{step.seconds:5.1f}s] {action:6} {name} rc={result.rc}")
+        dials = f" after {result.dials} dials" if result.dials > 1 else ""
+        self.log(f"  [{step.started:6.1f}s +{step.seconds:5.1f}s] {action:6} {name} rc={result.rc}{dials}")
         if result.rc != 0:
             quiet = inputs.get("logging") == "none"
             detail = "(output withheld: this step runs with logging none)" if quiet else \

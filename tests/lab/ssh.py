@@ -61,7 +61,10 @@ class Ssh:
         argv = ["ssh", "-F", "/dev/null", "-i", str(key), "-p", str(port),
                 "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
                 "-o", f"UserKnownHostsFile={known}", "-o", "GlobalKnownHostsFile=/dev/null",
-                "-o", "StrictHostKeyChecking=yes", "-o", "LogLevel=ERROR",
+                # LogLevel stays at INFO: "Connection closed by ... port 22" (sshd
+                # restarted by cloud-init mid-handshake) is logged at INFO, and
+                # it is how a dial error is told from a command's exit 255.
+                "-o", "StrictHostKeyChecking=yes", "-o", "LogLevel=INFO",
                 "-o", f"ConnectTimeout={int(conn.get('perDialTimeout') or 15)}",
                 "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4",
                 f"{user}@{host}"]
