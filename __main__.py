@@ -45,6 +45,10 @@ pulumi.export("nodeIps", cluster.node_ips)
 pulumi.export("etcdEndpoints", cluster.etcd.endpoints)
 pulumi.export("etcdCaCert", cluster.pki.ca_cert_pem)
 pulumi.export("etcdctlEnv", cluster.etcd.etcdctl_env)
+if cluster.etcd.latest_snapshot:
+    pulumi.export("etcdLatestSnapshot", {
+        "path": cluster.etcd.latest_snapshot, "onEachOf": [n.name for n in spec.topology.etcd],
+        "calendar": spec.etcd.backup.calendar, "retention": spec.etcd.backup.retention})
 pulumi.export("sshUser", spec.ssh.user)
 pulumi.export("sshPrivateKey", cluster.ssh.private_key)
 pulumi.export("sshCommands", cluster.ssh_commands)

@@ -138,6 +138,18 @@ class KubernetesSpec:
 
 
 @dataclass(frozen=True)
+class BackupSpec:
+    """Scheduled `snapshot save` on every etcd member (a systemd timer)."""
+    enabled: bool
+    calendar: str                   # systemd OnCalendar= expression
+    dir: str
+    retention: int                  # snapshots kept per member
+
+
+DEFAULT_BACKUP = BackupSpec(enabled=True, calendar="*-*-* 00/6:00:00", dir="/var/backups/etcd", retention=14)
+
+
+@dataclass(frozen=True)
 class EtcdSpec:
     version: str
     minor: int
@@ -153,6 +165,7 @@ class EtcdSpec:
     auto_compaction_retention: str
     cipher_suites: tuple[str, ...]
     firewall: bool
+    backup: BackupSpec = DEFAULT_BACKUP
     data_dir: str = "/var/lib/etcd"
 
     @property
@@ -429,12 +442,32 @@ def _etcd(s: Section, stack: str) -> EtcdSpec:
                        "(periodic: a duration such as 1h or 30m; revision: a count)")
     ciphers = s.string_list("cipherSuites", list(DEFAULT_CIPHERS))
     firewall = s.boolean("firewall", True)
+    backup = _backup(s.section("backup"))
     s.finish()
     return EtcdSpec(version=str(version).lstrip("v"), minor=minor, download_url=str(url).rstrip("/"),
                     sha256=sha, arch=arch, cluster_token=token, heartbeat_interval_ms=heartbeat,
                     election_timeout_ms=election, quota_backend_bytes=quota, snapshot_count=snapshot,
                     auto_compaction_mode=mode, auto_compaction_retention=retention,
-                    cipher_suites=tuple(ciphers), firewall=firewall)
+                    cipher_suites=tuple(ciphers), firewall=firewall, backup=backup)
+
+
+def _backup(s: Section) -> BackupSpec:
+    d = DEFAULT_BACKUP
+    enabled = s.boolean("enabled", d.enabled)
+    calendar = s.string("calendar", d.calendar)
+    # The members' own `systemd-analyze calendar` judges the expression; here
+    # only what would break the unit file itself.
+    if isinstance(calendar, str) and (not calendar.strip() or "\n" in calendar or "%" in calendar):
+        s.problems.add(s.key("calendar"), f"{calendar!r} is not a systemd calendar expression "
+                       "(e.g. daily, hourly, *-*-* 00/6:00:00; see man systemd.time)")
+    directory = s.string("dir", d.dir)
+    if isinstance(directory, str) and (not re.match(r"^/[A-Za-z0-9._/-]*$", directory) or directory.rstrip("/") in
+                                       ("", "/var/lib/etcd") or ".." in directory):
+        s.problems.add(s.key("dir"), f"{directory!r} must be an absolute path of its own "
+                       "(not / and not etcd's data dir)")
+    retention = s.integer("retention", d.retention, 1, 1000)
+    s.finish()
+    return BackupSpec(enabled=enabled, calendar=calendar, dir=str(directory).rstrip("/"), retention=retention)
 
 
 def _pki(s: Section) -> PkiSpec:

@@ -5,6 +5,7 @@ chain that applies later changes one member at a time without losing quorum.
 """
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -17,7 +18,7 @@ from config.spec import EtcdSpec, Spec
 from ..node import Node
 from ..pki import Pki
 from .. import steps
-from ..remote import digest
+from ..remote import digest, render
 from . import payloads as payload
 
 HERE = Path(__file__).parent
@@ -88,6 +89,18 @@ class EtcdCluster(pulumi.ComponentResource):
         unit_text = (HERE / "etcd.service").read_text()
         firewall_unit_text = (HERE / "firewall.service").read_text()
 
+        backup = etcd.backup
+        backup_values = {
+            "BACKUP_ENABLED": int(backup.enabled), "BACKUP_DIR": backup.dir,
+            "BACKUP_CALENDAR": backup.calendar,
+            "BACKUP_SERVICE": (HERE / "backup" / "hakube-etcd-backup.service").read_text(),
+            "BACKUP_TIMER": string.Template((HERE / "backup" / "hakube-etcd-backup.timer").read_text())
+            .substitute(calendar=backup.calendar),
+        }
+        backup_script = "#!/bin/bash\n" + render(HERE / "backup" / "snapshot.sh", {
+            "BACKUP_DIR": backup.dir, "BACKUP_RETENTION": backup.retention, "PKI_DIR": payload.PKI_DIR})
+        self.latest_snapshot = f"{backup.dir}/latest.db" if backup.enabled else None
+        self.backups: dict[str, remote.Command] = {}
         self.steps = {}
         for member in args.members:
             node = topo.node(member.name)
@@ -129,6 +142,8 @@ class EtcdCluster(pulumi.ComponentResource):
             # No member's start waits for another's: with Type=notify that deadlocks.
             start = step("start", step_script("start", base), after=[
                 s for s in (install, certs_step, config, unit, firewall) if s is not None])
+            self.backups[member.name] = step("backup", step_script("backup", {
+                **base, **backup_values}), stdin=backup_script, after=[start])
             payload_digest = bundle.apply(lambda b, c=config_text: digest(b, c, unit_text, etcd.version))
             self.steps[member.name] = MemberSteps(prepare, install, certs_step, config, unit,
                                                   firewall, start, payload_digest)
@@ -153,4 +168,5 @@ class EtcdCluster(pulumi.ComponentResource):
                     previous, s.install, s.certs, s.config, s.unit]))
             previous = s.restart
 
-        self.register_outputs({"endpoints": self.endpoints, "etcdctl_env": self.etcdctl_env})
+        self.register_outputs({"endpoints": self.endpoints, "etcdctl_env": self.etcdctl_env,
+                               "latest_snapshot": self.latest_snapshot})

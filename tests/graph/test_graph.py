@@ -21,7 +21,8 @@ CP_STEPS = ("kernel", "containerd", "kube-packages", "etcdctl", "etcd-certs", "e
 JOIN_STEPS = ("join-credentials", "kubeadm-join")
 FIRST_CP_STEPS = ("kubeadm-config", "kubeadm-init", "cni", "kubeconfig")
 CHECK_STEPS = ("nodes-ready", "no-local-etcd", "registry")
-ETCD_STEPS = ("prepare", "install", "certs", "config", "unit", "firewall-unit", "firewall", "start", "restart")
+ETCD_STEPS = ("prepare", "install", "certs", "config", "unit", "firewall-unit", "firewall", "start", "backup",
+              "restart")
 
 
 def run(stack: str, mocks=None):
@@ -231,3 +232,12 @@ def test_peer_certs_come_from_their_own_ca(dev):
         assert want in ca, reg.name
     cfg = dev.by_name(step("etcd-01", "config")).inputs["stdin"]
     assert "trusted-ca-file: /etc/etcd/pki/peer-ca.crt" in cfg
+
+
+def test_every_member_gets_its_backup_timer_after_it_started(dev):
+    for m in MEMBERS:
+        backup = dev.by_name(step(m, "backup"))
+        assert dev.depends(backup.name, step(m, "start"))
+        assert "BACKUP_RETENTION=14" in backup.inputs["stdin"]
+        assert "OnCalendar=*-*-* 00/6:00:00" in backup.inputs["create"]
+    assert dev.outputs["etcdLatestSnapshot"]["path"] == "/var/backups/etcd/latest.db"

@@ -190,6 +190,46 @@ def test_snapshot_save_gives_a_valid_snapshot(lab):
     assert status["totalKey"] > 0 and status["revision"] > 0 and status["hash"] != 0
 
 
+# --- scheduled backups (the lab stack: every 10 s, keep 2) -------------------
+
+def test_timer_made_snapshots_are_checked_and_retention_deletes_the_oldest(lab):
+    latest = lab.outputs["etcdLatestSnapshot"]
+    path, keep = latest["path"], latest["retention"]
+    folder = path.rsplit("/", 1)[0]
+
+    def snapshots():
+        return ok(lab, "etcd-01", sudo(f"ls -1 {folder}/etcd-*.db 2>/dev/null | sort || true")).split()
+
+    t0 = time.monotonic()
+    while not snapshots():
+        assert time.monotonic() - t0 < 60, "the timer made no snapshot in 60 s"
+        time.sleep(1)
+    first = snapshots()[0]
+    while first in snapshots():
+        assert time.monotonic() - t0 < 120, f"retention never deleted {first}"
+        time.sleep(1)
+    TIMINGS[f"backups: first timer snapshot deleted by retention (keep {keep})"] = time.monotonic() - t0
+    assert len(snapshots()) == keep
+    journal = ok(lab, "etcd-01", sudo("journalctl -u hakube-etcd-backup.service -o cat --no-pager"))
+    assert f"retention: deleted {first}" in journal
+    assert re.search(r"snapshot \S+ ok: \{.*\"hash\":[1-9]", journal), journal[-500:]
+    status = json.loads(ok(lab, "etcd-01", sudo(f"etcdutl snapshot status {path} -w json")))
+    assert status["revision"] > 0 and status["hash"] != 0
+
+
+def test_a_snapshot_never_starts_a_stopped_etcd_it_fails_loudly(lab):
+    ok(lab, "etcd-03", "sudo -n systemctl stop etcd")
+    try:
+        res = lab.sh("etcd-03", "sudo -n systemctl start hakube-etcd-backup.service")
+        assert res.rc != 0
+        assert lab.sh("etcd-03", "systemctl is-active etcd").stdout.strip() != "active"
+        assert "failed" in lab.sh("etcd-03", "systemctl is-failed hakube-etcd-backup.service").stdout
+        journal = ok(lab, "etcd-03", sudo("journalctl -u hakube-etcd-backup.service -o cat --no-pager -n 20"))
+        assert "etcd is not running on etcd-03: no snapshot taken" in journal
+    finally:
+        ok(lab, "etcd-03", "sudo -n systemctl start etcd")
+
+
 # --- the load balancer, with stand-in apiservers -----------------------------
 
 # TEST-ONLY STAND-IN: no kube-apiserver exists here. This TLS responder

@@ -144,6 +144,9 @@ BAD = [
     ("bootstrap not a bool", ("kubernetes.bootstrap", "no"), "hakube:kubernetes.bootstrap", "boolean"),
     ("unknown cni", ("kubernetes.cni", {"plugin": "weave"}), "hakube:kubernetes.cni.plugin", "calico"),
     ("libvirt uri", ("libvirt", {"uri": "xen:///"}), "hakube:libvirt.uri", "QEMU"),
+    ("backup dir is etcd's data dir", ("etcd.backup", {"dir": "/var/lib/etcd"}), "hakube:etcd.backup.dir", "of its own"),
+    ("backup retention 0", ("etcd.backup", {"retention": 0}), "hakube:etcd.backup.retention", "at least 1"),
+    ("empty backup calendar", ("etcd.backup", {"calendar": " "}), "hakube:etcd.backup.calendar", "calendar"),
 ]
 
 

@@ -125,16 +125,18 @@ def test_config_keys_follow_the_version():
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
 @pytest.mark.parametrize("unit,source", [("etcd.service", "etcd.service"),
-                                         ("hakube-etcd-firewall.service", "firewall.service")])
+                                         ("hakube-etcd-firewall.service", "firewall.service"),
+                                         ("hakube-etcd-backup.service", "backup/hakube-etcd-backup.service")])
 def test_units_pass_systemd_analyze_verify(unit, source, tmp_path):
     text = (ETCD_DIR / source).read_text()
     # verify checks ExecStart binaries exist: point them at a stand-in.
     fake = tmp_path / "bin"
     fake.mkdir()
-    for binary in ("etcd", "nft"):
+    for binary in ("etcd", "nft", "hakube-etcd-backup"):
         (fake / binary).write_text("#!/bin/sh\n")
         (fake / binary).chmod(0o755)
-    text = text.replace("/usr/local/bin/etcd", str(fake / "etcd")).replace("/usr/sbin/nft", str(fake / "nft"))
+    text = text.replace("/usr/local/bin/etcd", str(fake / "etcd")).replace("/usr/sbin/nft", str(fake / "nft")) \
+        .replace("/usr/local/sbin/hakube-etcd-backup", str(fake / "hakube-etcd-backup"))
     (tmp_path / unit).write_text(text)
     res = subprocess.run(["systemd-analyze", "verify", str(tmp_path / unit)], capture_output=True, text=True)
     problems = [line for line in (res.stdout + res.stderr).splitlines() if unit in line]
@@ -156,7 +158,7 @@ def test_firewall_ruleset_passes_nft_check(tmp_path):
     assert "192.168.144.101" not in peers           # control planes are no peers
 
 
-@pytest.mark.parametrize("step", ["prepare", "install", "pem_files", "file", "unit", "firewall",
+@pytest.mark.parametrize("step", ["prepare", "install", "pem_files", "file", "unit", "firewall", "backup",
                                   "start", "health", "restart"])
 def test_step_scripts_parse(step):
     script = step_script(step, {"PKI_DIR": "/etc/etcd/pki"})
@@ -200,3 +202,18 @@ def test_etcdctl_env_points_at_kubeadm_paths():
     env = payloads.etcdctl_env(spec.topology)
     assert "ETCDCTL_CERT=/etc/kubernetes/pki/apiserver-etcd-client.crt" in env
     assert "https://192.168.144.203:2379" in env
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+def test_backup_timer_and_default_calendar_pass_systemd(tmp_path):
+    from config.spec import DEFAULT_BACKUP
+    import string
+    timer = string.Template((ETCD_DIR / "backup" / "hakube-etcd-backup.timer").read_text()) \
+        .substitute(calendar=DEFAULT_BACKUP.calendar)
+    (tmp_path / "hakube-etcd-backup.timer").write_text(timer)
+    (tmp_path / "hakube-etcd-backup.service").write_text("[Service]\nType=oneshot\nExecStart=/bin/true\n")
+    res = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "hakube-etcd-backup.timer")],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    cal = subprocess.run(["systemd-analyze", "calendar", DEFAULT_BACKUP.calendar], capture_output=True, text=True)
+    assert cal.returncode == 0 and "Next elapse" in cal.stdout, cal.stdout + cal.stderr
