@@ -11,7 +11,7 @@ import pulumi_tls as tls
 
 from config.spec import Spec
 
-from .etcd import EtcdCluster, EtcdClusterArgs
+from .etcd import EtcdCluster, EtcdClusterArgs, EtcdRestore, EtcdRestoreArgs
 from .kubernetes import (Checks, ChecksArgs, ControlPlane, ControlPlaneArgs, Workers,
                          WorkersArgs)
 from .loadbalancer import LoadBalancer, LoadBalancerArgs
@@ -60,6 +60,12 @@ class Cluster(pulumi.ComponentResource):
         self.workers = Workers(f"{name}-workers", WorkersArgs(
             spec=spec, nodes=[self.nodes[n.name] for n in topo.workers],
             control_plane=self.control_plane), opts=child)
+        if spec.etcd.restore is not None:
+            EtcdRestore(f"{name}-etcd-restore", EtcdRestoreArgs(
+                spec=spec, etcd=self.etcd, members=[self.nodes[n.name] for n in topo.etcd],
+                control_planes=[self.nodes[n.name] for n in topo.control_planes],
+                after=[self.etcd.last_restart, *self.etcd.backups.values(), *self.control_plane.settled]),
+                opts=child)
         if spec.kubernetes.bootstrap:
             Checks(f"{name}-checks", ChecksArgs(
                 spec=spec, control_plane=self.control_plane, workers=self.workers,

@@ -10,6 +10,7 @@ import hashlib
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping
 
 from .reader import (HOSTNAME_LABEL, ConfigError, Problems, Section, parse_ipv4,
@@ -146,6 +147,13 @@ class BackupSpec:
     retention: int                  # snapshots kept per member
 
 
+@dataclass(frozen=True)
+class RestoreSpec:
+    """Restore every member from one snapshot file on the machine running Pulumi."""
+    snapshot: str                   # path as given
+    sha256: str                     # of its content: names the restore, runs it once
+
+
 DEFAULT_BACKUP = BackupSpec(enabled=True, calendar="*-*-* 00/6:00:00", dir="/var/backups/etcd", retention=14)
 
 
@@ -166,6 +174,7 @@ class EtcdSpec:
     cipher_suites: tuple[str, ...]
     firewall: bool
     backup: BackupSpec = DEFAULT_BACKUP
+    restore: RestoreSpec | None = None
     data_dir: str = "/var/lib/etcd"
 
     @property
@@ -443,12 +452,29 @@ def _etcd(s: Section, stack: str) -> EtcdSpec:
     ciphers = s.string_list("cipherSuites", list(DEFAULT_CIPHERS))
     firewall = s.boolean("firewall", True)
     backup = _backup(s.section("backup"))
+    restore = _restore(s.section("restore")) if s.has("restore") else None
     s.finish()
     return EtcdSpec(version=str(version).lstrip("v"), minor=minor, download_url=str(url).rstrip("/"),
                     sha256=sha, arch=arch, cluster_token=token, heartbeat_interval_ms=heartbeat,
                     election_timeout_ms=election, quota_backend_bytes=quota, snapshot_count=snapshot,
                     auto_compaction_mode=mode, auto_compaction_retention=retention,
-                    cipher_suites=tuple(ciphers), firewall=firewall, backup=backup)
+                    cipher_suites=tuple(ciphers), firewall=firewall, backup=backup, restore=restore)
+
+
+def _restore(s: Section) -> RestoreSpec | None:
+    path = s.string("snapshot", None)
+    s.finish()
+    if not path:
+        s.problems.add(s.key("snapshot"), "required: a snapshot file on this machine, e.g. one copied "
+                       "from a member's backup dir (scp etcd-01:/var/backups/etcd/latest.db .)")
+        return None
+    try:
+        digest = hashlib.sha256(Path(path).expanduser().read_bytes()).hexdigest()
+    except OSError as exc:
+        s.problems.add(s.key("snapshot"), f"cannot read {path!r} ({exc.strerror}); the file is read "
+                       "on the machine that runs pulumi")
+        return None
+    return RestoreSpec(snapshot=str(Path(path).expanduser()), sha256=digest)
 
 
 def _backup(s: Section) -> BackupSpec:

@@ -167,6 +167,63 @@ class EtcdCluster(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[
                     previous, s.install, s.certs, s.config, s.unit]))
             previous = s.restart
+        self.last_restart = previous
 
         self.register_outputs({"endpoints": self.endpoints, "etcdctl_env": self.etcdctl_env,
                                "latest_snapshot": self.latest_snapshot})
+
+
+@dataclass(frozen=True)
+class EtcdRestoreArgs:
+    spec: Spec
+    etcd: "EtcdCluster"
+    members: Sequence[Node]
+    control_planes: Sequence[Node]     # their apiservers pause during the restore
+    after: Sequence[pulumi.Resource]   # everything that must be settled first
+
+
+class EtcdRestore(pulumi.ComponentResource):
+    """Restore every member from the one snapshot named in `etcd.restore`:
+    copy it to every member, (apiservers paused) stop every member, restore
+    the same snapshot everywhere with a fresh cluster token, start all, gate
+    on cluster health, resume. Its resources are keyed by the snapshot's
+    sha256, so a restore runs once per snapshot named; each member also keeps
+    a marker, written only after the cluster gate, so a failed restore is
+    redone whole by the next `pulumi up`."""
+
+    def __init__(self, name: str, args: EtcdRestoreArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("hakube:etcd:EtcdRestore", name, None, opts)
+        spec, restore = args.spec, args.spec.etcd.restore
+        topo = spec.topology
+        sha = restore.sha256
+        upload = f"/var/tmp/hakube-restore-{sha[:16]}.db"
+        values = {"RESTORE_SHA": sha, "RESTORE_DIR": "/var/lib/hakube/restore", "RESTORE_UPLOAD": upload,
+                  "RESTORE_TOKEN": f"{spec.etcd.cluster_token}-restore-{sha[:8]}",
+                  "ETCD_DATA_DIR": spec.etcd.data_dir, "ETCD_INITIAL_CLUSTER": topo.etcd_initial_cluster,
+                  "ETCD_ENDPOINTS": ",".join(args.etcd.endpoints), "PKI_DIR": payload.PKI_DIR,
+                  "WAIT_TRIES": WAIT_TRIES}
+
+        def script(name: str, **extra) -> str:
+            return steps.step_script(HERE / "restore" / f"{name}.sh", {**values, **extra},
+                                     libs=[HERE / "lib.sh"])
+
+        def run(node: Node, step: str, create: str, after: Sequence[pulumi.Resource]) -> remote.Command:
+            return remote.Command(
+                f"{name}-{sha[:8]}-{node.name}-{step}", connection=node.connection, create=create,
+                triggers=[sha], opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)))
+
+        copies = [remote.CopyToRemote(
+            f"{name}-{sha[:8]}-{m.name}-copy", connection=m.connection, remote_path=upload,
+            source=pulumi.FileAsset(restore.snapshot), triggers=[sha],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.after))) for m in args.members]
+        apiservers = args.control_planes if spec.kubernetes.bootstrap else []   # practice mode: none
+        paused = [run(cp, "apiserver-stop", script("apiserver", ACTION="stop"), copies) for cp in apiservers]
+        stopped = [run(m, "stop", script("stop"), [*copies, *paused]) for m in args.members]
+        restored = [run(m, "data", script("data", MEMBER_NAME=m.name, MEMBER_PEER_URL=topo.node(m.name).peer_url),
+                        stopped) for m in args.members]
+        started = [run(m, "start", script("start"), restored) for m in args.members]
+        gate = run(args.members[0], "health", step_script("health", values), started)
+        finished = [run(m, "finish", script("finish"), [gate]) for m in args.members]
+        for cp in apiservers:
+            run(cp, "apiserver-start", script("apiserver", ACTION="start"), finished)
+        self.register_outputs({"snapshot_sha256": sha})

@@ -138,6 +138,7 @@ class ControlPlane(pulumi.ComponentResource):
 
         self.init = self.joined = self.kubeconfig = self.cni = None
         self.next_steps = payload.practice_commands(spec) if practice else None
+        self.settled: list[pulumi.Resource] = [config, *self.preflight.values()]
         if practice:
             self.register_outputs({"next_steps": self.next_steps})
             return
@@ -156,6 +157,7 @@ class ControlPlane(pulumi.ComponentResource):
         for node in args.nodes[1:]:
             self.joined = join(self, name, spec, node, first=first, control_plane=True,
                                after=[self.joined, *ready[node.name]])
+        self.settled.append(self.joined)
         self.register_outputs({})
 
 

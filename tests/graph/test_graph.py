@@ -241,3 +241,31 @@ def test_every_member_gets_its_backup_timer_after_it_started(dev):
         assert "BACKUP_RETENTION=14" in backup.inputs["stdin"]
         assert "OnCalendar=*-*-* 00/6:00:00" in backup.inputs["create"]
     assert dev.outputs["etcdLatestSnapshot"]["path"] == "/var/backups/etcd/latest.db"
+
+
+def test_restore_stops_everything_before_restoring_the_same_snapshot_everywhere(tmp_path):
+    snap = tmp_path / "snap.db"
+    snap.write_bytes(b"a snapshot")
+    raw = raw_from_stack_file(ROOT / "Pulumi.dev.yaml")
+    raw["etcd"] = {"restore": {"snapshot": str(snap)}}
+    r = run_program("dev", raw, EchoMocks())
+    sha = __import__("hashlib").sha256(b"a snapshot").hexdigest()
+    name = lambda node, s: f"hakube-etcd-restore-{sha[:8]}-{node}-{s}"  # noqa: E731
+    copies = r.of_type("command:remote:CopyToRemote")
+    assert sorted(c.name for c in copies) == [name(m, "copy") for m in MEMBERS]
+    for m in MEMBERS:
+        for other in MEMBERS:            # no member restores before every member stopped
+            assert r.depends(name(m, "data"), name(other, "stop"))
+            assert r.depends(name(m, "start"), name(other, "data"))
+            assert r.depends(name(m, "finish"), name(other, "start"))
+        assert r.depends(name(m, "stop"), name("master-01", "apiserver-stop"))
+        assert r.by_name(name(m, "data")).inputs["triggers"] == [sha]
+        assert f"RESTORE_TOKEN=hakube-dev-restore-{sha[:8]}" in r.by_name(name(m, "data")).inputs["create"]
+    assert r.depends(name("etcd-01", "stop"), step("etcd-03", "restart"))      # after the cluster settled
+    for cp in ("master-01", "master-02", "master-03"):
+        assert r.depends(name(cp, "apiserver-start"), name("etcd-02", "finish"))
+    # practice mode has no apiservers to pause
+    raw = raw_from_stack_file(ROOT / "Pulumi.cka.yaml")
+    raw["etcd"] = {"restore": {"snapshot": str(snap)}}
+    cka = run_program("cka", raw, EchoMocks())
+    assert not [x for x in cka.registrations if "apiserver" in x.name and "restore" in x.name]

@@ -7,6 +7,7 @@ real as the program registers it.
 | CertRequest / LocallySignedCert   | same subject, SANs, usages, validity                |
 | command:remote:Command            | `create` (or `update`) runs over real SSH with the  |
 |                                   | program's connection and stdin; `delete` at teardown|
+| command:remote:CopyToRemote       | a file asset's bytes written at remotePath over SSH |
 | libvirt Domain                    | boots the node's lab host (systemd-nspawn) with the |
 |                                   | cloud-init of the CloudInitDisk it names            |
 | libvirt CloudInitDisk             | its payloads become the host's NoCloud seed         |
@@ -22,9 +23,11 @@ and it has one), so a second run proves the steps idempotent.
 """
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import json
+import shlex
 import threading
 import time
 from dataclasses import dataclass, field
@@ -43,6 +46,7 @@ from .hosts import Bridge, Host
 from .ssh import Ssh
 
 COMMAND = "command:remote:Command"
+COPY = "command:remote:CopyToRemote"
 DOMAIN = "libvirt:index/domain:Domain"
 CLOUDINIT = "libvirt:index/cloudInitDisk:CloudInitDisk"
 PRIVATE_KEY = "tls:index/privateKey:PrivateKey"
@@ -120,7 +124,9 @@ class LabMocks(pulumi.runtime.Mocks):
             previous = self.state.get(key)
         if not args.custom:
             return "", {}                               # a component: nothing to make
-        if args.typ == COMMAND:
+        if args.typ == COPY:
+            outputs = self._copy(args.name, inputs)
+        elif args.typ == COMMAND:
             outputs = self._command(args.name, inputs, changed=previous is not None and previous[0] != digest)
         elif previous is not None and previous[0] == digest:
             outputs = previous[1]                       # unchanged: Pulumi keeps its state
@@ -169,6 +175,22 @@ class LabMocks(pulumi.runtime.Mocks):
             raise StepFailed(f"{name}: {action} exited {result.rc} on {inputs['connection']['host']}\n{detail}")
         outputs.update(stdout=result.stdout, stderr=result.stderr)
         return outputs
+
+    def _copy(self, name: str, inputs: dict) -> dict:
+        """CopyToRemote of a file asset: its bytes land at remotePath as the
+        connection's user (base64 through stdin: the lab's SSH runs text)."""
+        source = inputs["source"]
+        path = getattr(source, "path", None)
+        if path is None:
+            raise NotImplementedError(f"{name}: the lab copies file assets only, not {type(source).__name__}")
+        data = base64.b64encode(Path(path).read_bytes()).decode()
+        target = shlex.quote(inputs["remotePath"])
+        started = time.monotonic()
+        result = self.ssh.run(inputs["connection"], f"umask 077; base64 -d > {target}", stdin=data)
+        self.log(f"  [{started - self.t0:6.1f}s +{result.seconds:5.1f}s] copy   {name} rc={result.rc}")
+        if result.rc != 0:
+            raise StepFailed(f"{name}: copy to {inputs['remotePath']} exited {result.rc}: {result.stderr.strip()}")
+        return {**inputs, "id": f"{name}-id"}
 
     # -- libvirt -------------------------------------------------------------
     def _cloudinit(self, name: str, inputs: dict) -> dict:

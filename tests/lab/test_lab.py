@@ -3,6 +3,7 @@ real hosts, asserted through real clients (etcdctl, curl, HAProxy's stats
 socket, systemd) over real SSH. Tests run in file order against one lab."""
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shlex
@@ -363,3 +364,48 @@ def test_a_second_run_reruns_every_step_and_changes_nothing(lab):
             sorted(set(after[n].splitlines()) ^ set(before[n].splitlines())))
     pids = "\n".join(before.values())
     assert pids.count("etcd ") == 3 and "haproxy " in pids
+
+
+# --- restore from a snapshot named in stack config (runs last: it rewrites data) ---
+
+def keyspace(lab, node: str) -> list:
+    """This member's own view (serializable read on its own endpoint)."""
+    out = ok(lab, node, sudo(f"{HC} --endpoints=https://127.0.0.1:2379 get '' --prefix "
+                             "--consistency=s -w json"))
+    kvs = json.loads(out).get("kvs", [])
+    return sorted((kv["key"], kv["value"]) for kv in kvs)
+
+
+def test_restore_brings_every_member_back_to_the_snapshot_exactly_and_runs_once(lab, tmp_path):
+    env = lab.outputs["etcdctlEnv"]
+    put = lambda cmd: ok(lab, "master-01", sudo(env + "etcdctl " + cmd))  # noqa: E731
+    put("put restore/a 1")
+    put("put restore/b 2")
+    ok(lab, "etcd-01", sudo(f"{HC} --endpoints=https://127.0.0.1:2379 snapshot save /var/tmp/restore.db >/dev/null"))
+    expected = keyspace(lab, "etcd-01")
+    assert ("cmVzdG9yZS9h", "MQ==") in expected                      # restore/a = 1 (base64)
+    snapshot = tmp_path / "restore.db"
+    snapshot.write_bytes(base64.b64decode(ok(lab, "etcd-01", sudo("base64 -w0 /var/tmp/restore.db"))))
+    put("put restore/a changed")
+    put("del restore/b")
+    put("put restore/c new")
+    assert keyspace(lab, "etcd-01") != expected
+
+    lab.raw["etcd"] = {**lab.raw["etcd"], "restore": {"snapshot": str(snapshot)}}
+    pids = {m: ok(lab, m, "systemctl show -p MainPID --value etcd").strip() for m in ETCD}
+    t0 = time.monotonic()
+    lab.apply()
+    TIMINGS["restore (program run with etcd.restore set)"] = time.monotonic() - t0
+    for m in ETCD:
+        assert keyspace(lab, m) == expected, f"{m} differs from the snapshot"
+        assert ok(lab, m, "systemctl show -p MainPID --value etcd").strip() != pids[m]   # it was restarted
+    members = json.loads(ok(lab, "etcd-01", sudo(f"{HC} --endpoints=https://127.0.0.1:2379 member list -w json")))
+    assert sorted(x["name"] for x in members["members"]) == list(ETCD)
+
+    # the same snapshot named again: nothing is restored, nothing restarts
+    pids = {m: ok(lab, m, "systemctl show -p MainPID --value etcd").strip() for m in ETCD}
+    put("put restore/after 1")
+    lab.apply()
+    for m in ETCD:
+        assert ok(lab, m, "systemctl show -p MainPID --value etcd").strip() == pids[m]
+    assert ("cmVzdG9yZS9hZnRlcg==", "MQ==") in keyspace(lab, "etcd-02")

@@ -146,6 +146,8 @@ BAD = [
     ("libvirt uri", ("libvirt", {"uri": "xen:///"}), "hakube:libvirt.uri", "QEMU"),
     ("backup dir is etcd's data dir", ("etcd.backup", {"dir": "/var/lib/etcd"}), "hakube:etcd.backup.dir", "of its own"),
     ("backup retention 0", ("etcd.backup", {"retention": 0}), "hakube:etcd.backup.retention", "at least 1"),
+    ("restore snapshot missing", ("etcd.restore", {"snapshot": "/nonexistent/snap.db"}),
+     "hakube:etcd.restore.snapshot", "cannot read"),
     ("empty backup calendar", ("etcd.backup", {"calendar": " "}), "hakube:etcd.backup.calendar", "calendar"),
 ]
 
