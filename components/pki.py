@@ -116,8 +116,11 @@ class Pki(pulumi.ComponentResource):
         csr = tls.CertRequest(
             name,
             private_key_pem=pk.private_key_pem,
-            subject=tls.CertRequestSubjectArgs(common_name=common_name,
-                                               organization=self._spec.organization),
+            # A new rotation label changes the request, so the cert is
+            # re-issued (same key); the CAs are left alone.
+            subject=tls.CertRequestSubjectArgs(
+                common_name=common_name, organization=self._spec.organization,
+                organizational_unit=f"rotation {self._spec.rotation}" if self._spec.rotation else None),
             dns_names=list(dns_names),
             ip_addresses=list(ip_addresses),
             opts=pulumi.ResourceOptions(parent=self),

@@ -192,6 +192,7 @@ class PkiSpec:
     validity_hours: int
     early_renewal_hours: int
     organization: str
+    rotation: str | None = None     # a label: changing it re-issues every leaf cert
 
 
 @dataclass(frozen=True)
@@ -504,9 +505,13 @@ def _pki(s: Section) -> PkiSpec:
         s.problems.add(s.key("earlyRenewalHours"), f"{renewal} must be less than validityHours "
                        f"({validity}), or every `pulumi up` would re-issue the certificates")
     org = s.string("organization", "hakube")
+    rotation = s.string("rotation", None)
+    if rotation is not None and not re.match(r"^[A-Za-z0-9._-]{1,64}$", str(rotation)):
+        s.problems.add(s.key("rotation"), f"{rotation!r}: use a short label such as 2026-11 "
+                       "(letters, digits, . _ -); changing it re-issues every leaf certificate")
     s.finish()
     return PkiSpec(key_algorithm=algorithm, validity_hours=validity,
-                   early_renewal_hours=renewal, organization=org)
+                   early_renewal_hours=renewal, organization=org, rotation=rotation)
 
 
 def _check_addresses(topology: Topology, network: NetworkSpec, k8s: KubernetesSpec,

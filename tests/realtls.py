@@ -36,6 +36,8 @@ def x509_name(subject: dict | None) -> x509.Name:
     attrs = []
     if subject.get("organization"):
         attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, subject["organization"]))
+    if subject.get("organizational_unit"):
+        attrs.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, subject["organizational_unit"]))
     if subject.get("common_name"):
         attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, subject["common_name"]))
     return x509.Name(attrs)

@@ -26,6 +26,7 @@ from ..etcd import EtcdCluster, install_script
 from ..etcd import payloads as etcd_payload
 from ..node import Node
 from ..pki import Pki
+from ..remote import digest
 from . import payloads as payload
 
 HERE = Path(__file__).parent
@@ -118,6 +119,7 @@ class ControlPlane(pulumi.ComponentResource):
             lambda p: steps.pem_bundle(list(p) * (2 if practice else 1), [f[0] for f in files])))
 
         ready: dict[str, list[pulumi.Resource]] = {}
+        certs_steps: dict[str, remote.Command] = {}
         self.preflight = {}
         for node in args.nodes:
             base = prepare_node(self, name, spec, node)
@@ -126,6 +128,7 @@ class ControlPlane(pulumi.ComponentResource):
             certs = command(self, name, node, "etcd-certs", steps.step_script(
                 "pem_files", {"PEM_FILES": steps.pem_files_spec(files)}),
                 stdin=bundle, secret=True, after=[node.ready])
+            certs_steps[node.name] = certs
             self.preflight[node.name] = command(
                 self, name, node, "etcd-preflight", script("preflight", etcd_values),
                 after=[etcdctl, certs, args.etcd.health])
@@ -157,7 +160,17 @@ class ControlPlane(pulumi.ComponentResource):
         for node in args.nodes[1:]:
             self.joined = join(self, name, spec, node, first=first, control_plane=True,
                                after=[self.joined, *ready[node.name]])
-        self.settled.append(self.joined)
+        # A re-issued etcd client cert (rotation, validity): apiservers restart
+        # one at a time, each ready before the next. `create` only records
+        # the cert a fresh cluster started with.
+        client_digest = bundle.apply(lambda b: digest(b))
+        previous: pulumi.Resource = self.joined
+        for node in args.nodes:
+            previous = remote.Command(
+                f"{name}-{node.name}-apiserver-restart", connection=node.connection, create="true",
+                update=script("apiserver-restart", {}), triggers=[client_digest],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[previous, certs_steps[node.name]]))
+        self.settled.append(previous)
         self.register_outputs({})
 
 

@@ -2,6 +2,7 @@
 return recognisable fake PEM text so tests can trace where key material goes."""
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pulumi
@@ -9,6 +10,10 @@ import pulumi
 KEY_MARK = "FAKE-PRIVATE-KEY-MATERIAL"
 TOKEN_MARK = "faketoken"
 CERT_KEY_MARK = "fake-certificate-key"
+
+
+def _short(text) -> str:
+    return hashlib.sha256(str(text).encode()).hexdigest()[:8]
 
 
 class EchoMocks(pulumi.runtime.Mocks):
@@ -27,9 +32,14 @@ class EchoMocks(pulumi.runtime.Mocks):
             )
         elif args.typ in ("tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert"):
             gen = self.cert_generation.get(args.name, 0)
-            outs["cert_pem"] = f"-----BEGIN CERTIFICATE-----\n{args.name}-gen{gen}\n-----END CERTIFICATE-----\n"
+            # what it was issued from shows in the fake PEM: a changed request is a new cert
+            issued_from = _short(args.inputs.get("certRequestPem", ""))
+            outs["cert_pem"] = (f"-----BEGIN CERTIFICATE-----\n{args.name}-gen{gen}-{issued_from}\n"
+                                "-----END CERTIFICATE-----\n")
         elif args.typ == "tls:index/certRequest:CertRequest":
-            outs["cert_request_pem"] = f"-----BEGIN CERTIFICATE REQUEST-----\n{args.name}\n-----END CERTIFICATE REQUEST-----\n"
+            subject = _short(json.dumps(args.inputs.get("subject"), sort_keys=True, default=str))
+            outs["cert_request_pem"] = (f"-----BEGIN CERTIFICATE REQUEST-----\n{args.name}-{subject}\n"
+                                        "-----END CERTIFICATE REQUEST-----\n")
         elif args.typ == "command:remote:Command":
             outs["stdout"] = ""
             if "join-credentials" in args.name:

@@ -48,7 +48,8 @@ def test_expected_count_of_each_resource_type(stack_run):
     assert counts["tls:index/privateKey:PrivateKey"] == 1 + 2 + nodes + 2 * etcd + 2
     assert counts["tls:index/locallySignedCert:LocallySignedCert"] == 2 * etcd + 2
     kubernetes = len(CP_STEPS) * cp + 3 * wk + (
-        len(FIRST_CP_STEPS) + len(JOIN_STEPS) * (cp - 1 + wk) + len(CHECK_STEPS) if bootstrap else 1)
+        len(FIRST_CP_STEPS) + len(JOIN_STEPS) * (cp - 1 + wk) + len(CHECK_STEPS) + cp   # + apiserver restarts
+        if bootstrap else 1)
     assert counts[CMD] == (nodes + len(ETCD_STEPS) * etcd + 1       # ready gates, etcd, etcd health
                            + len(LB_STEPS) * lb + 1                 # haproxy, VIP gate
                            + kubernetes)
@@ -269,3 +270,25 @@ def test_restore_stops_everything_before_restoring_the_same_snapshot_everywhere(
     raw["etcd"] = {"restore": {"snapshot": str(snap)}}
     cka = run_program("cka", raw, EchoMocks())
     assert not [x for x in cka.registrations if "apiserver" in x.name and "restore" in x.name]
+
+
+def test_a_rotation_label_reissues_leaf_certs_and_restarts_one_at_a_time():
+    def commands(run_):
+        return {r.name: unwrap({k: v for k, v in r.inputs.items() if k != "connection"})
+                for r in run_.of_type(CMD)}
+    raw = raw_from_stack_file(ROOT / "Pulumi.dev.yaml")
+    before = commands(run_program("dev", raw, EchoMocks()))
+    raw["pki"] = {"rotation": "2026-11"}
+    rotated = run_program("dev", raw, EchoMocks())
+    after = commands(rotated)
+    changed = sorted(n for n in before if before[n] != after[n])
+    cps = ("master-01", "master-02", "master-03")
+    assert changed == sorted([step(m, s) for m in MEMBERS for s in ("certs", "restart")]
+                             + [f"hakube-cp-{c}-{s}" for c in cps for s in ("etcd-certs", "apiserver-restart")])
+    for a, b in zip(cps, cps[1:]):
+        assert rotated.depends(f"hakube-cp-{b}-apiserver-restart", f"hakube-cp-{a}-apiserver-restart")
+    assert "crictl stop" in rotated.by_name("hakube-cp-master-02-apiserver-restart").inputs["update"]
+    for reg in rotated.of_type("tls:index/certRequest:CertRequest"):
+        assert unwrap(reg.inputs["subject"])["organizationalUnit"] == "rotation 2026-11"
+    for reg in rotated.of_type("tls:index/selfSignedCert:SelfSignedCert"):
+        assert "organizationalUnit" not in unwrap(reg.inputs["subject"])       # CAs stay

@@ -93,7 +93,8 @@ def _pem_private(key) -> str:
 
 def _subject(inputs: dict) -> dict:
     s = inputs.get("subject") or {}
-    return {"common_name": s.get("commonName"), "organization": s.get("organization")}
+    return {"common_name": s.get("commonName"), "organization": s.get("organization"),
+            "organizational_unit": s.get("organizationalUnit")}
 
 
 class LabMocks(pulumi.runtime.Mocks):
@@ -172,7 +173,10 @@ class LabMocks(pulumi.runtime.Mocks):
             quiet = inputs.get("logging") == "none"
             detail = "(output withheld: this step runs with logging none)" if quiet else \
                 (result.stderr.strip() or result.stdout.strip())[-3000:]
-            raise StepFailed(f"{name}: {action} exited {result.rc} on {inputs['connection']['host']}\n{detail}")
+            host = inputs["connection"]["host"]
+            if result.rc == 255:            # never reached the script: show how the host's boot went
+                detail += self._console_tail(host)
+            raise StepFailed(f"{name}: {action} exited {result.rc} on {host} after {result.dials} dials\n{detail}")
         outputs.update(stdout=result.stdout, stderr=result.stderr)
         return outputs
 
@@ -191,6 +195,14 @@ class LabMocks(pulumi.runtime.Mocks):
         if result.rc != 0:
             raise StepFailed(f"{name}: copy to {inputs['remotePath']} exited {result.rc}: {result.stderr.strip()}")
         return {**inputs, "id": f"{name}-id"}
+
+    def _console_tail(self, ip: str, lines: int = 30) -> str:
+        for host in list(self.hosts.values()):
+            if f"{ip}/" in host.network_config and host.log.exists():
+                tail = host.log.read_text(errors="replace").splitlines()[-lines:]
+                return f"\n--- last {lines} console lines of {host.name} (running: {host.running}) ---\n" + \
+                    "\n".join(tail)
+        return ""
 
     # -- libvirt -------------------------------------------------------------
     def _cloudinit(self, name: str, inputs: dict) -> dict:

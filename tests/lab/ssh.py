@@ -20,7 +20,8 @@ from pathlib import Path
 # ssh exits 255 for its own errors; these are the ones that mean "not up yet".
 DIAL_ERRORS = re.compile(r"Connection refused|Connection timed out|No route to host|"
                          r"Connection closed by|Connection reset|kex_exchange_identification|"
-                         r"Network is unreachable|port 22: Operation timed out")
+                         r"Network is unreachable|port 22: Operation timed out|"
+                         r"System is booting up")        # pam_nologin until boot completes
 
 
 @dataclass
@@ -82,7 +83,8 @@ class Ssh:
             except subprocess.TimeoutExpired as err:
                 raise SshError(f"{conn['host']}: command still running after {timeout:.0f} s") from err
             if proc.returncode == 255 and DIAL_ERRORS.search(proc.stderr) and dial < limit:
-                time.sleep(1)
+                # the provider backs off between dials; so does the lab (1 s, growing to 5 s)
+                time.sleep(min(5.0, 1.0 + dial / 10))
                 continue
             return Result(proc.returncode, proc.stdout, proc.stderr, dial, time.monotonic() - started)
         raise AssertionError("unreachable")

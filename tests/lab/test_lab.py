@@ -366,6 +366,50 @@ def test_a_second_run_reruns_every_step_and_changes_nothing(lab):
     assert pids.count("etcd ") == 3 and "haproxy " in pids
 
 
+# --- certificate rotation under a write loop -----------------------------------
+
+def served_subject(lab, node: str, target: str, port: int) -> str:
+    ip = ips(lab)[target]
+    return ok(lab, node, f"openssl s_client -connect {ip}:{port} </dev/null 2>/dev/null | "
+                         "openssl x509 -noout -subject")
+
+
+def test_rotation_reissues_certs_with_no_write_failing_longer_than_an_election(lab):
+    env = lab.outputs["etcdctlEnv"]
+    assert "rotation" not in served_subject(lab, "etcd-01", "etcd-02", 2379)
+    ok(lab, "master-01", "sudo -n rm -f /tmp/hakube-loop.stop /tmp/hakube-loop.log")
+    ok(lab, "master-01", "sudo -n bash -c " + shlex.quote(
+        f"printf %s {shlex.quote(env)} > /tmp/hakube-loop.env; "
+        f"nohup bash -c {shlex.quote(WRITE_LOOP)} < /tmp/hakube-loop.env > /tmp/hakube-loop.log 2>&1 &"))
+    lab.raw["pki"] = {**lab.raw.get("pki", {}), "rotation": "lab-1"}
+    t0 = time.monotonic()
+    try:
+        time.sleep(2)
+        lab.apply()
+        TIMINGS["rotation: program run re-issuing certs, rolling restarts"] = time.monotonic() - t0
+        time.sleep(2)
+    finally:
+        ok(lab, "master-01", "sudo -n touch /tmp/hakube-loop.stop")
+        time.sleep(2.5)
+    restarts = [s for s in lab.mocks.steps if s.name.endswith("-restart") and s.action == "update"]
+    assert len(restarts) == 3, [s.name for s in restarts]
+    lines = loop_lines(lab)
+    assert len([x for x in lines if x[1] == "ok"]) > 20
+    worst, start = 0, None            # the longest stretch without a successful write
+    for _, r, t, d in lines:
+        if r == "fail" and start is None:
+            start = t
+        elif r == "ok" and start is not None:
+            worst, start = max(worst, t - start), None
+    TIMINGS[f"rotation: longest write outage ({len(lines)} writes)"] = worst / 1000
+    assert start is None and worst < 3000, f"writes failed for {worst} ms"
+    for member in ETCD:
+        for port, asker in ((2379, "etcd-01"), (2380, "etcd-02" if member == "etcd-01" else "etcd-01")):
+            assert "rotation lab-1" in served_subject(lab, asker, member, port), (member, port)
+    assert "rotation lab-1" in ok(lab, "master-01", sudo(
+        "openssl x509 -noout -subject -in /etc/kubernetes/pki/apiserver-etcd-client.crt"))
+
+
 # --- restore from a snapshot named in stack config (runs last: it rewrites data) ---
 
 def keyspace(lab, node: str) -> list:
