@@ -131,7 +131,8 @@ class ControlPlane(pulumi.ComponentResource):
             certs_steps[node.name] = certs
             self.preflight[node.name] = command(
                 self, name, node, "etcd-preflight", script("preflight", etcd_values),
-                after=[etcdctl, certs, args.etcd.health])
+                # after the etcd restart chain: never mid-way through a rolling restart
+                after=[etcdctl, certs, args.etcd.health, args.etcd.last_restart])
             ready[node.name] = [*base, self.preflight[node.name]]
 
         dests = payload.KUBEADM_CONFIG + (f" {payload.PRACTICE_CONFIG}" if practice else "")

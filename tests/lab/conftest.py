@@ -38,7 +38,7 @@ def lab_fixture(label: str, overrides: dict | None = None):
     try:
         lab.up()
     except Exception:
-        down_all(quiet=True)
+        lab.down()          # hosts, links and the release server: the next module starts clean
         raise
     TIMINGS[f"{label}: bring-up (program run 1, {len(lab.mocks.steps)} steps)"] = lab.timings["bring_up"]
     TIMINGS[f"{label}: image (build or cache)"] = lab.timings["image"]
