@@ -60,11 +60,13 @@ class Cluster(pulumi.ComponentResource):
         self.workers = Workers(f"{name}-workers", WorkersArgs(
             spec=spec, nodes=[self.nodes[n.name] for n in topo.workers],
             control_plane=self.control_plane), opts=child)
+        # Members the stack dropped leave the cluster once no apiserver lists them.
+        etcd_settled = self.etcd.settle_membership(after=self.control_plane.settled)
         if spec.etcd.restore is not None:
             EtcdRestore(f"{name}-etcd-restore", EtcdRestoreArgs(
                 spec=spec, etcd=self.etcd, members=[self.nodes[n.name] for n in topo.etcd],
                 control_planes=[self.nodes[n.name] for n in topo.control_planes],
-                after=[self.etcd.last_restart, *self.etcd.backups.values(), *self.control_plane.settled]),
+                after=[*etcd_settled, *self.etcd.backups.values(), *self.control_plane.settled]),
                 opts=child)
         if spec.kubernetes.bootstrap:
             Checks(f"{name}-checks", ChecksArgs(

@@ -1,7 +1,10 @@
 """The external etcd cluster: per member, idempotent steps over SSH
-(prepare -> install -> certs -> config -> units -> firewall -> start), one
-cluster health gate after every member has started, and a rolling restart
-chain that applies later changes one member at a time without losing quorum.
+(prepare -> install -> certs -> config -> units -> firewall), then each
+member started or joined one after another (a member new to a running
+cluster joins as a learner and is promoted), one cluster health gate, a
+rolling restart chain that applies later changes one member at a time
+without losing quorum, and a membership step that removes the members the
+stack no longer configures before their VMs go.
 """
 from __future__ import annotations
 
@@ -63,7 +66,7 @@ class MemberSteps:
     config: remote.Command
     unit: remote.Command
     firewall: Optional[remote.Command]
-    start: remote.Command
+    start: remote.Command           # start, or join a running cluster
     payload: pulumi.Output          # digest of everything a restart must pick up
     restart: Optional[remote.Command] = None
 
@@ -127,9 +130,10 @@ class EtcdCluster(pulumi.ComponentResource):
                 **base, "PEM_FILES": steps.pem_files_spec(payload.CERT_FILES)}),
                               stdin=bundle, secret=True, after=[prepare])
             config_text = payload.etcd_config_yaml(etcd, topo, node)
+            # after install: a refused upgrade leaves the running config alone too
             config = step("config", step_script("file", {
                 **base, "DEST": payload.CONFIG_FILE, "MODE": "0644", "OWNER": "root:root"}),
-                stdin=config_text, after=[prepare])
+                stdin=config_text, after=[install])
             unit = step("unit", step_script("unit", {**base, "UNIT": "etcd.service"}),
                         stdin=unit_text, after=[install])
             firewall = None
@@ -139,14 +143,36 @@ class EtcdCluster(pulumi.ComponentResource):
                     stdin=firewall_unit_text, after=[prepare])
                 firewall = step("firewall", step_script("firewall", base),
                                 stdin=payload.firewall_ruleset(topo, node), after=[fw_unit])
-            # No member's start waits for another's: with Type=notify that deadlocks.
-            start = step("start", step_script("start", base), after=[
-                s for s in (install, certs_step, config, unit, firewall) if s is not None])
-            self.backups[member.name] = step("backup", step_script("backup", {
-                **base, **backup_values}), stdin=backup_script, after=[start])
-            payload_digest = bundle.apply(lambda b, c=config_text: digest(b, c, unit_text, etcd.version))
+            # What a running member must restart for. initial-cluster* are read
+            # only when a member is created, so a membership change alone
+            # restarts nobody.
+            restart_config = payload.etcd_config_yaml(etcd, topo, node, membership=False)
+            payload_digest = bundle.apply(lambda b, c=restart_config: digest(b, c, unit_text, etcd.version))
             self.steps[member.name] = MemberSteps(prepare, install, certs_step, config, unit,
-                                                  firewall, start, payload_digest)
+                                                  firewall, None, payload_digest)  # type: ignore[arg-type]
+
+        # Members start (or join) one after another, each once every member's
+        # firewall admits the whole membership. A bootstrapping member returns
+        # as soon as it listens (its quorum needs the later ones: Type=notify
+        # would deadlock); a joining one returns promoted and serving.
+        firewalls = [s.firewall for s in self.steps.values() if s.firewall is not None]
+        previous_start: Optional[pulumi.Resource] = None
+        for member in args.members:
+            s, node = self.steps[member.name], topo.node(member.name)
+            s.start = remote.Command(
+                f"{name}-{member.name}-start", connection=member.connection,
+                create=step_script("start", {
+                    **base, "MEMBER_NAME": member.name, "MEMBER_PEER_URL": node.peer_url,
+                    "MEMBER_CLIENT_URL": node.client_url, "FIRST_MEMBER": args.members[0].name,
+                    "ETCD_CONFIG_FILE": payload.CONFIG_FILE}),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[
+                    *(x for x in (s.install, s.certs, s.config, s.unit) if x is not None),
+                    *firewalls, *([previous_start] if previous_start else [])]))
+            previous_start = s.start
+            self.backups[member.name] = remote.Command(
+                f"{name}-{member.name}-backup", connection=member.connection,
+                create=step_script("backup", {**base, **backup_values}), stdin=backup_script,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[s.start]))
 
         first = args.members[0]
         self.health = remote.Command(
@@ -162,15 +188,45 @@ class EtcdCluster(pulumi.ComponentResource):
             s = self.steps[member.name]
             s.restart = remote.Command(
                 f"{name}-{member.name}-restart", connection=member.connection,
-                create="true", update=step_script("restart", base),
-                triggers=[s.payload], logging=NO_LOGS,
+                create="true", update=step_script("restart", {**base, "ETCD_VERSION": etcd.version}),
+                triggers=[s.payload],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[
                     previous, s.install, s.certs, s.config, s.unit]))
             previous = s.restart
         self.last_restart = previous
+        self._base, self._args, self._name = base, args, name
+        self.membership: Optional[remote.Command] = None
+        self.settled: list[pulumi.Resource] = [self.last_restart]
 
         self.register_outputs({"endpoints": self.endpoints, "etcdctl_env": self.etcdctl_env,
                                "latest_snapshot": self.latest_snapshot})
+
+
+    def settle_membership(self, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+        """Remove the members the stack no longer configures (`member remove`,
+        one at a time, refused when unsafe), once `after` (the control planes,
+        whose etcd endpoint lists drop them first) is done; then every
+        member's firewall is refreshed to the configured membership. Returns
+        what is settled once the membership is."""
+        args, base, name = self._args, self._base, self._name
+        first = args.members[0]
+        node = args.spec.topology.node(first.name)
+        self.membership = remote.Command(
+            f"{name}-membership", connection=first.connection,
+            create=step_script("membership", {**base, "MEMBER_NAME": first.name,
+                                              "MEMBER_PEER_URL": node.peer_url}),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.last_restart, *after]))
+        self.settled = [self.membership]
+        for member in args.members:
+            s = self.steps[member.name]
+            if s.firewall is None:
+                continue
+            self.settled.append(remote.Command(
+                f"{name}-{member.name}-firewall-refresh", connection=member.connection,
+                create=step_script("firewall", {**base, "REFRESH": 1}),
+                stdin=payload.firewall_ruleset(args.spec.topology, args.spec.topology.node(member.name)),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.membership])))
+        return self.settled
 
 
 @dataclass(frozen=True)

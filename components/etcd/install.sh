@@ -20,6 +20,47 @@ if [ -z "$stale" ]; then
   echo "etcd $ETCD_VERSION already installed ($ETCD_BINS)"
   exit 0
 fi
+# etcd's upgrade policy, checked against the running cluster before anything
+# is fetched: patch releases freely, one minor at a time, never down (the
+# cluster version, not a member's binary, decides), and the patch level the
+# next minor's upgrade guide requires.
+check_upgrade() {
+  [[ " $ETCD_BINS " == *" etcd "* ]] && systemctl is-active --quiet etcd || return 0
+  local body cluster cm tm=${ETCD_VERSION#*.} low
+  tm=${tm%%.*}
+  body=$(curl -sf --max-time 5 --cacert "$PKI_DIR/ca.crt" --cert "$PKI_DIR/healthcheck-client.crt" \
+         --key "$PKI_DIR/healthcheck-client.key" https://127.0.0.1:2379/version) || return 0
+  cluster=$(sed -n 's/.*"etcdcluster":"\([0-9]*\)\.\([0-9]*\).*/\1.\2/p' <<<"$body")
+  [ -n "$cluster" ] || return 0                     # not decided yet: a cluster still forming
+  cm=${cluster#*.}
+  if [ "$tm" -lt "$cm" ]; then
+    echo "refusing etcd $ETCD_VERSION on $(hostname): the cluster runs etcd $cluster, and etcd does not" >&2
+    echo "support going back a minor version. Keep hakube:etcd.version at $cluster.x (or restore a" >&2
+    echo "snapshot taken before the upgrade onto a new cluster). Nothing was changed." >&2
+    exit 1
+  fi
+  if [ "$tm" -gt $((cm + 1)) ]; then
+    echo "refusing etcd $ETCD_VERSION on $(hostname): the cluster runs etcd $cluster, and etcd upgrades" >&2
+    echo "one minor version at a time. Set hakube:etcd.version to the newest 3.$((cm + 1)).x, run" >&2
+    echo "pulumi up, then move on to $ETCD_VERSION. Nothing was changed." >&2
+    exit 1
+  fi
+  if [ "$tm" -eq $((cm + 1)) ] && [ -n "${ETCD_MIN_PATCH[$cm]:-}" ]; then
+    low=$(ENDPOINTS="$ETCD_ENDPOINTS" etcdctl_hc endpoint status 2>/dev/null |
+          awk -F', ' -v want="3.$cm.${ETCD_MIN_PATCH[$cm]}" '
+            { split($3, v, "."); split(want, w, ".") }
+            v[2] == w[2] && v[3] + 0 < w[3] + 0 { print $1 " runs " $3 }')
+    if [ -n "$low" ]; then
+      echo "refusing etcd $ETCD_VERSION: the upgrade guide to 3.$tm requires every member on" >&2
+      echo "3.$cm.${ETCD_MIN_PATCH[$cm]} or later first; $(paste -sd';' <<<"$low"). Upgrade to the newest 3.$cm.x first." >&2
+      exit 1
+    fi
+  fi
+  echo "upgrade check: cluster version $cluster -> $ETCD_VERSION allowed"
+}
+# The patch level each minor must reach before the next (etcd.io upgrade_3_6: 3.5.26).
+declare -A ETCD_MIN_PATCH=([5]=26)
+check_upgrade
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 url="$ETCD_BASE_URL/v$ETCD_VERSION/$ETCD_TARBALL"

@@ -5,27 +5,53 @@ etcdctl_hc() {
     --cacert="$PKI_DIR/ca.crt" --cert="$PKI_DIR/healthcheck-client.crt" \
     --key="$PKI_DIR/healthcheck-client.key" --dial-timeout=2s --command-timeout=5s "$@"
 }
-# expected_members -> "name=peerURL" lines, sorted
+# expected_members -> "name=peerURL" lines of the configured members, sorted
 expected_members() { tr ',' '\n' <<<"$ETCD_INITIAL_CLUSTER" | sort; }
-# started_members -> "name=peerURL" lines of started members, sorted
-started_members() {
-  etcdctl_hc member list | awk -F', ' '$2 == "started" { print $3 "=" $4 }' | sort
+# member_table -> "id status name peerURL learner" lines of the live membership.
+# A member is "started" once it has published its client URLs: etcdctl's own
+# status column says "started" for any member with a name, and bootstrap
+# members have their names from initial-cluster before they ever ran.
+member_table() {
+  etcdctl_hc member list | awk -F', ' '{ print $1, ($5 == "" ? "unstarted" : "started"), ($3 == "" ? "-" : $3), $4, $6 }'
 }
-# wait_cluster_healthy TRIES -- every configured member healthy and listed
+# started_members -> "name=peerURL" lines of started voting members, sorted
+started_members() { member_table | awk '$2 == "started" && $5 == "false" { print $3 "=" $4 }' | sort; }
+# alarms -> the cluster's active alarms ("memberID:... alarm:NOSPACE" lines), if any
+alarms() { ENDPOINTS="${ENDPOINTS:-$ETCD_ENDPOINTS}" etcdctl_hc alarm list 2>/dev/null || true; }
+# say_alarms -- a loud, actionable message for each active alarm; returns 1 if any
+say_alarms() {
+  local active
+  active=$(alarms)
+  [ -z "$active" ] && return 0
+  echo "etcd ALARM active: $(paste -sd' ' <<<"$active")" >&2
+  if grep -q NOSPACE <<<"$active"; then
+    echo "  NOSPACE: a member's database reached quota-backend-bytes; etcd refuses every write" >&2
+    echo "  until space is freed and the alarm is disarmed: delete or compact what filled it," >&2
+    echo "  defragment each member (hakube-etcd-maintenance does it one at a time), then" >&2
+    echo "  'etcdctl alarm disarm' (or raise hakube:etcd.quotaBackendBytes and run pulumi up)." >&2
+  fi
+  return 1
+}
+# wait_cluster_healthy TRIES [exact] -- every configured member started, a
+# voter and healthy. Members being removed may still be listed unless "exact".
 wait_cluster_healthy() {
-  local tries=$1 i why=""
+  local tries=$1 mode=${2:-} i why="" have missing extra
   for ((i = 1; i <= tries; i++)); do
     if why=$(ENDPOINTS="$ETCD_ENDPOINTS" etcdctl_hc endpoint health 2>&1); then
-      if [ "$(started_members 2>/dev/null)" = "$(expected_members)" ]; then
+      have=$(started_members 2>/dev/null)
+      missing=$(comm -23 <(expected_members) <(printf '%s\n' "$have" | sed '/^$/d'))
+      extra=$(member_table 2>/dev/null | awk '{ print $3 "=" $4 }' | sort | comm -13 <(expected_members) -)
+      if [ -z "$missing" ] && { [ "$mode" != exact ] || [ -z "$extra" ]; }; then
         return 0
       fi
       why="member list differs from the configured members:
   want: $(expected_members | paste -sd' ')
-  have: $(started_members 2>&1 | paste -sd' ')"
+  have: $(member_table 2>&1 | awk '{ print $3 "=" $4 " (" $2 (($5 == "true") ? ", learner" : "") ")" }' | paste -sd' ')"
     fi
     sleep 2
   done
   echo "etcd cluster not healthy after $((tries * 2))s: $why" >&2
+  say_alarms || true
   return 1
 }
 journal_tail() {

@@ -35,8 +35,14 @@ KUBEADM_ETCD_KEY = "/etc/kubernetes/pki/apiserver-etcd-client.key"
 
 def etcd_config(spec: EtcdSpec, topology: Topology, node: NodeSpec, *,
                 pki_dir: str = PKI_DIR, data_dir: str | None = None,
-                state: str = "new") -> dict:
-    """etcd's YAML config file (the keys of `etcd --config-file`)."""
+                state: str = "new", membership: bool = True) -> dict:
+    """etcd's YAML config file (the keys of `etcd --config-file`).
+
+    `initial-cluster` lists every configured member with state `new`: what a
+    bootstrapping member needs. A member joining a running cluster starts from
+    a copy with the live membership and state `existing` (start.sh); a member
+    with data ignores both. `membership=False` leaves them out (what a
+    running member's restart depends on)."""
     tls = {
         "client-transport-security": {
             "cert-file": f"{pki_dir}/server.crt",
@@ -79,6 +85,9 @@ def etcd_config(spec: EtcdSpec, topology: Topology, node: NodeSpec, *,
         "cipher-suites": list(spec.cipher_suites),
         **tls,
     }
+    if not membership:
+        for key in ("initial-cluster", "initial-cluster-state", "initial-cluster-token"):
+            del cfg[key]
     if spec.minor >= 6:
         cfg["tls-min-version"] = "TLS1.2"
     return cfg

@@ -161,16 +161,23 @@ class ControlPlane(pulumi.ComponentResource):
         for node in args.nodes[1:]:
             self.joined = join(self, name, spec, node, first=first, control_plane=True,
                                after=[self.joined, *ready[node.name]])
-        # A re-issued etcd client cert (rotation, validity): apiservers restart
-        # one at a time, each ready before the next. `create` only records
-        # the cert a fresh cluster started with.
-        client_digest = bundle.apply(lambda b: digest(b))
+        # A re-issued etcd client cert (rotation, validity) or a changed etcd
+        # membership: apiservers restart one at a time (the new cert, or the
+        # new --etcd-servers in their static manifest), each ready before the
+        # next. `create` only records what a fresh cluster started with.
+        servers = ",".join(args.etcd.endpoints)
+        client_digest = bundle.apply(lambda b: digest(b, servers))
         previous: pulumi.Resource = self.joined
         for node in args.nodes:
             previous = remote.Command(
                 f"{name}-{node.name}-apiserver-restart", connection=node.connection, create="true",
-                update=script("apiserver-restart", {}), triggers=[client_digest],
+                update=script("apiserver-restart", {"ETCD_ENDPOINTS": servers}), triggers=[client_digest],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[previous, certs_steps[node.name]]))
+        # kubeadm's own record of the ClusterConfiguration (kube-system/kubeadm-config),
+        # which later joins and `kubeadm upgrade` read: the etcd endpoints follow.
+        previous = command(self, name, first, "kubeadm-config-upload", script("upload-config", {
+            "KUBEADM_CONFIG": payload.KUBEADM_CONFIG, "ETCD_ENDPOINTS": servers}),
+            after=[previous, config])
         self.settled.append(previous)
         self.register_outputs({})
 

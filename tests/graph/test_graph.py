@@ -22,11 +22,14 @@ JOIN_STEPS = ("join-credentials", "kubeadm-join")
 FIRST_CP_STEPS = ("kubeadm-config", "kubeadm-init", "cni", "kubeconfig")
 CHECK_STEPS = ("nodes-ready", "no-local-etcd", "registry")
 ETCD_STEPS = ("prepare", "install", "certs", "config", "unit", "firewall-unit", "firewall", "start", "backup",
-              "restart")
+              "restart", "firewall-refresh")
 
 
-def run(stack: str, mocks=None):
-    return run_program(stack, raw_from_stack_file(ROOT / f"Pulumi.{stack}.yaml"), mocks or EchoMocks())
+def run(stack: str, overrides: dict | None = None, mocks=None):
+    raw = raw_from_stack_file(ROOT / f"Pulumi.{stack}.yaml")
+    for key, value in (overrides or {}).items():
+        raw[key] = {**raw.get(key, {}), **value}
+    return run_program(stack, raw, mocks or EchoMocks())
 
 
 @pytest.fixture(scope="module", params=list(STACKS))
@@ -49,8 +52,8 @@ def test_expected_count_of_each_resource_type(stack_run):
     assert counts["tls:index/locallySignedCert:LocallySignedCert"] == 2 * etcd + 2
     kubernetes = len(CP_STEPS) * cp + 3 * wk + (
         len(FIRST_CP_STEPS) + len(JOIN_STEPS) * (cp - 1 + wk) + len(CHECK_STEPS) + cp   # + apiserver restarts
-        if bootstrap else 1)
-    assert counts[CMD] == (nodes + len(ETCD_STEPS) * etcd + 1       # ready gates, etcd, etcd health
+        + 1 if bootstrap else 1)                                    # + kubeadm-config upload
+    assert counts[CMD] == (nodes + len(ETCD_STEPS) * etcd + 2       # ready gates, etcd, health, membership
                            + len(LB_STEPS) * lb + 1                 # haproxy, VIP gate
                            + kubernetes)
 
@@ -167,12 +170,47 @@ def test_each_member_runs_its_steps_in_order(dev):
             assert dev.depends(step(m, "start"), step(m, before)), before
 
 
-def test_no_member_start_waits_for_another_member(dev):
+def test_members_start_one_after_another_each_after_every_firewall(dev):
+    """Serial: a joining member needs the one before it promoted (etcd admits
+    one learner at a time); every firewall first: the members already running
+    must admit a new one's peer traffic before it dials them."""
+    assert dev.depends(step("etcd-02", "start"), step("etcd-01", "start"))
+    assert dev.depends(step("etcd-03", "start"), step("etcd-02", "start"))
+    assert not dev.depends(step("etcd-01", "start"), step("etcd-02", "start"))
     for m in MEMBERS:
         for other in MEMBERS:
-            if other != m:
-                for s in ETCD_STEPS:
-                    assert not dev.depends(step(m, "start"), step(other, s)), (m, other, s)
+            assert dev.depends(step(m, "start"), step(other, "firewall")), (m, other)
+    # and none of them waits for a quorum: a bootstrapping member returns once it listens
+    script = dev.by_name(step("etcd-01", "start")).inputs["create"]
+    assert "systemctl start --no-block etcd" in script and "member add" in script and "--learner" in script
+
+
+def test_membership_step_runs_after_the_control_planes_then_refreshes_firewalls(dev):
+    membership = "hakube-etcd-membership"
+    assert dev.depends(membership, step("etcd-03", "restart"))
+    for cp in ("master-01", "master-02", "master-03"):
+        assert dev.depends(membership, f"hakube-cp-{cp}-apiserver-restart")
+    for m in MEMBERS:
+        assert dev.depends(step(m, "firewall-refresh"), membership)
+    script = dev.by_name(membership).inputs["create"]
+    assert "member remove" in script and "move-leader" in script
+    assert "etcd-01=https://192.168.144.201:2380,etcd-02=https://192.168.144.202:2380,etcd-03=" in script
+
+
+def test_a_membership_change_alone_restarts_no_running_member():
+    """3 -> 5: the new members get every step; the three running ones keep
+    their restart payload (initial-cluster is read only at creation) while
+    their firewalls, the health gate and the membership step see all five."""
+    three, five = run("dev"), run("dev", {"nodes": {"etcd": {"count": 5}}})
+    for m in MEMBERS:
+        assert unwrap(three.by_name(step(m, "restart")).inputs["triggers"]) == \
+            unwrap(five.by_name(step(m, "restart")).inputs["triggers"]), m
+        assert "192.168.144.205" in five.by_name(step(m, "firewall")).inputs["stdin"]
+    assert five.depends(step("etcd-05", "start"), step("etcd-04", "start"))
+    assert five.depends(step("etcd-04", "start"), step("etcd-03", "start"))
+    assert "etcd-05=https://192.168.144.205:2380" in five.by_name("hakube-etcd-health").inputs["create"]
+    kubeadm = unwrap(five.by_name("hakube-cp-master-01-kubeadm-config").inputs["stdin"])
+    assert "https://192.168.144.205:2379" in kubeadm
 
 
 def test_health_gate_waits_for_every_start(dev):
@@ -214,7 +252,7 @@ def test_config_and_install_carry_the_member_values(dev):
 
 def test_one_members_new_cert_reruns_only_that_members_steps():
     before = run("dev")
-    after = run("dev", EchoMocks(cert_generation={"hakube-pki-etcd-02-server": 1}))
+    after = run("dev", mocks=EchoMocks(cert_generation={"hakube-pki-etcd-02-server": 1}))
 
     def commands(run_):
         return {r.name: unwrap({k: v for k, v in r.inputs.items() if k != "connection"})

@@ -64,6 +64,17 @@ def lab_pair():
     yield from lab_fixture("lab, 2 load balancers", {"nodes": {"loadBalancer": {"count": 2}}})
 
 
+@pytest.fixture(scope="module")
+def lab_day2():
+    """Day two: a 3-member cluster on Debian's etcd 3.4.23 (upgraded to 3.5.1,
+    grown to 5 and shrunk to 3 by the tests), one control plane. Backups off:
+    the scenarios count restarts and PIDs."""
+    yield from lab_fixture("day two lab", {
+        "etcd": {"version": "3.4.23", "backup": {"enabled": False}},
+        "nodes": {"controlPlane": {"count": 1}},
+    })
+
+
 def pytest_sessionstart(session):
     if LOG.exists():
         LOG.unlink()

@@ -116,6 +116,9 @@ class Lab:
         self.log(f"lab: run {self.mocks.run_no} of the program")
         run = run_program(STACK, self.raw, self.mocks, parallel=PARALLEL)
         self.runs.append(run)
+        deleted = self.mocks.delete_removed()
+        if deleted:
+            self.log(f"lab: run {self.mocks.run_no} deleted {len(deleted)} resources it no longer registers")
         return run
 
     def down(self) -> list[str]:

@@ -109,10 +109,12 @@ class LabMocks(pulumi.runtime.Mocks):
         self.skipped: list[tuple[str, str]] = []                    # (step, why), see NOT_RUN
         self.run_no = 0
         self.t0 = time.monotonic()
+        self.seen: set[tuple[str, str]] = set()                     # registered by the current run
 
     def begin_run(self) -> None:
         self.run_no += 1
         self.t0 = time.monotonic()
+        self.seen = set()
 
     # -- the Mocks interface -------------------------------------------------
     def call(self, args: pulumi.runtime.MockCallArgs):
@@ -123,6 +125,7 @@ class LabMocks(pulumi.runtime.Mocks):
         digest = _digest(inputs)
         with self.lock:
             previous = self.state.get(key)
+            self.seen.add(key)
         if not args.custom:
             return "", {}                               # a component: nothing to make
         if args.typ == COPY:
@@ -276,6 +279,29 @@ class LabMocks(pulumi.runtime.Mocks):
             allowed_uses=inputs.get("allowedUses") or [], hours=int(inputs["validityPeriodHours"]),
             is_ca=bool(inputs.get("isCaCertificate")), dns_names=dns, ip_addresses=ips)
         return {**inputs, "id": name, "certPem": pem, **_validity(pem)}
+
+    # -- what a run no longer registers -------------------------------------
+    def delete_removed(self) -> list[str]:
+        """Like Pulumi after a successful update: resources the program no
+        longer registers are deleted (commands' `delete` in reverse order of
+        creation, then their hosts). Returns the names deleted."""
+        gone = [k for k in self.state if k not in self.seen]
+        names = {name for typ, name in gone}
+        done: set[str] = set()
+        for step in reversed(self.steps):
+            if step.name in names and step.delete and step.name not in done:
+                done.add(step.name)
+                result = self.ssh.run({**step.connection, "dialErrorLimit": 1}, step.delete)
+                if result.rc != 0:
+                    raise StepFailed(f"{step.name}: delete exited {result.rc}: {result.stderr.strip()[-500:]}")
+        for typ, name in gone:
+            outputs = self.state.pop((typ, name))[1]
+            if typ == DOMAIN:
+                host = self.hosts.pop(outputs["id"], None)
+                if host is not None:
+                    host.discard()
+                    self.log(f"  [{time.monotonic() - self.t0:6.1f}s] deleted {host.name}")
+        return sorted(names)
 
     # -- teardown ------------------------------------------------------------
     def teardown(self) -> list[str]:

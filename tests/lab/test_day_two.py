@@ -1,0 +1,233 @@
+"""Day two on real hosts: an etcd upgrade 3.4.23 -> 3.5.1 one member at a
+time and a membership change 3 -> 5 -> 3, each under a write loop and each
+driven only by stack config and a program run; the unsafe variants refused
+with nothing changed. Tests run in file order against one lab."""
+from __future__ import annotations
+
+import json
+import shlex
+import time
+
+import pytest
+
+from .conftest import TIMINGS
+from .providers import StepFailed
+from .test_lab import HC, WRITE_LOOP, ok, sudo
+
+pytestmark = pytest.mark.lab
+
+LOOP_NODE = "master-01"
+
+
+def members(lab) -> list[dict]:
+    out = ok(lab, "etcd-01", sudo(f"{HC} --endpoints=https://127.0.0.1:2379 member list -w json"))
+    return json.loads(out)["members"]
+
+
+def versions(lab) -> dict[str, str]:
+    """Each member's server version, as the cluster reports it."""
+    eps = ",".join(f"https://{ip}:2379" for n, ip in lab.outputs["nodeIps"].items() if n.startswith("etcd-"))
+    out = ok(lab, "etcd-01", sudo(f"{HC} --endpoints={eps} endpoint status -w json"))
+    return {s["Endpoint"].split("//")[1].split(":")[0]: s["Status"]["version"] for s in json.loads(out)}
+
+
+def pids(lab, nodes) -> dict[str, str]:
+    return {n: ok(lab, n, "pgrep -x etcd || true").strip() for n in nodes}
+
+
+class WriteLoop:
+    """Writes on the control plane through its etcdctl environment, one every
+    ~0.1 s, each acknowledged or failed; afterwards every acknowledged key
+    must still be in etcd."""
+
+    def __init__(self, lab):
+        self.lab, self.env = lab, lab.outputs["etcdctlEnv"]
+
+    def __enter__(self):
+        ok(self.lab, LOOP_NODE, "sudo -n rm -f /tmp/hakube-loop.stop /tmp/hakube-loop.log; "
+                                "sudo -n rm -rf /tmp/hakube-loop.env")
+        ok(self.lab, LOOP_NODE, sudo(
+            f"printf %s {shlex.quote(self.env)} > /tmp/hakube-loop.env; "
+            f"nohup bash -c {shlex.quote(WRITE_LOOP)} < /tmp/hakube-loop.env > /tmp/hakube-loop.log 2>&1 &"))
+        time.sleep(2)
+        return self
+
+    def __exit__(self, *exc):
+        time.sleep(2)
+        ok(self.lab, LOOP_NODE, "sudo -n touch /tmp/hakube-loop.stop")
+        time.sleep(2.5)
+        out = ok(self.lab, LOOP_NODE, "sudo -n cat /tmp/hakube-loop.log")
+        self.lines = [(int(i), r, int(t), int(d)) for i, r, t, d in
+                      (line.split() for line in out.splitlines() if line)]
+        return False
+
+    def verdict(self) -> tuple[int, int, list[int]]:
+        """(acknowledged, failed, acknowledged-but-lost)."""
+        acked = {i for i, r, _, _ in self.lines if r == "ok"}
+        keys = ok(self.lab, LOOP_NODE, sudo(self.env + "etcdctl get quorum/ --prefix --keys-only"))
+        stored = {int(k.split("/")[1]) for k in keys.split()}
+        return len(acked), len(self.lines) - len(acked), sorted(acked - stored)
+
+    def longest_outage_ms(self) -> int:
+        worst, start = 0, None
+        for _, r, t, _ in self.lines:
+            if r == "fail" and start is None:
+                start = t
+            elif r == "ok" and start is not None:
+                worst, start = max(worst, t - start), None
+        return worst if start is None else 10 ** 9
+
+
+def failed_steps(lab, since: int, suffix: str):
+    return [s for s in lab.mocks.steps[since:] if s.name.endswith(suffix) and s.rc != 0]
+
+
+def set_etcd(lab, **values):
+    lab.raw["etcd"] = {**lab.raw["etcd"], **values}
+
+
+def set_count(lab, n: int):
+    lab.raw["nodes"] = {**lab.raw["nodes"], "etcd": {"count": n}}
+
+
+# --- upgrade ---------------------------------------------------------------------
+
+def test_the_cluster_starts_on_debians_3_4(lab_day2):
+    lab = lab_day2
+    assert set(versions(lab).values()) == {"3.4.23"}
+    assert len(members(lab)) == 3
+
+
+def test_skipping_a_minor_version_is_refused_before_anything_changes(lab_day2):
+    lab = lab_day2
+    nodes = ("etcd-01", "etcd-02", "etcd-03")
+    before, since = pids(lab, nodes), len(lab.mocks.steps)
+    set_etcd(lab, version="3.6.0")
+    with pytest.raises(Exception):
+        lab.apply()
+    refused = failed_steps(lab, since, "-install")
+    member_refusals = [s for s in refused if "-etcd-0" in s.name]
+    assert member_refusals, [s.name for s in lab.mocks.steps[since:]]
+    for s in member_refusals:
+        said = " ".join(s.stderr.split())
+        assert "etcd upgrades one minor version at a time" in said and "Nothing was changed" in said, said
+    assert pids(lab, nodes) == before
+    assert set(versions(lab).values()) == {"3.4.23"}
+    assert ok(lab, "etcd-02", "etcd --version | head -1").split()[-1] == "3.4.23"
+    assert not [s for s in lab.mocks.steps[since:] if s.name.endswith("-restart") and s.action == "update"]
+
+
+def test_upgrade_3_4_to_3_5_one_member_at_a_time_with_no_lost_write(lab_day2):
+    lab = lab_day2
+    set_etcd(lab, version="3.5.1")
+    since = len(lab.mocks.steps)
+    t0 = time.monotonic()
+    with WriteLoop(lab) as loop:
+        lab.apply()
+    seconds = time.monotonic() - t0
+    restarts = sorted((s for s in lab.mocks.steps[since:] if s.name.endswith("-restart") and s.action == "update"
+                       and "-etcd-0" in s.name), key=lambda s: s.started)
+    assert [s.name.split("-etcd-")[1][:2] for s in restarts] == ["01", "02", "03"]
+    for a, b in zip(restarts, restarts[1:]):               # never two members down at once
+        assert b.started >= a.started + a.seconds, (a.name, b.name)
+    assert set(versions(lab).values()) == {"3.5.1"}
+    acked, failed, lost = loop.verdict()
+    TIMINGS[f"upgrade 3.4.23 -> 3.5.1: program run ({acked} writes acked, {failed} failed, "
+            f"{len(lost)} lost)"] = seconds
+    TIMINGS["upgrade: longest write outage"] = loop.longest_outage_ms() / 1000
+    assert acked > 20 and not lost, lost[:20]
+    assert loop.longest_outage_ms() < 3000
+    cluster = ok(lab, "etcd-01", sudo("curl -s --cacert /etc/etcd/pki/ca.crt --cert /etc/etcd/pki/healthcheck-client.crt "
+                                      "--key /etc/etcd/pki/healthcheck-client.key https://127.0.0.1:2379/version"))
+    assert json.loads(cluster)["etcdcluster"] == "3.5.0"
+
+
+def test_going_back_a_minor_version_is_refused(lab_day2):
+    lab = lab_day2
+    nodes = ("etcd-01", "etcd-02", "etcd-03")
+    before, since = pids(lab, nodes), len(lab.mocks.steps)
+    set_etcd(lab, version="3.4.23")
+    try:
+        with pytest.raises(Exception):
+            lab.apply()
+    finally:
+        set_etcd(lab, version="3.5.1")
+    refused = [s for s in failed_steps(lab, since, "-install") if "-etcd-0" in s.name]
+    assert refused and all("does not support going back a minor version" in " ".join(s.stderr.split())
+                           for s in refused), [s.stderr for s in refused]
+    assert pids(lab, nodes) == before
+    assert set(versions(lab).values()) == {"3.5.1"}
+
+
+# --- membership ------------------------------------------------------------------
+
+def test_grow_3_to_5_adds_learners_promotes_them_and_loses_no_write(lab_day2):
+    lab = lab_day2
+    lab.apply()                                  # settle on 3.5.1 after the refused run
+    set_count(lab, 5)
+    since = len(lab.mocks.steps)
+    t0 = time.monotonic()
+    with WriteLoop(lab) as loop:
+        lab.apply()
+    seconds = time.monotonic() - t0
+    ms = members(lab)
+    assert sorted(m["name"] for m in ms) == [f"etcd-0{i}" for i in range(1, 6)]
+    assert all(m.get("clientURLs") and not m.get("isLearner") for m in ms), ms
+    joins = {s.name: s for s in lab.mocks.steps[since:] if s.name.endswith("-start")}
+    for new in ("etcd-04", "etcd-05"):
+        out = joins[f"hakube-etcd-{new}-start"].stdout
+        assert "added " + new + " as a learner" in out and "promoted " + new in out, out
+    assert joins["hakube-etcd-etcd-05-start"].started >= \
+        joins["hakube-etcd-etcd-04-start"].started + joins["hakube-etcd-etcd-04-start"].seconds
+    acked, failed, lost = loop.verdict()
+    TIMINGS[f"membership 3 -> 5: program run ({acked} writes acked, {failed} failed, {len(lost)} lost)"] = seconds
+    for new in ("etcd-04", "etcd-05"):
+        TIMINGS[f"membership: {new} join (learner added -> promoted)"] = joins[f"hakube-etcd-{new}-start"].seconds
+    assert acked > 20 and not lost, lost[:20]
+    # the control plane follows: its kubeadm config and its preflight see five
+    kubeadm = ok(lab, "master-01", "sudo -n cat /root/kubeadm.yaml")
+    assert all(f"https://{lab.outputs['nodeIps'][f'etcd-0{i}']}:2379" in kubeadm for i in range(1, 6))
+    assert len(lab.outputs["etcdEndpoints"]) == 5
+
+
+def test_removing_more_than_the_cluster_can_lose_is_refused_and_nothing_is_removed(lab_day2):
+    lab = lab_day2
+    since = len(lab.mocks.steps)
+    set_count(lab, 2)                             # 5 -> 2: three at once, a 5-member cluster tolerates 2
+    try:
+        with pytest.raises(Exception) as err:
+            lab.apply()
+    finally:
+        set_count(lab, 5)
+    refusal = [s for s in lab.mocks.steps[since:] if s.name == "hakube-etcd-membership"]
+    assert refusal and refusal[-1].rc != 0
+    assert "refusing to remove 3 of 5 members" in refusal[-1].stderr and "Nothing was removed" in refusal[-1].stderr
+    assert "refusing to remove 3 of 5" in str(err.value)
+    assert len(members(lab)) == 5
+    assert {"hakube-lab-etcd-03", "hakube-lab-etcd-05"} <= set(lab.mocks.hosts)
+    lab.apply()                                   # back to five: every member kept its place
+    assert len(members(lab)) == 5
+
+
+def test_shrink_5_to_3_removes_members_before_their_vms_go_and_loses_no_write(lab_day2):
+    lab = lab_day2
+    set_count(lab, 3)
+    since = len(lab.mocks.steps)
+    t0 = time.monotonic()
+    with WriteLoop(lab) as loop:
+        lab.apply()
+    seconds = time.monotonic() - t0
+    ms = members(lab)
+    assert sorted(m["name"] for m in ms) == ["etcd-01", "etcd-02", "etcd-03"]
+    step = next(s for s in lab.mocks.steps[since:] if s.name == "hakube-etcd-membership")
+    assert "removed etcd-04" in step.stdout and "removed etcd-05" in step.stdout, step.stdout
+    assert not {"hakube-lab-etcd-04", "hakube-lab-etcd-05"} & set(lab.mocks.hosts)
+    acked, failed, lost = loop.verdict()
+    TIMINGS[f"membership 5 -> 3: program run ({acked} writes acked, {failed} failed, {len(lost)} lost)"] = seconds
+    assert acked > 20 and not lost, lost[:20]
+    # the survivors' firewalls forget the removed members; the control plane's config too
+    rules = ok(lab, "etcd-01", "sudo -n nft list set inet hakube_etcd etcd_peers")
+    assert "10.231.4.204" not in rules and "10.231.4.205" not in rules and "10.231.4.203" in rules
+    kubeadm = ok(lab, "master-01", "sudo -n cat /root/kubeadm.yaml")
+    assert "10.231.4.204" not in kubeadm and "10.231.4.203:2379" in kubeadm
+    ok(lab, "etcd-01", lab.runs[-1].by_name("hakube-etcd-health").inputs["create"])
