@@ -54,6 +54,23 @@ wait_cluster_healthy() {
   say_alarms || true
   return 1
 }
+# reconfig ETCDCTL-ARGS... -- a membership change (member add/remove/promote),
+# retried while etcd refuses it as unsafe for now: with strict reconfig checks
+# a member must have been connected to every voting peer for 5 s (a member
+# that just joined or restarted is not yet), else "unhealthy cluster".
+reconfig() {
+  local i out
+  for ((i = 1; i <= 30; i++)); do
+    if out=$(etcdctl_hc "$@" 2>&1); then
+      printf '%s\n' "$out"
+      return 0
+    fi
+    grep -q "unhealthy cluster" <<<"$out" || break
+    sleep 2
+  done
+  printf '%s\n' "$out" >&2
+  return 1
+}
 journal_tail() {
   echo "--- journal of etcd on $(hostname) ---" >&2
   journalctl -u etcd -n "${1:-30}" --no-pager -o cat >&2 2>/dev/null || true

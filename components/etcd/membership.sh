@@ -37,7 +37,7 @@ while read -r id status name peer learner; do
     ENDPOINTS="${peer%:*}:2379" etcdctl_hc move-leader "$first_id" >/dev/null
     echo "membership: leadership moved from $name to $MEMBER_NAME"
   fi
-  ENDPOINTS="$ETCD_ENDPOINTS" etcdctl_hc member remove "$id" >/dev/null
+  ENDPOINTS="$ETCD_ENDPOINTS" reconfig member remove "$id" >/dev/null
   if ! wait_cluster_healthy "$WAIT_TRIES"; then
     echo "membership: the cluster did not settle after removing $name" >&2
     exit 1

@@ -105,7 +105,7 @@ if [ -n "$mine" ] && [ "$(cut -d' ' -f2 <<<"$mine")" = started ]; then
   id=$(cut -d' ' -f1 <<<"$mine")
   echo "the cluster lists $MEMBER_NAME ($id) as started, but this host has no data (a re-created VM):"
   echo "removing the stale member and joining afresh"
-  ENDPOINTS=$ep etcdctl_hc member remove "$id"
+  ENDPOINTS=$ep reconfig member remove "$id"
   table=$(member_table_at "$ep") mine=""
 fi
 if [ -z "$mine" ]; then
@@ -114,7 +114,7 @@ if [ -z "$mine" ]; then
     echo "$table" >&2
     exit 1
   fi
-  ENDPOINTS=$ep etcdctl_hc member add "$MEMBER_NAME" --peer-urls="$MEMBER_PEER_URL" --learner >/dev/null
+  ENDPOINTS=$ep reconfig member add "$MEMBER_NAME" --peer-urls="$MEMBER_PEER_URL" --learner >/dev/null
   table=$(member_table_at "$ep")
   mine=$(awk -v u="$MEMBER_PEER_URL" '$4 == u' <<<"$table")
   echo "added $MEMBER_NAME as a learner ($(cut -d' ' -f1 <<<"$mine"))"

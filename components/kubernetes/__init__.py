@@ -123,8 +123,10 @@ class ControlPlane(pulumi.ComponentResource):
         self.preflight = {}
         for node in args.nodes:
             base = prepare_node(self, name, spec, node)
+            # after the members' installs: their upgrade check refuses a bad
+            # version before anything (this download included) changes
             etcdctl = command(self, name, node, "etcdctl", install_script(spec.etcd, ("etcdctl",)),
-                              after=[node.ready])
+                              after=[node.ready, *(s.install for s in args.etcd.steps.values())])
             certs = command(self, name, node, "etcd-certs", steps.step_script(
                 "pem_files", {"PEM_FILES": steps.pem_files_spec(files)}),
                 stdin=bundle, secret=True, after=[node.ready])
