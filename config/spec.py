@@ -158,6 +158,20 @@ DEFAULT_BACKUP = BackupSpec(enabled=True, calendar="*-*-* 00/6:00:00", dir="/var
 
 
 @dataclass(frozen=True)
+class MaintenanceSpec:
+    """Per-member maintenance timer: defragmentation past a threshold, one
+    member at a time (etcd's own lock), and alarms surfaced."""
+    enabled: bool
+    calendar: str                   # systemd OnCalendar= expression
+    defrag_threshold: int           # percent of the db file not in use
+    defrag_min_bytes: int           # smaller databases are left alone
+
+
+DEFAULT_MAINTENANCE = MaintenanceSpec(enabled=True, calendar="*-*-* 03:30:00", defrag_threshold=50,
+                                      defrag_min_bytes=100 * 1024**2)
+
+
+@dataclass(frozen=True)
 class EtcdSpec:
     version: str
     minor: int
@@ -175,6 +189,7 @@ class EtcdSpec:
     firewall: bool
     backup: BackupSpec = DEFAULT_BACKUP
     restore: RestoreSpec | None = None
+    maintenance: MaintenanceSpec = DEFAULT_MAINTENANCE
     data_dir: str = "/var/lib/etcd"
 
     @property
@@ -453,13 +468,15 @@ def _etcd(s: Section, stack: str) -> EtcdSpec:
     ciphers = s.string_list("cipherSuites", list(DEFAULT_CIPHERS))
     firewall = s.boolean("firewall", True)
     backup = _backup(s.section("backup"))
+    maintenance = _maintenance(s.section("maintenance"))
     restore = _restore(s.section("restore")) if s.has("restore") else None
     s.finish()
     return EtcdSpec(version=str(version).lstrip("v"), minor=minor, download_url=str(url).rstrip("/"),
                     sha256=sha, arch=arch, cluster_token=token, heartbeat_interval_ms=heartbeat,
                     election_timeout_ms=election, quota_backend_bytes=quota, snapshot_count=snapshot,
                     auto_compaction_mode=mode, auto_compaction_retention=retention,
-                    cipher_suites=tuple(ciphers), firewall=firewall, backup=backup, restore=restore)
+                    cipher_suites=tuple(ciphers), firewall=firewall, backup=backup, restore=restore,
+                    maintenance=maintenance)
 
 
 def _restore(s: Section) -> RestoreSpec | None:
@@ -478,15 +495,31 @@ def _restore(s: Section) -> RestoreSpec | None:
     return RestoreSpec(snapshot=str(Path(path).expanduser()), sha256=digest)
 
 
-def _backup(s: Section) -> BackupSpec:
-    d = DEFAULT_BACKUP
-    enabled = s.boolean("enabled", d.enabled)
-    calendar = s.string("calendar", d.calendar)
+def _calendar(s: Section, default: str) -> str:
+    calendar = s.string("calendar", default)
     # The members' own `systemd-analyze calendar` judges the expression; here
     # only what would break the unit file itself.
     if isinstance(calendar, str) and (not calendar.strip() or "\n" in calendar or "%" in calendar):
         s.problems.add(s.key("calendar"), f"{calendar!r} is not a systemd calendar expression "
                        "(e.g. daily, hourly, *-*-* 00/6:00:00; see man systemd.time)")
+    return calendar
+
+
+def _maintenance(s: Section) -> MaintenanceSpec:
+    d = DEFAULT_MAINTENANCE
+    enabled = s.boolean("enabled", d.enabled)
+    calendar = _calendar(s, d.calendar)
+    threshold = s.integer("defragThreshold", d.defrag_threshold, 1, 99)
+    min_bytes = s.integer("defragMinBytes", d.defrag_min_bytes, 0, 64 * 1024**3)
+    s.finish()
+    return MaintenanceSpec(enabled=enabled, calendar=calendar, defrag_threshold=threshold,
+                           defrag_min_bytes=min_bytes)
+
+
+def _backup(s: Section) -> BackupSpec:
+    d = DEFAULT_BACKUP
+    enabled = s.boolean("enabled", d.enabled)
+    calendar = _calendar(s, d.calendar)
     directory = s.string("dir", d.dir)
     if isinstance(directory, str) and (not re.match(r"^/[A-Za-z0-9._/-]*$", directory) or directory.rstrip("/") in
                                        ("", "/var/lib/etcd") or ".." in directory):

@@ -21,7 +21,7 @@ from config.spec import EtcdSpec, Spec
 from ..node import Node
 from ..pki import Pki
 from .. import steps
-from ..remote import digest, render
+from ..remote import digest, prelude
 from . import payloads as payload
 
 HERE = Path(__file__).parent
@@ -49,6 +49,19 @@ def install_script(etcd: EtcdSpec, bins: Sequence[str], extra: dict | None = Non
         "ETCD_SHA256": etcd.sha256 or "",
         "ETCD_BINS": " ".join(bins),
     })
+
+
+def timer_job(job: str, description: str, enabled: bool, calendar: str, disabled_note: str,
+              script: Path, values: dict) -> tuple[dict, str]:
+    """A scheduled job of every member (job.sh): its values and its script
+    (values, the etcd helpers, the job's own file), run by hakube-etcd-<job>.service."""
+    unit = f"hakube-etcd-{job}"
+    timer = string.Template((HERE / "job.timer").read_text()).substitute(
+        description=description, calendar=calendar)
+    return ({"JOB": unit, "JOB_ENABLED": int(enabled), "JOB_CALENDAR": calendar,
+             "JOB_CONFIG_KEY": f"hakube:etcd.{job}", "JOB_DISABLED_NOTE": disabled_note,
+             "JOB_SERVICE": (HERE / job / f"{unit}.service").read_text(), "JOB_TIMER": timer},
+            "#!/bin/bash\n" + prelude(values) + (HERE / "lib.sh").read_text() + script.read_text())
 
 
 @dataclass(frozen=True)
@@ -92,16 +105,18 @@ class EtcdCluster(pulumi.ComponentResource):
         unit_text = (HERE / "etcd.service").read_text()
         firewall_unit_text = (HERE / "firewall.service").read_text()
 
-        backup = etcd.backup
-        backup_values = {
-            "BACKUP_ENABLED": int(backup.enabled), "BACKUP_DIR": backup.dir,
-            "BACKUP_CALENDAR": backup.calendar,
-            "BACKUP_SERVICE": (HERE / "backup" / "hakube-etcd-backup.service").read_text(),
-            "BACKUP_TIMER": string.Template((HERE / "backup" / "hakube-etcd-backup.timer").read_text())
-            .substitute(calendar=backup.calendar),
+        backup, upkeep = etcd.backup, etcd.maintenance
+        jobs = {   # step name -> (job values, its script): scheduled per member
+            "backup": timer_job(
+                "backup", "scheduled etcd snapshots", backup.enabled, backup.calendar,
+                "snapshots in " + backup.dir + " are kept", HERE / "backup" / "snapshot.sh",
+                {"BACKUP_DIR": backup.dir, "BACKUP_RETENTION": backup.retention, "PKI_DIR": payload.PKI_DIR}),
+            "maintenance": timer_job(
+                "maintenance", "etcd maintenance (defragmentation, alarms)", upkeep.enabled, upkeep.calendar,
+                "nothing kept", HERE / "maintenance" / "maintain.sh",
+                {**base, "DEFRAG_THRESHOLD": upkeep.defrag_threshold,
+                 "DEFRAG_MIN_BYTES": upkeep.defrag_min_bytes}),
         }
-        backup_script = "#!/bin/bash\n" + render(HERE / "backup" / "snapshot.sh", {
-            "BACKUP_DIR": backup.dir, "BACKUP_RETENTION": backup.retention, "PKI_DIR": payload.PKI_DIR})
         self.latest_snapshot = f"{backup.dir}/latest.db" if backup.enabled else None
         self.backups: dict[str, remote.Command] = {}
         self.steps = {}
@@ -169,10 +184,13 @@ class EtcdCluster(pulumi.ComponentResource):
                     *(x for x in (s.install, s.certs, s.config, s.unit) if x is not None),
                     *firewalls, *([previous_start] if previous_start else [])]))
             previous_start = s.start
-            self.backups[member.name] = remote.Command(
-                f"{name}-{member.name}-backup", connection=member.connection,
-                create=step_script("backup", {**base, **backup_values}), stdin=backup_script,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[s.start]))
+            for job, (values, script) in jobs.items():
+                created = remote.Command(
+                    f"{name}-{member.name}-{job}", connection=member.connection,
+                    create=step_script("job", {**base, **values}), stdin=script,
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[s.start]))
+                if job == "backup":
+                    self.backups[member.name] = created
 
         first = args.members[0]
         self.health = remote.Command(

@@ -38,6 +38,11 @@ wait_cluster_healthy() {
   local tries=$1 mode=${2:-} i why="" have missing extra
   for ((i = 1; i <= tries; i++)); do
     if why=$(ENDPOINTS="$ETCD_ENDPOINTS" etcdctl_hc endpoint health 2>&1); then
+      if [ -n "$(alarms)" ]; then           # etcdctl 3.4's health check does not look at alarms
+        echo "etcd cluster not healthy: an alarm is active" >&2
+        say_alarms || true
+        return 1
+      fi
       have=$(started_members 2>/dev/null)
       missing=$(comm -23 <(expected_members) <(printf '%s\n' "$have" | sed '/^$/d'))
       extra=$(member_table 2>/dev/null | awk '{ print $3 "=" $4 }' | sort | comm -13 <(expected_members) -)
@@ -47,6 +52,11 @@ wait_cluster_healthy() {
       why="member list differs from the configured members:
   want: $(expected_members | paste -sd' ')
   have: $(member_table 2>&1 | awk '{ print $3 "=" $4 " (" $2 (($5 == "true") ? ", learner" : "") ")" }' | paste -sd' ')"
+    elif grep -q "Active Alarm" <<<"$why"; then
+      # An alarm does not clear by waiting: say so now.
+      echo "etcd cluster not healthy: $why" >&2
+      say_alarms || true
+      return 1
     fi
     sleep 2
   done

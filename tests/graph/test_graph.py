@@ -22,7 +22,7 @@ JOIN_STEPS = ("join-credentials", "kubeadm-join")
 FIRST_CP_STEPS = ("kubeadm-config", "kubeadm-init", "cni", "kubeconfig")
 CHECK_STEPS = ("nodes-ready", "no-local-etcd", "registry")
 ETCD_STEPS = ("prepare", "install", "certs", "config", "unit", "firewall-unit", "firewall", "start", "backup",
-              "restart", "firewall-refresh")
+              "maintenance", "restart", "firewall-refresh")
 
 
 def run(stack: str, overrides: dict | None = None, mocks=None):

@@ -70,7 +70,9 @@ def lab_day2():
     grown to 5 and shrunk to 3 by the tests), one control plane. Backups off:
     the scenarios count restarts and PIDs."""
     yield from lab_fixture("day two lab", {
-        "etcd": {"version": "3.4.23", "backup": {"enabled": False}},
+        # the smallest quota hakube allows, so NOSPACE is reachable; defragment from 1 MiB
+        "etcd": {"version": "3.4.23", "backup": {"enabled": False}, "quotaBackendBytes": 64 * 1024**2,
+                 "maintenance": {"defragMinBytes": 1024**2}},
         "nodes": {"controlPlane": {"count": 1}},
     })
 

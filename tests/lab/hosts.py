@@ -136,6 +136,21 @@ class Host:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def diagnose(self) -> str:
+        """From outside (no SSH needed): why logins may still be refused, what
+        systemd is still waiting for. For a failed readiness gate."""
+        if not self.running:
+            return ""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        leader = children.read_text().split()[:1] if children.exists() else []
+        if not leader:
+            return ""
+        probe = ("ls -l /run/nologin 2>&1; systemctl is-system-running; "
+                 "systemctl status --no-pager -n 5 systemd-user-sessions.service 2>&1 | head -12; "
+                 "systemctl list-jobs --no-pager 2>&1 | head -20")
+        res = sh("nsenter", "-t", leader[0], "-a", "bash", "-c", probe, check=False)
+        return res.stdout + res.stderr
+
     def shutdown(self, timeout: float = 30) -> None:
         """An orderly poweroff (nspawn turns SIGTERM into one), then SIGKILL."""
         if self.process is None:

@@ -204,7 +204,7 @@ class LabMocks(pulumi.runtime.Mocks):
             if f"{ip}/" in host.network_config and host.log.exists():
                 tail = host.log.read_text(errors="replace").splitlines()[-lines:]
                 return f"\n--- last {lines} console lines of {host.name} (running: {host.running}) ---\n" + \
-                    "\n".join(tail)
+                    "\n".join(tail) + f"\n--- inside {host.name} ---\n" + host.diagnose()
         return ""
 
     # -- libvirt -------------------------------------------------------------

@@ -232,3 +232,118 @@ def test_shrink_5_to_3_removes_members_before_their_vms_go_and_loses_no_write(la
     kubeadm = ok(lab, "master-01", "sudo -n cat /root/kubeadm.yaml")
     assert "10.231.4.204" not in kubeadm and "10.231.4.203:2379" in kubeadm
     ok(lab, "etcd-01", lab.runs[-1].by_name("hakube-etcd-health").inputs["create"])
+
+
+# --- maintenance: defragmentation one member at a time, NOSPACE surfaced -----------
+
+ETCD3 = ("etcd-01", "etcd-02", "etcd-03")
+LOCAL = f"{HC} --endpoints=https://127.0.0.1:2379"
+
+
+def db_sizes(lab, node) -> tuple[int, int]:
+    status = json.loads(ok(lab, node, sudo(f"{LOCAL} endpoint status -w json")))[0]["Status"]
+    return status["dbSize"], status["dbSizeInUse"]
+
+
+def fragment(lab, n_keys: int = 40):
+    """~5 MB written, deleted and compacted away: most of each member's file is free pages."""
+    ok(lab, "etcd-01", sudo(
+        f"for i in $(seq {n_keys}); do head -c 100000 /dev/urandom | base64 -w0 | {LOCAL} put frag/$i >/dev/null; done; "
+        f"{LOCAL} del frag/ --prefix >/dev/null; "
+        f"rev=$({LOCAL} endpoint status -w json | grep -o '\"revision\":[0-9]*' | cut -d: -f2); "
+        f"{LOCAL} compact --physical $rev >/dev/null"), timeout=300)
+    # A member recounts its free pages when it next commits, followers after
+    # they applied the compaction: write until every member shows the space free.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        ok(lab, "etcd-01", sudo(f"{LOCAL} put frag-tick {time.monotonic()} >/dev/null"))
+        sizes = [db_sizes(lab, n) for n in ETCD3]
+        if all(size > 1024**2 and (size - used) * 100 // size >= 50 for size, used in sizes):
+            return
+        time.sleep(1)
+    raise AssertionError(f"members did not free the deleted pages: {sizes}")
+
+
+def maintenance_lines(lab, node, since: str) -> list[str]:
+    return ok(lab, node, f"sudo -n journalctl -t hakube-etcd-maintenance --since '{since}' -o cat "
+                         "--no-pager").splitlines()
+
+
+def wait_inactive(lab, nodes, unit, timeout=180):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = {n: lab.sh(n, f"systemctl is-active {unit}").stdout.strip() for n in nodes}
+        if all(s in ("inactive", "failed") for s in states.values()):
+            return states
+        time.sleep(1)
+    raise AssertionError(f"{unit} still running: {states}")
+
+
+def test_defragmentation_runs_one_member_at_a_time_and_reclaims_the_space(lab_day2):
+    lab = lab_day2
+    fragment(lab)
+    before = {n: db_sizes(lab, n) for n in ETCD3}
+    for n, (size, used) in before.items():
+        assert size > 1024**2 and (size - used) * 100 // size >= 50, (n, size, used)
+    since = ok(lab, "etcd-01", "date '+%Y-%m-%d %H:%M:%S'").strip()
+    t0 = time.monotonic()
+    for n in ETCD3:                                 # all three at once: the lock must serialize them
+        ok(lab, n, "sudo -n systemctl start --no-block hakube-etcd-maintenance.service")
+    states = wait_inactive(lab, ETCD3, "hakube-etcd-maintenance.service")
+    seconds = time.monotonic() - t0
+    assert set(states.values()) == {"inactive"}, states
+    spans = []
+    for n in ETCD3:
+        lines = maintenance_lines(lab, n, since)
+        start = [int(l.split()[2]) for l in lines if l.startswith("defrag start ")]
+        done = [int(l.split()[2]) for l in lines if l.startswith("defrag done ")]
+        assert len(start) == 1 and len(done) == 1, lines
+        spans.append((start[0], done[0], n))
+    spans.sort()
+    for (s1, d1, n1), (s2, d2, n2) in zip(spans, spans[1:]):
+        assert s2 >= d1, f"{n2} started defragmenting before {n1} finished"
+    after = {n: db_sizes(lab, n) for n in ETCD3}
+    for n in ETCD3:
+        assert after[n][0] < before[n][0] // 2, (n, before[n], after[n])
+    TIMINGS["maintenance: 3 members started at once, defragmented one at a time"] = seconds
+    for s, d, n in spans:
+        TIMINGS[f"maintenance: {n} defrag {before[n][0] // 1024} -> {after[n][0] // 1024} KiB"] = (d - s) / 1000
+    ok(lab, "etcd-01", lab.runs[-1].by_name("hakube-etcd-health").inputs["create"])
+
+
+def test_a_nospace_alarm_is_surfaced_by_the_timer_and_by_pulumi_up_then_cleared(lab_day2):
+    lab = lab_day2
+    t0 = time.monotonic()
+    fill = lab.sh("etcd-01", sudo(
+        "v=$(mktemp); head -c 750000 /dev/urandom | base64 -w0 > $v; "
+        f"for i in $(seq 200); do if ! {LOCAL} put fill/$i < $v >/dev/null 2>/tmp/fill.err; then "
+        "cat /tmp/fill.err; echo filled-at $i; exit 0; fi; done; exit 1"), timeout=600)
+    assert fill.rc == 0 and "database space exceeded" in fill.stdout, fill.stdout + fill.stderr
+    TIMINGS["NOSPACE: writes until the 64 MiB quota refused one"] = time.monotonic() - t0
+    assert "NOSPACE" in ok(lab, "etcd-01", sudo(f"{LOCAL} alarm list"))
+    # the timer's job fails, saying what and what to do
+    since = ok(lab, "etcd-02", "date '+%Y-%m-%d %H:%M:%S'").strip()
+    res = lab.sh("etcd-02", "sudo -n systemctl start hakube-etcd-maintenance.service")
+    assert res.rc != 0
+    assert ok(lab, "etcd-02", "systemctl is-failed hakube-etcd-maintenance.service").strip() == "failed"
+    said = "\n".join(maintenance_lines(lab, "etcd-02", since))
+    assert "etcd ALARM active" in said and "NOSPACE" in said and "alarm disarm" in said, said
+    # pulumi up's health gate refuses at once, naming the alarm
+    t1 = time.monotonic()
+    with pytest.raises(Exception) as err:
+        lab.apply()
+    TIMINGS["NOSPACE: program run refused by the health gate"] = time.monotonic() - t1
+    assert "NOSPACE" in str(err.value) and "alarm disarm" in str(err.value), str(err.value)[:2000]
+    # the remedy the message names: free, compact, defragment member by member, disarm
+    t2 = time.monotonic()
+    ok(lab, "etcd-01", sudo(
+        f"{LOCAL} del fill/ --prefix >/dev/null; "
+        f"rev=$({LOCAL} endpoint status -w json | grep -o '\"revision\":[0-9]*' | cut -d: -f2); "
+        f"{LOCAL} compact --physical $rev >/dev/null"))
+    for n in ETCD3:
+        ok(lab, n, "sudo -n /usr/local/sbin/hakube-etcd-maintenance --defrag-now")
+    ok(lab, "etcd-01", sudo(f"{LOCAL} alarm disarm >/dev/null"))
+    ok(lab, "etcd-01", sudo(f"{LOCAL} put after-nospace ok"))
+    TIMINGS["NOSPACE: remedy (delete, compact, 3 defrags, disarm)"] = time.monotonic() - t2
+    lab.apply()
+    ok(lab, "etcd-02", "sudo -n systemctl reset-failed hakube-etcd-maintenance.service")

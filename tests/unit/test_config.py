@@ -149,6 +149,16 @@ BAD = [
     ("restore snapshot missing", ("etcd.restore", {"snapshot": "/nonexistent/snap.db"}),
      "hakube:etcd.restore.snapshot", "cannot read"),
     ("empty backup calendar", ("etcd.backup", {"calendar": " "}), "hakube:etcd.backup.calendar", "calendar"),
+    ("defrag threshold 0", ("etcd.maintenance", {"defragThreshold": 0}), "hakube:etcd.maintenance.defragThreshold",
+     "at least 1"),
+    ("defrag threshold 100", ("etcd.maintenance", {"defragThreshold": 100}),
+     "hakube:etcd.maintenance.defragThreshold", "at most 99"),
+    ("negative defrag minimum", ("etcd.maintenance", {"defragMinBytes": -1}),
+     "hakube:etcd.maintenance.defragMinBytes", "at least 0"),
+    ("empty maintenance calendar", ("etcd.maintenance", {"calendar": ""}), "hakube:etcd.maintenance.calendar",
+     "calendar"),
+    ("unknown maintenance key", ("etcd.maintenance", {"defragThreshhold": 20}), "hakube:etcd.maintenance.defragThreshhold",
+     "known keys here: calendar, defragMinBytes, defragThreshold"),
 ]
 
 

@@ -126,17 +126,19 @@ def test_config_keys_follow_the_version():
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
 @pytest.mark.parametrize("unit,source", [("etcd.service", "etcd.service"),
                                          ("hakube-etcd-firewall.service", "firewall.service"),
-                                         ("hakube-etcd-backup.service", "backup/hakube-etcd-backup.service")])
+                                         ("hakube-etcd-backup.service", "backup/hakube-etcd-backup.service"),
+                                         ("hakube-etcd-maintenance.service",
+                                          "maintenance/hakube-etcd-maintenance.service")])
 def test_units_pass_systemd_analyze_verify(unit, source, tmp_path):
     text = (ETCD_DIR / source).read_text()
     # verify checks ExecStart binaries exist: point them at a stand-in.
     fake = tmp_path / "bin"
     fake.mkdir()
-    for binary in ("etcd", "nft", "hakube-etcd-backup"):
+    for binary in ("etcd", "nft", "hakube-etcd-backup", "hakube-etcd-maintenance"):
         (fake / binary).write_text("#!/bin/sh\n")
         (fake / binary).chmod(0o755)
     text = text.replace("/usr/local/bin/etcd", str(fake / "etcd")).replace("/usr/sbin/nft", str(fake / "nft")) \
-        .replace("/usr/local/sbin/hakube-etcd-backup", str(fake / "hakube-etcd-backup"))
+        .replace("/usr/local/sbin/hakube-etcd-", str(fake / "hakube-etcd-"))
     (tmp_path / unit).write_text(text)
     res = subprocess.run(["systemd-analyze", "verify", str(tmp_path / unit)], capture_output=True, text=True)
     problems = [line for line in (res.stdout + res.stderr).splitlines() if unit in line]
@@ -158,8 +160,8 @@ def test_firewall_ruleset_passes_nft_check(tmp_path):
     assert "192.168.144.101" not in peers           # control planes are no peers
 
 
-@pytest.mark.parametrize("step", ["prepare", "install", "pem_files", "file", "unit", "firewall", "backup",
-                                  "start", "health", "restart"])
+@pytest.mark.parametrize("step", ["prepare", "install", "pem_files", "file", "unit", "firewall", "job",
+                                  "start", "health", "restart", "membership"])
 def test_step_scripts_parse(step):
     script = step_script(step, {"PKI_DIR": "/etc/etcd/pki"})
     res = subprocess.run(["bash", "-n", "-c", script], capture_output=True, text=True)
@@ -205,15 +207,25 @@ def test_etcdctl_env_points_at_kubeadm_paths():
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
-def test_backup_timer_and_default_calendar_pass_systemd(tmp_path):
-    from config.spec import DEFAULT_BACKUP
-    import string
-    timer = string.Template((ETCD_DIR / "backup" / "hakube-etcd-backup.timer").read_text()) \
-        .substitute(calendar=DEFAULT_BACKUP.calendar)
-    (tmp_path / "hakube-etcd-backup.timer").write_text(timer)
-    (tmp_path / "hakube-etcd-backup.service").write_text("[Service]\nType=oneshot\nExecStart=/bin/true\n")
-    res = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "hakube-etcd-backup.timer")],
+@pytest.mark.parametrize("job", ["backup", "maintenance"])
+def test_scheduled_jobs_timer_calendar_and_script_pass_their_checks(job, tmp_path):
+    """What job.sh checks on a member, here: the timer verifies, the default
+    calendar parses, the job's script (values + helpers + its file) parses."""
+    from components.etcd import timer_job
+    from config.spec import DEFAULT_BACKUP, DEFAULT_MAINTENANCE
+    calendar = {"backup": DEFAULT_BACKUP, "maintenance": DEFAULT_MAINTENANCE}[job].calendar
+    script_file = {"backup": "backup/snapshot.sh", "maintenance": "maintenance/maintain.sh"}[job]
+    values, script = timer_job(job, f"the {job}", True, calendar, "-", ETCD_DIR / script_file,
+                               {"PKI_DIR": "/etc/etcd/pki", "X": 1})
+    unit = values["JOB"]
+    (tmp_path / f"{unit}.timer").write_text(values["JOB_TIMER"])
+    (tmp_path / f"{unit}.service").write_text("[Service]\nType=oneshot\nExecStart=/bin/true\n")
+    res = subprocess.run(["systemd-analyze", "verify", str(tmp_path / f"{unit}.timer")],
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
-    cal = subprocess.run(["systemd-analyze", "calendar", DEFAULT_BACKUP.calendar], capture_output=True, text=True)
+    assert f"OnCalendar={calendar}" in values["JOB_TIMER"]
+    cal = subprocess.run(["systemd-analyze", "calendar", calendar], capture_output=True, text=True)
     assert cal.returncode == 0 and "Next elapse" in cal.stdout, cal.stdout + cal.stderr
+    assert script.startswith("#!/bin/bash\nset -euo pipefail\n")
+    res = subprocess.run(["bash", "-n", "-c", script], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
