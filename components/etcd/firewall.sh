@@ -8,11 +8,15 @@ trap 'rm -rf "$work"' EXIT
 checked_stdin "$work/firewall.nft" nft -c -f
 put_file "$work/firewall.nft" /etc/etcd/firewall.nft 0644 root:root
 if [ "$CHANGED" = 1 ] || [ "${REFRESH:-0}" = 1 ] || ! nft list table inet hakube_etcd >/dev/null 2>&1; then
-  systemctl restart hakube-etcd-firewall.service
+  # The file replaces the table in one transaction; the unit (which loads it
+  # at boot) is not restarted: that would open a window and hit start limits.
+  nft -f /etc/etcd/firewall.nft
   echo "firewall rules applied"
 else
   echo "firewall rules unchanged"
 fi
+systemctl is-enabled --quiet hakube-etcd-firewall.service || systemctl enable --quiet hakube-etcd-firewall.service
+systemctl is-active --quiet hakube-etcd-firewall.service || systemctl start hakube-etcd-firewall.service
 if [ -x /usr/local/bin/etcdctl ] && systemctl is-active --quiet etcd; then
   for ip in $(ENDPOINTS=https://127.0.0.1:2379 member_table 2>/dev/null | awk '{ print $4 }' |
               sed -E 's|^https?://||; s|:[0-9]+$||'); do
