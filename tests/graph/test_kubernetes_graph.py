@@ -140,3 +140,29 @@ def test_a_load_balancer_pair_runs_keepalived_with_a_secret_config():
         assert "auth_pass" in unwrap(x.inputs["stdin"])
         assert r.depends("hakube-lb-vip", x.name)
     assert "NONLOCAL_BIND=1" in r.by_name("hakube-lb-lb-02-haproxy").inputs["create"]
+
+
+def test_apiservers_and_kubeadm_config_follow_the_etcd_membership(dev):
+    """3 -> 5: every apiserver's restart trigger changes and its update
+    rewrites --etcd-servers to the five; restarts stay one at a time; kubeadm's
+    ClusterConfiguration is re-uploaded after the last one; the membership
+    step (which removes members) waits for all of it."""
+    five = run("dev", nodes={"workers": {"count": 1}, "etcd": {"count": 5}})
+    servers = ",".join(f"https://192.168.144.20{i}:2379" for i in range(1, 6))
+    for node in ("master-01", "master-02", "master-03"):
+        before, after = dev.by_name(cp(node, "apiserver-restart")), five.by_name(cp(node, "apiserver-restart"))
+        assert unwrap(before.inputs["triggers"]) != unwrap(after.inputs["triggers"]), node
+        assert f"ETCD_ENDPOINTS={servers}" in after.inputs["update"] and "--etcd-servers=" in after.inputs["update"]
+    assert five.depends(cp("master-02", "apiserver-restart"), cp("master-01", "apiserver-restart"))
+    assert five.depends(cp("master-03", "apiserver-restart"), cp("master-02", "apiserver-restart"))
+    upload = five.by_name(cp("master-01", "kubeadm-config-upload"))
+    assert "kubeadm init phase upload-config kubeadm --config" in upload.inputs["create"] and servers in \
+        upload.inputs["create"]
+    assert five.depends(upload.name, cp("master-03", "apiserver-restart"))
+    assert five.depends("hakube-etcd-membership", upload.name)
+
+
+def test_control_plane_etcdctl_waits_for_the_members_upgrade_check(dev):
+    for node in ("master-01", "master-02"):
+        for member in ("etcd-01", "etcd-02", "etcd-03"):
+            assert dev.depends(cp(node, "etcdctl"), f"hakube-etcd-{member}-install")

@@ -5,6 +5,7 @@ with nothing changed. Tests run in file order against one lab."""
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import time
 
@@ -78,6 +79,16 @@ class WriteLoop:
         return worst if start is None else 10 ** 9
 
 
+def apply_under_write_loop(lab):
+    """One program run while the write loop runs: (the loop, index of the
+    run's first step, seconds the run took)."""
+    since = len(lab.mocks.steps)
+    t0 = time.monotonic()
+    with WriteLoop(lab) as loop:
+        lab.apply()
+    return loop, since, time.monotonic() - t0
+
+
 def failed_steps(lab, since: int, suffix: str):
     return [s for s in lab.mocks.steps[since:] if s.name.endswith(suffix) and s.rc != 0]
 
@@ -120,11 +131,7 @@ def test_skipping_a_minor_version_is_refused_before_anything_changes(lab_day2):
 def test_upgrade_3_4_to_3_5_one_member_at_a_time_with_no_lost_write(lab_day2):
     lab = lab_day2
     set_etcd(lab, version="3.5.1")
-    since = len(lab.mocks.steps)
-    t0 = time.monotonic()
-    with WriteLoop(lab) as loop:
-        lab.apply()
-    seconds = time.monotonic() - t0
+    loop, since, seconds = apply_under_write_loop(lab)
     restarts = sorted((s for s in lab.mocks.steps[since:] if s.name.endswith("-restart") and s.action == "update"
                        and "-etcd-0" in s.name), key=lambda s: s.started)
     assert [s.name.split("-")[-2] for s in restarts] == ["01", "02", "03"]
@@ -165,11 +172,7 @@ def test_grow_3_to_5_adds_learners_promotes_them_and_loses_no_write(lab_day2):
     lab = lab_day2
     lab.apply()                                  # settle on 3.5.1 after the refused run
     set_count(lab, 5)
-    since = len(lab.mocks.steps)
-    t0 = time.monotonic()
-    with WriteLoop(lab) as loop:
-        lab.apply()
-    seconds = time.monotonic() - t0
+    loop, since, seconds = apply_under_write_loop(lab)
     ms = members(lab)
     assert sorted(m["name"] for m in ms) == [f"etcd-0{i}" for i in range(1, 6)]
     assert all(m.get("clientURLs") and not m.get("isLearner") for m in ms), ms
@@ -213,15 +216,13 @@ def test_removing_more_than_the_cluster_can_lose_is_refused_and_nothing_is_remov
 def test_shrink_5_to_3_removes_members_before_their_vms_go_and_loses_no_write(lab_day2):
     lab = lab_day2
     set_count(lab, 3)
-    since = len(lab.mocks.steps)
-    t0 = time.monotonic()
-    with WriteLoop(lab) as loop:
-        lab.apply()
-    seconds = time.monotonic() - t0
+    loop, since, seconds = apply_under_write_loop(lab)
     ms = members(lab)
     assert sorted(m["name"] for m in ms) == ["etcd-01", "etcd-02", "etcd-03"]
     step = next(s for s in lab.mocks.steps[since:] if s.name == "hakube-etcd-membership")
     assert "removed etcd-04" in step.stdout and "removed etcd-05" in step.stdout, step.stdout
+    for name, ms in re.findall(r"removed (etcd-\d+) \(.*\) in (\d+) ms", step.stdout):
+        TIMINGS[f"membership: {name} removed (member remove -> cluster healthy)"] = int(ms) / 1000
     assert not {"hakube-lab-etcd-04", "hakube-lab-etcd-05"} & set(lab.mocks.hosts)
     acked, failed, lost = loop.verdict()
     TIMINGS[f"membership 5 -> 3: program run ({acked} writes acked, {failed} failed, {len(lost)} lost)"] = seconds
