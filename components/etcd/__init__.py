@@ -79,8 +79,8 @@ class MemberSteps:
     config: remote.Command
     unit: remote.Command
     firewall: Optional[remote.Command]
-    start: remote.Command           # start, or join a running cluster
     payload: pulumi.Output          # digest of everything a restart must pick up
+    start: Optional[remote.Command] = None      # start, or join a running cluster (in member order)
     restart: Optional[remote.Command] = None
 
 
@@ -164,7 +164,7 @@ class EtcdCluster(pulumi.ComponentResource):
             restart_config = payload.etcd_config_yaml(etcd, topo, node, membership=False)
             payload_digest = bundle.apply(lambda b, c=restart_config: digest(b, c, unit_text, etcd.version))
             self.steps[member.name] = MemberSteps(prepare, install, certs_step, config, unit,
-                                                  firewall, None, payload_digest)  # type: ignore[arg-type]
+                                                  firewall, payload_digest)
 
         # Members start (or join) one after another, each once every member's
         # firewall admits the whole membership. A bootstrapping member returns
