@@ -235,6 +235,27 @@ def test_shrink_5_to_3_removes_members_before_their_vms_go_and_loses_no_write(la
     ok(lab, "etcd-01", lab.runs[-1].by_name("hakube-etcd-health").inputs["create"])
 
 
+
+def test_a_member_that_lost_its_data_is_replaced_by_the_next_run(lab_day2):
+    """What a re-created VM looks like to the cluster: etcd-03 still listed,
+    its disk empty. The next run removes the stale member and joins the host
+    again as a learner, promoted; every other member keeps running."""
+    lab = lab_day2
+    old_id = next(m["ID"] for m in members(lab) if m["name"] == "etcd-03")
+    others = pids(lab, ("etcd-01", "etcd-02"))
+    ok(lab, "etcd-03", sudo("systemctl stop etcd && rm -rf /var/lib/etcd/member"))
+    loop, since, seconds = apply_under_write_loop(lab)
+    start = next(s for s in lab.mocks.steps[since:] if s.name == "hakube-etcd-etcd-03-start")
+    assert "a re-created VM" in start.stdout and "promoted etcd-03" in start.stdout, start.stdout
+    ms = members(lab)
+    assert sorted(m["name"] for m in ms) == ["etcd-01", "etcd-02", "etcd-03"]
+    new = next(m for m in ms if m["name"] == "etcd-03")
+    assert new["ID"] != old_id and not new.get("isLearner") and new.get("clientURLs")
+    assert pids(lab, ("etcd-01", "etcd-02")) == others
+    acked, failed, lost = loop.verdict()
+    TIMINGS[f"member with lost data re-joined: program run ({acked} writes acked, {len(lost)} lost)"] = seconds
+    assert acked > 20 and not lost, lost[:20]
+
 # --- maintenance: defragmentation one member at a time, NOSPACE surfaced -----------
 
 ETCD3 = ("etcd-01", "etcd-02", "etcd-03")
