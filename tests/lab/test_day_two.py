@@ -286,9 +286,16 @@ def fragment(lab, n_keys: int = 40):
     raise AssertionError(f"members did not free the deleted pages: {sizes}")
 
 
-def maintenance_lines(lab, node, since: str) -> list[str]:
-    return ok(lab, node, f"sudo -n journalctl -t hakube-etcd-maintenance --since '{since}' -o cat "
-                         "--no-pager").splitlines()
+def maintenance_lines(lab, node, since: str, until: str = "", timeout: float = 10) -> list[str]:
+    """The job's journal lines since `since`; journald may take a moment to
+    have them after the unit ended, so wait (bounded) for a line holding `until`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = ok(lab, node, f"sudo -n journalctl -t hakube-etcd-maintenance --since '{since}' -o cat "
+                              "--no-pager").splitlines()
+        if any(until in line for line in lines) or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.5)
 
 
 def wait_inactive(lab, nodes, unit, timeout=180):
@@ -316,7 +323,7 @@ def test_defragmentation_runs_one_member_at_a_time_and_reclaims_the_space(lab_da
     assert set(states.values()) == {"inactive"}, states
     spans = []
     for n in ETCD3:
-        lines = maintenance_lines(lab, n, since)
+        lines = maintenance_lines(lab, n, since, until="defrag done ")
         start = [int(l.split()[2]) for l in lines if l.startswith("defrag start ")]
         done = [int(l.split()[2]) for l in lines if l.startswith("defrag done ")]
         assert len(start) == 1 and len(done) == 1, lines
@@ -348,7 +355,7 @@ def test_a_nospace_alarm_is_surfaced_by_the_timer_and_by_pulumi_up_then_cleared(
     res = lab.sh("etcd-02", "sudo -n systemctl start hakube-etcd-maintenance.service")
     assert res.rc != 0
     assert ok(lab, "etcd-02", "systemctl is-failed hakube-etcd-maintenance.service").strip() == "failed"
-    said = "\n".join(maintenance_lines(lab, "etcd-02", since))
+    said = "\n".join(maintenance_lines(lab, "etcd-02", since, until="alarm disarm"))
     assert "etcd ALARM active" in said and "NOSPACE" in said and "alarm disarm" in said, said
     # pulumi up's health gate refuses at once, naming the alarm
     t1 = time.monotonic()
