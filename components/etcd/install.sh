@@ -46,7 +46,7 @@ check_upgrade() {
     exit 1
   fi
   if [ "$tm" -eq $((cm + 1)) ] && [ -n "${ETCD_MIN_PATCH[$cm]:-}" ]; then
-    low=$(ENDPOINTS="$ETCD_ENDPOINTS" etcdctl_hc endpoint status 2>/dev/null |
+    low=$({ ENDPOINTS="$ETCD_ENDPOINTS" etcdctl_hc endpoint status 2>/dev/null || true; } |
           awk -F', ' -v want="3.$cm.${ETCD_MIN_PATCH[$cm]}" '
             { split($3, v, "."); split(want, w, ".") }
             v[2] == w[2] && v[3] + 0 < w[3] + 0 { print $1 " runs " $3 }')

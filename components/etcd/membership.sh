@@ -30,8 +30,9 @@ fi
 first_id=$(awk -v u="$MEMBER_PEER_URL" '$4 == u { print $1 }' <<<"$table")
 while read -r id status name peer learner; do
   t0=$(date +%s%3N)
-  leader=$(ENDPOINTS="$ETCD_ENDPOINTS,${peer%:*}:2379" etcdctl_hc endpoint status 2>/dev/null |
-           awk -F', ' '$5 == "true" { print $2 }' | head -1)
+  # (an endpoint that does not answer is no leader: never let it end this script)
+  leader=$({ ENDPOINTS="$ETCD_ENDPOINTS,${peer%:*}:2379" etcdctl_hc endpoint status 2>/dev/null || true; } |
+           awk -F', ' '$5 == "true" { print $2; exit }')
   if [ "$leader" = "$id" ]; then
     # Hand leadership to a member that stays: one clean election, not a lost leader.
     ENDPOINTS="${peer%:*}:2379" etcdctl_hc move-leader "$first_id" >/dev/null
