@@ -7,6 +7,8 @@ etcdctl_hc() {
 }
 # expected_members -> "name=peerURL" lines of the configured members, sorted
 expected_members() { tr ',' '\n' <<<"$ETCD_INITIAL_CLUSTER" | sort; }
+# configured_peer_urls -> the configured members' peer URLs, one per line, sorted
+configured_peer_urls() { expected_members | cut -d= -f2- | sort; }
 # member_table -> "id status name peerURL learner" lines of the live membership.
 # A member is "started" once it has published its client URLs: etcdctl's own
 # status column says "started" for any member with a name, and bootstrap
@@ -35,14 +37,18 @@ say_alarms() {
 # wait_cluster_healthy TRIES [exact] -- every configured member started, a
 # voter and healthy. Members being removed may still be listed unless "exact".
 wait_cluster_healthy() {
-  local tries=$1 mode=${2:-} i why="" have missing extra
+  local tries=$1 mode=${2:-} i why="" healthy have missing extra
   for ((i = 1; i <= tries; i++)); do
-    if why=$(ENDPOINTS="$ETCD_ENDPOINTS" etcdctl_hc endpoint health 2>&1); then
-      if [ -n "$(alarms)" ]; then           # etcdctl 3.4's health check does not look at alarms
-        echo "etcd cluster not healthy: an alarm is active" >&2
-        say_alarms || true
-        return 1
-      fi
+    healthy=0
+    why=$(ENDPOINTS="$ETCD_ENDPOINTS" etcdctl_hc endpoint health 2>&1) && healthy=1
+    # An alarm does not clear by waiting: fail at once, naming it. (etcdctl
+    # 3.5's health check reports alarms; 3.4's passes and does not look.)
+    if { [ "$healthy" = 1 ] || grep -q "Active Alarm" <<<"$why"; } && [ -n "$(alarms)" ]; then
+      echo "etcd cluster not healthy: an alarm is active" >&2
+      say_alarms || true
+      return 1
+    fi
+    if [ "$healthy" = 1 ]; then
       have=$(started_members 2>/dev/null)
       missing=$(comm -23 <(expected_members) <(printf '%s\n' "$have" | sed '/^$/d'))
       extra=$(member_table 2>/dev/null | awk '{ print $3 "=" $4 }' | sort | comm -13 <(expected_members) -)
@@ -52,11 +58,6 @@ wait_cluster_healthy() {
       why="member list differs from the configured members:
   want: $(expected_members | paste -sd' ')
   have: $(member_table 2>&1 | awk '{ print $3 "=" $4 " (" $2 (($5 == "true") ? ", learner" : "") ")" }' | paste -sd' ')"
-    elif grep -q "Active Alarm" <<<"$why"; then
-      # An alarm does not clear by waiting: say so now.
-      echo "etcd cluster not healthy: $why" >&2
-      say_alarms || true
-      return 1
     fi
     sleep 2
   done

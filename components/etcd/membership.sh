@@ -9,9 +9,7 @@ if ! wait_cluster_healthy "$WAIT_TRIES"; then
   exit 1
 fi
 table=$(member_table)
-extra=$(awk -v cfg="$ETCD_INITIAL_CLUSTER" '
-  BEGIN { n = split(cfg, kv, ","); for (i = 1; i <= n; i++) { split(kv[i], p, "="); want[p[2]] = 1 } }
-  !($4 in want) { print }' <<<"$table")
+extra=$(awk 'NR == FNR { want[$0]; next } !($4 in want)' <(configured_peer_urls) - <<<"$table")
 total=$(grep -c . <<<"$table")
 if [ -z "$extra" ]; then
   echo "membership: the cluster's $total members are exactly the configured ones"

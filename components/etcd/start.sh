@@ -68,7 +68,7 @@ if ! ep=$(healthy_other); then
   # No quorum among the others: a fresh cluster is bootstrapping, or the
   # cluster is down. Their peer ports tell which.
   answered=""
-  for peer in $(tr ',' '\n' <<<"$ETCD_INITIAL_CLUSTER" | cut -d= -f2-); do
+  for peer in $(configured_peer_urls); do
     [ "$peer" = "$MEMBER_PEER_URL" ] && continue
     listening "$peer" || continue
     # HTTP/1.1: etcd's peer listener closes an HTTP/2 stream without an answer
@@ -121,7 +121,7 @@ if [ -z "$mine" ]; then
 fi
 id=$(cut -d' ' -f1 <<<"$mine") learner=$(cut -d' ' -f5 <<<"$mine")
 live_urls=$(awk '{ print $4 }' <<<"$table" | sort | paste -sd,)
-configured_urls=$(tr ',' '\n' <<<"$ETCD_INITIAL_CLUSTER" | cut -d= -f2- | sort | paste -sd,)
+configured_urls=$(configured_peer_urls | paste -sd,)
 
 if [ "$learner" = false ] && [ "$live_urls" = "$configured_urls" ]; then
   # A bootstrap member whose peers formed the quorum first: the config file
