@@ -22,6 +22,9 @@ from google.protobuf import struct_pb2
 from pulumi.runtime import mocks as pmocks
 from pulumi.runtime import rpc, settings, sync_await
 
+from engine import Engine
+from engine import monitor as engine_monitor
+
 ROOT = Path(__file__).resolve().parents[1]
 SECRET_SIG = rpc._special_sig_key  # noqa: SLF001 - the wire marker of a secret value
 SECRET_VALUE = rpc._special_secret_sig  # noqa: SLF001
@@ -38,6 +41,7 @@ class Registration:
     provider: str
     inputs: dict                       # secrets appear as {SECRET_SIG: SECRET_VALUE, "value": ...}
     options: dict = field(default_factory=dict)
+    property_dependencies: dict = field(default_factory=dict)
 
 
 def is_secret(value: Any) -> bool:
@@ -56,23 +60,33 @@ def unwrap(value: Any) -> Any:
 
 
 class RecordingMonitor(pmocks.MockMonitor):
-    def __init__(self, mocks: pmocks.Mocks):
+    """Records every registration. With an `engine` (engine.Engine), each one
+    is planned by the engine model and only what it would run reaches the
+    mocks (then an executor: `execute(step, inputs)`, `delete(resource)`)."""
+
+    def __init__(self, mocks: pmocks.Mocks, engine: Engine | None = None):
         super().__init__(mocks)
         self.registrations: list[Registration] = []
+        self.engine = engine
 
     def RegisterResource(self, request):  # noqa: N802 - gRPC method name
-        if request.type != "pulumi:pulumi:Stack":
-            pmocks._ensure_event_loop()  # noqa: SLF001
-            self.registrations.append(Registration(
-                urn=self.make_urn(request.parent, request.type, request.name),
-                type=request.type, name=request.name, parent=request.parent,
-                custom=request.custom, dependencies=list(request.dependencies),
-                provider=request.provider,
-                inputs=_keep(request.object),
-                options={"delete_before_replace": request.deleteBeforeReplace,
-                         "additional_secret_outputs": list(request.additionalSecretOutputs)},
-            ))
-        return super().RegisterResource(request)
+        if request.type == "pulumi:pulumi:Stack":
+            return super().RegisterResource(request)
+        pmocks._ensure_event_loop()  # noqa: SLF001
+        urn = self.make_urn(request.parent, request.type, request.name)
+        kept = _keep(request.object)
+        self.registrations.append(Registration(
+            urn=urn, type=request.type, name=request.name, parent=request.parent,
+            custom=request.custom, dependencies=list(request.dependencies),
+            provider=request.provider, inputs=kept,
+            options={"delete_before_replace": request.deleteBeforeReplace,
+                     "additional_secret_outputs": list(request.additionalSecretOutputs)},
+            property_dependencies={k: list(v.urns) for k, v in request.propertyDependencies.items()},
+        ))
+        if self.engine is None:
+            return super().RegisterResource(request)
+        secret_keys = tuple(sorted(k for k, v in kept.items() if is_secret(v)))
+        return engine_monitor.drive(self, self.engine, self.mocks, urn, request, secret_keys)
 
 
 def _keep(value: Any) -> Any:
@@ -89,6 +103,12 @@ class Run:
     registrations: list[Registration]
     outputs: dict[str, Any]
     monitor: RecordingMonitor
+    steps: list = field(default_factory=list)      # engine.Step per registration, in order planned
+    deleted: list = field(default_factory=list)    # engine.Resource deleted after the program
+
+    def ran(self) -> list:
+        """The steps that executed a script on a host."""
+        return [s for s in self.steps if s.runs]
 
     def of_type(self, type_: str) -> list[Registration]:
         return [r for r in self.registrations if r.type == type_]
@@ -125,8 +145,11 @@ def config_bag(raw: Mapping[str, Any], namespace: str = "hakube") -> dict[str, s
 
 def run_program(stack: str, raw_config: Mapping[str, Any], mocks: pmocks.Mocks,
                 secrets: Mapping[str, str] | None = None, preview: bool = False,
-                parallel: int | None = None) -> Run:
-    """Run __main__.py once, from a clean runtime, and collect everything it registered."""
+                parallel: int | None = None, engine: Engine | None = None) -> Run:
+    """Run __main__.py once, from a clean runtime, and collect everything it
+    registered. With an `engine`, this is one `pulumi up` under the engine
+    model: `mocks` executes what it plans, and after a program that finished
+    without error the engine's deletes run (Run.deleted)."""
     settings.ROOT.set(None)
     bag = config_bag(raw_config)
     secret_keys = []
@@ -139,7 +162,9 @@ def run_program(stack: str, raw_config: Mapping[str, Any], mocks: pmocks.Mocks,
         # size bounds how many registrations (real steps, in the lab) overlap.
         loop = sync_await._ensure_event_loop()  # noqa: SLF001
         loop.set_default_executor(ThreadPoolExecutor(max_workers=parallel))
-    monitor = RecordingMonitor(mocks)
+    if engine is not None:
+        engine.begin()
+    monitor = RecordingMonitor(mocks, engine)
     pmocks.set_mocks(mocks, project="hakube", stack=stack, preview=preview, monitor=monitor)
 
     outputs: dict[str, Any] = {}
@@ -164,4 +189,6 @@ def run_program(stack: str, raw_config: Mapping[str, Any], mocks: pmocks.Mocks,
     finally:
         os.chdir(cwd)
         sys.path.remove(str(ROOT))
-    return Run(registrations=monitor.registrations, outputs=outputs, monitor=monitor)
+    deleted = engine_monitor.run_deletes(engine, mocks) if engine is not None else []
+    return Run(registrations=monitor.registrations, outputs=outputs, monitor=monitor,
+               steps=list(engine.steps) if engine is not None else [], deleted=deleted)

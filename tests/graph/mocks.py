@@ -49,3 +49,32 @@ class EchoMocks(pulumi.runtime.Mocks):
 
     def call(self, args: pulumi.runtime.MockCallArgs):
         return {}
+
+
+class EchoExecutor(EchoMocks):
+    """EchoMocks as the executor of the engine model (engine.monitor): what
+    the engine plans is recorded, not run. Each creation of a tls resource
+    yields new material (a counter in the fake PEM), like the real provider's
+    new key or certificate; an update keeps the resource's id."""
+
+    def __init__(self):
+        super().__init__()
+        self.creations: dict[str, int] = {}
+        self.deletes: list[str] = []
+
+    def execute(self, step, inputs: dict):
+        from pulumi.runtime import MockResourceArgs
+        if step.action == "update" or (step.op == "update" and step.old is not None):
+            outs = {**step.old.outputs, **inputs}
+            return step.old.id, outs
+        n = self.creations[step.urn] = self.creations.get(step.urn, 0) + 1
+        id_, outs = self.new_resource(MockResourceArgs(typ=step.type, name=step.name, inputs=inputs,
+                                                       provider="", resource_id="", custom=True))
+        if n > 1:
+            for key in ("private_key_pem", "private_key_openssh", "public_key_openssh", "cert_pem"):
+                if key in outs:
+                    outs[key] = outs[key].replace(step.name, f"{step.name}-{n}", 1)
+        return f"{id_}-{n}", outs
+
+    def delete(self, resource) -> None:
+        self.deletes.append(resource.name)

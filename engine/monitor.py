@@ -1,0 +1,88 @@
+"""The program's registrations driven through the engine model: a resource
+monitor for Pulumi's mock runtime that plans each registration like the real
+engine and hands only what the engine would run to an executor.
+
+An executor has two methods:
+    execute(step, inputs) -> (id, outputs)   create or update (its `step.action`)
+    delete(resource)                         the resource's delete, if any
+`inputs` are the deserialized inputs (secrets unwrapped, assets as objects).
+"""
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from pulumi.runtime import mocks as pmocks
+from pulumi.runtime import rpc
+from pulumi.runtime.proto import resource_pb2
+
+from .core import Engine, Registration, Resource, Step, plain
+
+SECRET_SIG = rpc._special_sig_key  # noqa: SLF001 - the wire marker of a secret value
+SECRET_VALUE = rpc._special_secret_sig  # noqa: SLF001
+
+
+class Executor(Protocol):
+    def execute(self, step: Step, inputs: dict) -> tuple[str, dict]: ...
+    def delete(self, resource: Resource) -> None: ...
+
+
+def _unwrap_secrets(value: Any) -> Any:
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG) == SECRET_VALUE:
+            return _unwrap_secrets(value.get("value"))
+        return {k: _unwrap_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unwrap_secrets(v) for v in value]
+    return value
+
+
+def registration(urn: str, request, inputs: dict, secret_keys: tuple[str, ...]) -> Registration:
+    return Registration(
+        urn=urn, type=request.type, name=request.name, custom=bool(request.custom),
+        inputs=plain(_unwrap_secrets(inputs)), dependencies=list(request.dependencies),
+        property_dependencies={k: list(v.urns) for k, v in request.propertyDependencies.items()},
+        parent=request.parent,
+        options={"delete_before_replace": bool(request.deleteBeforeReplace),
+                 "replace_on_changes": list(request.replaceOnChanges)},
+        secret_inputs=secret_keys)
+
+
+def drive(monitor: pmocks.MockMonitor, engine: Engine, executor: Executor, urn: str, request,
+          secret_keys: tuple[str, ...]) -> resource_pb2.RegisterResourceResponse:
+    """One RegisterResource under the engine: plan, execute, record, answer."""
+    pmocks._ensure_event_loop()  # noqa: SLF001
+    inputs = rpc.deserialize_properties(request.object)
+    reg = registration(urn, request, inputs, secret_keys)
+    step = engine.plan(reg)
+    if step.op == "same":
+        res = engine.same(step)
+        id_, outputs = res.id, res.outputs
+    elif not reg.custom:
+        id_, outputs = "", {}
+        engine.succeeded(step, id_, outputs)
+    else:
+        for victim in reversed(step.delete_first):       # DBR: dependents first, in reverse order
+            executor.delete(victim)
+        if step.delete_before_replace and step.old is not None:
+            executor.delete(step.old)
+        try:
+            id_, outputs = executor.execute(step, dict(inputs))
+        except BaseException as err:
+            engine.failed(step, str(err))
+            raise
+        engine.succeeded(step, id_, outputs)
+    obj = pmocks._sync_await(rpc.serialize_properties(outputs, {}))  # noqa: SLF001
+    monitor.resources[urn] = pmocks.MockMonitor.ResourceRegistration(urn, id_, outputs)
+    return resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=obj)
+
+
+def run_deletes(engine: Engine, executor: Executor) -> list[Resource]:
+    """After a successful program: delete what the engine says, batch by batch."""
+    done = []
+    for batch in engine.deletes():
+        for res in batch:
+            if res.custom:
+                executor.delete(res)
+            engine.deleted(res)
+            done.append(res)
+    return done
