@@ -30,9 +30,9 @@ NO_LOGS = remote.Logging.NONE
 
 
 def step_script(name: str, values: dict) -> str:
-    """An etcd step (a file here, or a shared one) behind the etcd helpers, run as root."""
+    """An etcd step (a file here, or a shared one), with the etcd helpers, run as root."""
     own = HERE / f"{name}.sh"
-    return steps.step_script(own if own.exists() else name, values, libs=[HERE / "lib.sh"])
+    return steps.step_script(own if own.exists() else name, values, libs=["etcd.sh"])
 
 
 def member_bins(etcd: EtcdSpec) -> tuple[str, ...]:
@@ -54,14 +54,15 @@ def install_script(etcd: EtcdSpec, bins: Sequence[str], extra: dict | None = Non
 def timer_job(job: str, description: str, enabled: bool, calendar: str, disabled_note: str,
               script: Path, values: dict) -> tuple[dict, str]:
     """A scheduled job of every member (job.sh): its values and its script
-    (values, the etcd helpers, the job's own file), run by hakube-etcd-<job>.service."""
+    (values, the installed etcd helpers, the job's own file), run by
+    hakube-etcd-<job>.service."""
     unit = f"hakube-etcd-{job}"
     timer = string.Template((HERE / "job.timer").read_text()).substitute(
         description=description, calendar=calendar)
     return ({"JOB": unit, "JOB_ENABLED": int(enabled), "JOB_CALENDAR": calendar,
              "JOB_CONFIG_KEY": f"hakube:etcd.{job}", "JOB_DISABLED_NOTE": disabled_note,
              "JOB_SERVICE": (HERE / job / f"{unit}.service").read_text(), "JOB_TIMER": timer},
-            "#!/bin/bash\n" + prelude(values) + (HERE / "lib.sh").read_text() + script.read_text())
+            "#!/bin/bash\n" + prelude(values) + steps.lib_line("etcd.sh") + script.read_text())
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ class MemberSteps:
     unit: remote.Command
     firewall: Optional[remote.Command]
     payload: pulumi.Output          # digest of everything a restart must pick up
+    cluster: Optional[remote.Command] = None    # the member's cluster file
     start: Optional[remote.Command] = None      # start, or join a running cluster (in member order)
     restart: Optional[remote.Command] = None
 
@@ -95,13 +97,13 @@ class EtcdCluster(pulumi.ComponentResource):
         etcd, topo = args.spec.etcd, args.spec.topology
         self.endpoints = list(topo.etcd_client_endpoints)
         self.etcdctl_env = payload.etcdctl_env(topo)
-        base = {
-            "PKI_DIR": payload.PKI_DIR,
-            "ETCD_DATA_DIR": etcd.data_dir,
-            "ETCD_INITIAL_CLUSTER": topo.etcd_initial_cluster,
-            "ETCD_ENDPOINTS": ",".join(self.endpoints),
-            "WAIT_TRIES": WAIT_TRIES,
-        }
+        # Each step gets the values it uses and no more: under the real
+        # engine a step runs again when its text changes. Only the steps that
+        # act on the membership carry it (`base`); the rest read the
+        # member's cluster file through the helpers.
+        gate = {"PKI_DIR": payload.PKI_DIR, "WAIT_TRIES": WAIT_TRIES}
+        base = {**gate, "ETCD_DATA_DIR": etcd.data_dir, "ETCD_INITIAL_CLUSTER": topo.etcd_initial_cluster,
+                "ETCD_ENDPOINTS": ",".join(self.endpoints)}
         unit_text = (HERE / "etcd.service").read_text()
         firewall_unit_text = (HERE / "firewall.service").read_text()
 
@@ -114,7 +116,7 @@ class EtcdCluster(pulumi.ComponentResource):
             "maintenance": timer_job(
                 "maintenance", "etcd maintenance (defragmentation, alarms)", upkeep.enabled, upkeep.calendar,
                 "nothing kept", HERE / "maintenance" / "maintain.sh",
-                {**base, "DEFRAG_THRESHOLD": upkeep.defrag_threshold,
+                {**gate, "DEFRAG_THRESHOLD": upkeep.defrag_threshold,
                  "DEFRAG_MIN_BYTES": upkeep.defrag_min_bytes}),
         }
         self.latest_snapshot = f"{backup.dir}/latest.db" if backup.enabled else None
@@ -133,38 +135,47 @@ class EtcdCluster(pulumi.ComponentResource):
                     logging=NO_LOGS if secret else None, **kw,
                     opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)))
 
-            prepare = step("prepare", step_script("prepare", base), after=[member.ready])
-            install = step("install", install_script(etcd, member_bins(etcd), base),
-                           after=[prepare])
+            prepare = step("prepare", step_script("prepare", {
+                "PKI_DIR": payload.PKI_DIR, "ETCD_DATA_DIR": etcd.data_dir}), after=[member.ready])
+            cluster = step("cluster", step_script("file", {
+                "DEST": payload.CLUSTER_FILE, "MODE": "0644", "OWNER": "root:root"}),
+                stdin=payload.cluster_env(topo), after=[prepare])
+            install = step("install", install_script(etcd, member_bins(etcd), {"PKI_DIR": payload.PKI_DIR}),
+                           after=[cluster])
             bundle = pulumi.Output.secret(pulumi.Output.all(
                 args.pki.ca_cert_pem, args.pki.peer_ca_cert_pem, certs.server.cert_pem, certs.server.key_pem,
                 certs.peer.cert_pem, certs.peer.key_pem,
                 args.pki.healthcheck_client.cert_pem, args.pki.healthcheck_client.key_pem,
             ).apply(payload.cert_bundle))
             certs_step = step("certs", step_script("pem_files", {
-                **base, "PEM_FILES": steps.pem_files_spec(payload.CERT_FILES)}),
+                "PEM_FILES": steps.pem_files_spec(payload.CERT_FILES)}),
                               stdin=bundle, secret=True, after=[prepare])
             config_text = payload.etcd_config_yaml(etcd, topo, node)
             # after install: a refused upgrade leaves the running config alone too
             config = step("config", step_script("file", {
-                **base, "DEST": payload.CONFIG_FILE, "MODE": "0644", "OWNER": "root:root"}),
+                "DEST": payload.CONFIG_FILE, "MODE": "0644", "OWNER": "root:root"}),
                 stdin=config_text, after=[install])
-            unit = step("unit", step_script("unit", {**base, "UNIT": "etcd.service"}),
+            unit = step("unit", step_script("unit", {"UNIT": "etcd.service"}),
                         stdin=unit_text, after=[install])
             firewall = None
             if etcd.firewall:
                 fw_unit = step("firewall-unit", step_script(
-                    "unit", {**base, "UNIT": "hakube-etcd-firewall.service"}),
+                    "unit", {"UNIT": "hakube-etcd-firewall.service"}),
                     stdin=firewall_unit_text, after=[prepare])
-                firewall = step("firewall", step_script("firewall", base),
-                                stdin=payload.firewall_ruleset(topo, node), after=[fw_unit])
-            # What a running member must restart for. initial-cluster* are read
-            # only when a member is created, so a membership change alone
-            # restarts nobody.
+                firewall = step("firewall", step_script("firewall", {"PKI_DIR": payload.PKI_DIR}),
+                                stdin=payload.firewall_ruleset(topo, node), after=[fw_unit, cluster])
+            # What a running member must restart for: its certificates (a new
+            # key always comes with a new certificate, so no secret is
+            # needed here), config, unit and version. initial-cluster* are
+            # read only when a member is created, so a membership change
+            # alone restarts nobody.
             restart_config = payload.etcd_config_yaml(etcd, topo, node, membership=False)
-            payload_digest = bundle.apply(lambda b, c=restart_config: digest(b, c, unit_text, etcd.version))
+            payload_digest = pulumi.Output.all(
+                args.pki.ca_cert_pem, args.pki.peer_ca_cert_pem, certs.server.cert_pem, certs.peer.cert_pem,
+                args.pki.healthcheck_client.cert_pem,
+            ).apply(lambda pems, c=restart_config: digest(*pems, c, unit_text, etcd.version))
             self.steps[member.name] = MemberSteps(prepare, install, certs_step, config, unit,
-                                                  firewall, payload_digest)
+                                                  firewall, payload_digest, cluster=cluster)
 
         # Members start (or join) one after another, each once every member's
         # firewall admits the whole membership. A bootstrapping member returns
@@ -187,7 +198,7 @@ class EtcdCluster(pulumi.ComponentResource):
             for job, (values, script) in jobs.items():
                 created = remote.Command(
                     f"{name}-{member.name}-{job}", connection=member.connection,
-                    create=step_script("job", {**base, **values}), stdin=script,
+                    create=step_script("job", values), stdin=script,
                     opts=pulumi.ResourceOptions(parent=self, depends_on=[s.start]))
                 if job == "backup":
                     self.backups[member.name] = created
@@ -199,17 +210,21 @@ class EtcdCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[s.start for s in self.steps.values()]))
 
         # Later changes of certs, config, unit or version: one member at a time,
-        # each waiting for a healthy cluster before and after. `create` only
-        # records the payload (a fresh cluster was just started with it).
+        # each waiting for a healthy cluster before and after. The payload
+        # digest is in the script's text, so a change is an *update* of this
+        # step (the real engine replaces a Command only for `triggers`, and a
+        # replacement runs `create`). The script itself decides from what the
+        # member runs (restart.sh), so `create` and a re-run are safe.
         previous: pulumi.Resource = self.health
         for member in args.members:
             s = self.steps[member.name]
+            restart = s.payload.apply(lambda d: step_script("restart", {
+                **gate, "ETCD_VERSION": etcd.version, "RESTART_PAYLOAD": d}))
             s.restart = remote.Command(
                 f"{name}-{member.name}-restart", connection=member.connection,
-                create="true", update=step_script("restart", {**base, "ETCD_VERSION": etcd.version}),
-                triggers=[s.payload],
+                create=restart, update=restart,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[
-                    previous, s.install, s.certs, s.config, s.unit]))
+                    previous, s.install, s.certs, s.config, s.unit, s.cluster]))
             previous = s.restart
         self.last_restart = previous
         self._base, self._args, self._name = base, args, name
@@ -241,7 +256,7 @@ class EtcdCluster(pulumi.ComponentResource):
                 continue
             self.settled.append(remote.Command(
                 f"{name}-{member.name}-firewall-refresh", connection=member.connection,
-                create=step_script("firewall", {**base, "REFRESH": 1}),
+                create=step_script("firewall", {"PKI_DIR": payload.PKI_DIR, "REFRESH": 1}),
                 stdin=payload.firewall_ruleset(args.spec.topology, args.spec.topology.node(member.name)),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.membership])))
         return self.settled
@@ -279,7 +294,7 @@ class EtcdRestore(pulumi.ComponentResource):
 
         def script(name: str, **extra) -> str:
             return steps.step_script(HERE / "restore" / f"{name}.sh", {**values, **extra},
-                                     libs=[HERE / "lib.sh"])
+                                     libs=["etcd.sh"])
 
         def run(node: Node, step: str, create: str, after: Sequence[pulumi.Resource]) -> remote.Command:
             return remote.Command(

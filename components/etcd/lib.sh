@@ -1,4 +1,15 @@
-# Helpers of hakube's etcd steps (after steps/common.sh).
+# Helpers of hakube's etcd steps and jobs (installed as etcd.sh; needs PKI_DIR).
+# The configured membership comes from the step when it acts on it (start,
+# membership, the cluster gate); steps that only gate on it read the cluster
+# file the member's `cluster` step keeps, so their text does not change with it.
+if [ -z "${ETCD_INITIAL_CLUSTER:-}" ] || [ -z "${ETCD_ENDPOINTS:-}" ]; then
+  hakube_given_ic=${ETCD_INITIAL_CLUSTER:-} hakube_given_ep=${ETCD_ENDPOINTS:-}
+  if [ -r /etc/etcd/hakube-cluster.env ]; then
+    . /etc/etcd/hakube-cluster.env
+  fi
+  ETCD_INITIAL_CLUSTER=${hakube_given_ic:-${ETCD_INITIAL_CLUSTER:-}}
+  ETCD_ENDPOINTS=${hakube_given_ep:-${ETCD_ENDPOINTS:-}}
+fi
 # etcdctl with the healthcheck-client cert; ENDPOINTS defaults to this member.
 etcdctl_hc() {
   ETCDCTL_API=3 /usr/local/bin/etcdctl --endpoints="${ENDPOINTS:-https://127.0.0.1:2379}" \

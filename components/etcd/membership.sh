@@ -26,7 +26,7 @@ if [ "$n_extra" -gt "$tolerance" ]; then
   exit 1
 fi
 first_id=$(awk -v u="$MEMBER_PEER_URL" '$4 == u { print $1 }' <<<"$table")
-while read -r id status name peer learner; do
+while read -r id _ name peer _; do
   t0=$(date +%s%3N)
   # (an endpoint that does not answer is no leader: never let it end this script)
   leader=$({ ENDPOINTS="$ETCD_ENDPOINTS,${peer%:*}:2379" etcdctl_hc endpoint status 2>/dev/null || true; } |

@@ -7,11 +7,16 @@ from typing import Sequence
 import yaml
 
 from config.spec import EtcdSpec
+from components.remote import prelude
 from components.steps import pem_bundle
 from config.topology import ETCD_CLIENT_PORT, ETCD_PEER_PORT, NodeSpec, Topology
 
 PKI_DIR = "/etc/etcd/pki"
 CONFIG_FILE = "/etc/etcd/etcd.conf.yml"
+# The configured membership, for steps and jobs that gate on it (lib.sh reads
+# it when not handed the values): their own text stays the same when the
+# membership changes.
+CLUSTER_FILE = "/etc/etcd/hakube-cluster.env"
 METRICS_PORT = 2381
 
 # What the certs step writes, in the order the PEM bundle on stdin carries
@@ -127,6 +132,13 @@ table inet hakube_etcd {{
   }}
 }}
 """
+
+
+def cluster_env(topology: Topology) -> str:
+    """CLUSTER_FILE: the configured membership as shell assignments."""
+    body = prelude({"ETCD_INITIAL_CLUSTER": topology.etcd_initial_cluster,
+                    "ETCD_ENDPOINTS": ",".join(topology.etcd_client_endpoints)})
+    return "# written by hakube: the configured etcd membership\n" + body.split("\n", 1)[1]
 
 
 def etcdctl_env(topology: Topology) -> str:

@@ -21,7 +21,6 @@ from pulumi_command import remote
 from config.spec import Spec
 
 from .. import steps
-from ..etcd import HERE as ETCD_DIR
 from ..etcd import EtcdCluster, install_script
 from ..etcd import payloads as etcd_payload
 from ..node import Node
@@ -166,14 +165,20 @@ class ControlPlane(pulumi.ComponentResource):
         # A re-issued etcd client cert (rotation, validity) or a changed etcd
         # membership: apiservers restart one at a time (the new cert, or the
         # new --etcd-servers in their static manifest), each ready before the
-        # next. `create` only records what a fresh cluster started with.
+        # next. The digest of both is in the script's text: a change is an
+        # update of this step, which runs the script (a `triggers` change
+        # would replace it and run `create`). The script decides from the
+        # node what is left to do, so its create and a re-run are safe.
         servers = ",".join(args.etcd.endpoints)
-        client_digest = bundle.apply(lambda b: digest(b, servers))
+        client_digest = pulumi.Output.all(args.pki.ca_cert_pem, args.pki.apiserver_etcd_client.cert_pem).apply(
+            lambda pems: digest(*pems, servers))
+        restart = client_digest.apply(lambda d: script("apiserver-restart", {
+            "ETCD_ENDPOINTS": servers, "RESTART_PAYLOAD": d, "ETCD_CERT": etcd_payload.KUBEADM_ETCD_CERT}))
         previous: pulumi.Resource = self.joined
         for node in args.nodes:
             previous = remote.Command(
-                f"{name}-{node.name}-apiserver-restart", connection=node.connection, create="true",
-                update=script("apiserver-restart", {"ETCD_ENDPOINTS": servers}), triggers=[client_digest],
+                f"{name}-{node.name}-apiserver-restart", connection=node.connection, create=restart,
+                update=restart,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[previous, certs_steps[node.name]]))
         # kubeadm's own record of the ClusterConfiguration (kube-system/kubeadm-config),
         # which later joins and `kubeadm upgrade` read: the etcd endpoints follow.
@@ -236,5 +241,5 @@ class Checks(pulumi.ComponentResource):
             HERE / "registry.sh", {"CHECK_NAMESPACE": payload.CHECK_NAMESPACE,
                                    "PKI_DIR": etcd_payload.PKI_DIR,
                                    "ETCD_ENDPOINTS": ",".join(topo.etcd_client_endpoints)},
-            libs=[ETCD_DIR / "lib.sh"]), after=[verify])
+            libs=["etcd.sh"]), after=[verify])
         self.register_outputs({})

@@ -18,7 +18,7 @@ from pulumi_command import remote
 from config.spec import Spec
 from config.topology import NodeSpec
 
-from .. import cloudinit
+from .. import cloudinit, steps
 from ..network import BaseImage, Network
 from ..pki import PRIVATE_OUTPUTS
 from ..remote import SshAccess, render
@@ -40,7 +40,8 @@ class Node(pulumi.ComponentResource):
     name: str
     ip: str
     connection: remote.ConnectionArgs
-    ready: remote.Command
+    booted: remote.Command          # the cloud-init gate
+    ready: remote.Command           # booted, and hakube's helpers installed: what steps wait for
     host_public_key: pulumi.Output
     domain: libvirt.Domain
 
@@ -97,12 +98,23 @@ class Node(pulumi.ComponentResource):
         )
 
         self.connection = args.ssh.connection(self.ip, self.host_public_key)
-        self.ready = remote.Command(
+        self.booted = remote.Command(
             f"{name}-ready",
             connection=self.connection,
             create=render(HERE / "ready.sh"),
             # A re-created domain is a new machine: wait for it again.
             triggers=[self.domain.id],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.domain]),
+        )
+        # hakube's shell helpers, which every later step on this node sources.
+        # Their text is this step's stdin: editing a helper updates this step
+        # only. A new machine gets them again (triggers: the domain).
+        self.ready = remote.Command(
+            f"{name}-helpers",
+            connection=self.connection,
+            create=steps.install_helpers(),
+            stdin=steps.helpers_bundle(),
+            triggers=[self.domain.id],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.booted]),
         )
         self.register_outputs({"ip": self.ip, "host_public_key": self.host_public_key})

@@ -1,24 +1,69 @@
-"""Step scripts shared by every component: helpers (common.sh) and generic
-steps (a file from stdin, a verified systemd unit, PEM files from stdin).
+"""Step scripts shared by every component: helpers (common.sh, etcd's
+lib.sh) and generic steps (a file from stdin, a verified systemd unit, PEM
+files from stdin).
 
-A step's script is `sudo bash -c` of: the values prelude, common.sh, the
-component's own helpers, then the step file itself.
+A step's script is `sudo bash -c` of: the values prelude, a `.` of each
+helper it uses from LIB_DIR, a `# hakube step:` line naming its file, then the
+step file itself. The helpers reach each node once, through its `helpers`
+step (`install_helpers`), not inside every step: under the real engine a
+step re-runs when its own text changes, so an edit of a helper would
+otherwise make every step on every node an update.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from ..remote import render, sudo_bash
+from ..remote import prelude, sudo_bash  # noqa: F401 - re-exported for step tests
 
 HERE = Path(__file__).parent
+COMPONENTS = HERE.parent
+LIB_DIR = "/usr/local/lib/hakube"
+# name on the node -> the file in this repository
+LIBS = {
+    "common.sh": HERE / "common.sh",
+    "etcd.sh": COMPONENTS / "etcd" / "lib.sh",
+}
+STEP_MARK = "# hakube step: "
 
 
-def step_script(step: Path | str, values: Mapping[str, object], libs: Sequence[Path] = ()) -> str:
-    """`step` is a path, or the name of a shared step here (file, unit, pem_files)."""
+def lib_line(name: str, lib_dir: str = LIB_DIR) -> str:
+    if name not in LIBS:
+        raise ValueError(f"unknown helper {name!r}; known: {', '.join(LIBS)}")
+    return f". {lib_dir}/{name}\n"
+
+
+def step_name(path: Path) -> str:
+    """components/etcd/restart.sh -> etcd/restart.sh (how reviews and tests name a script)."""
+    return str(Path(path).resolve().relative_to(COMPONENTS))
+
+
+def step_body(step: Path | str, values: Mapping[str, object], libs: Sequence[str] = (),
+              lib_dir: str = LIB_DIR) -> str:
+    """The script a step runs as root, before `sudo bash -c` quoting
+    (`lib_dir`: where the helpers are; tests run steps against a copy)."""
     path = Path(step) if isinstance(step, Path) else HERE / f"{step}.sh"
-    body = "".join(Path(lib).read_text() for lib in libs) + path.read_text()
-    return sudo_bash(render(HERE / "common.sh", values) + body)
+    sourced = "".join(lib_line(n, lib_dir) for n in ("common.sh", *libs))
+    return prelude(values) + sourced + STEP_MARK + step_name(path) + "\n" + path.read_text()
+
+
+def step_script(step: Path | str, values: Mapping[str, object], libs: Sequence[str] = (),
+                lib_dir: str = LIB_DIR) -> str:
+    """`step` is a path, or the name of a shared step here (file, unit, pem_files)."""
+    return sudo_bash(step_body(step, values, libs, lib_dir))
+
+
+def helpers_bundle() -> str:
+    """Every helper, one after another behind a `#=== hakube-lib NAME` line:
+    the stdin of each node's helpers step."""
+    return "".join(f"#=== hakube-lib {name}\n{path.read_text()}" for name, path in sorted(LIBS.items()))
+
+
+def install_helpers(lib_dir: str = LIB_DIR) -> str:
+    """The helpers step: unpack the bundle on stdin into LIB_DIR (each file
+    `bash -n` checked first, replaced atomically, only when it differs)."""
+    return sudo_bash(prelude({"LIB_DIR": lib_dir}) + STEP_MARK + "steps/helpers.sh\n"
+                     + (HERE / "helpers.sh").read_text())
 
 
 def pem_bundle(pems: Sequence[str], names: Iterable[str]) -> str:

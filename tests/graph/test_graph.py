@@ -21,7 +21,7 @@ CP_STEPS = ("kernel", "containerd", "kube-packages", "etcdctl", "etcd-certs", "e
 JOIN_STEPS = ("join-credentials", "kubeadm-join")
 FIRST_CP_STEPS = ("kubeadm-config", "kubeadm-init", "cni", "kubeconfig")
 CHECK_STEPS = ("nodes-ready", "no-local-etcd", "registry")
-ETCD_STEPS = ("prepare", "install", "certs", "config", "unit", "firewall-unit", "firewall", "start", "backup",
+ETCD_STEPS = ("prepare", "cluster", "install", "certs", "config", "unit", "firewall-unit", "firewall", "start", "backup",
               "maintenance", "restart", "firewall-refresh")
 
 
@@ -53,7 +53,7 @@ def test_expected_count_of_each_resource_type(stack_run):
     kubernetes = len(CP_STEPS) * cp + 3 * wk + (
         len(FIRST_CP_STEPS) + len(JOIN_STEPS) * (cp - 1 + wk) + len(CHECK_STEPS) + cp   # + apiserver restarts
         + 1 if bootstrap else 1)                                    # + kubeadm-config upload
-    assert counts[CMD] == (nodes + len(ETCD_STEPS) * etcd + 2       # ready gates, etcd, health, membership
+    assert counts[CMD] == (2 * nodes + len(ETCD_STEPS) * etcd + 2   # ready gates + helpers, etcd, health, membership
                            + len(LB_STEPS) * lb + 1                 # haproxy, VIP gate
                            + kubernetes)
 
@@ -203,8 +203,8 @@ def test_a_membership_change_alone_restarts_no_running_member():
     their firewalls, the health gate and the membership step see all five."""
     three, five = run("dev"), run("dev", {"nodes": {"etcd": {"count": 5}}})
     for m in MEMBERS:
-        assert unwrap(three.by_name(step(m, "restart")).inputs["triggers"]) == \
-            unwrap(five.by_name(step(m, "restart")).inputs["triggers"]), m
+        assert unwrap(three.by_name(step(m, "restart")).inputs["update"]) == \
+            unwrap(five.by_name(step(m, "restart")).inputs["update"]), m
         assert "192.168.144.205" in five.by_name(step(m, "firewall")).inputs["stdin"]
     assert five.depends(step("etcd-05", "start"), step("etcd-04", "start"))
     assert five.depends(step("etcd-04", "start"), step("etcd-03", "start"))
@@ -223,7 +223,7 @@ def test_restarts_are_chained_one_member_at_a_time_after_the_gate(dev):
     assert dev.depends(step("etcd-02", "restart"), step("etcd-01", "restart"))
     assert dev.depends(step("etcd-03", "restart"), step("etcd-02", "restart"))
     r = dev.by_name(step("etcd-02", "restart")).inputs
-    assert r["create"] == "true" and "systemctl restart etcd" in r["update"]
+    assert r["create"] == r["update"] and "systemctl restart etcd" in r["update"] and "triggers" not in r
 
 
 def test_keys_travel_only_through_stdin_with_logging_off(dev):

@@ -151,7 +151,7 @@ def test_apiservers_and_kubeadm_config_follow_the_etcd_membership(dev):
     servers = ",".join(f"https://192.168.144.20{i}:2379" for i in range(1, 6))
     for node in ("master-01", "master-02", "master-03"):
         before, after = dev.by_name(cp(node, "apiserver-restart")), five.by_name(cp(node, "apiserver-restart"))
-        assert unwrap(before.inputs["triggers"]) != unwrap(after.inputs["triggers"]), node
+        assert unwrap(before.inputs["update"]) != unwrap(after.inputs["update"]), node
         assert f"ETCD_ENDPOINTS={servers}" in after.inputs["update"] and "--etcd-servers=" in after.inputs["update"]
     assert five.depends(cp("master-02", "apiserver-restart"), cp("master-01", "apiserver-restart"))
     assert five.depends(cp("master-03", "apiserver-restart"), cp("master-02", "apiserver-restart"))

@@ -160,20 +160,17 @@ def test_firewall_ruleset_passes_nft_check(tmp_path):
     assert "192.168.144.101" not in peers           # control planes are no peers
 
 
-@pytest.mark.parametrize("step", ["prepare", "install", "pem_files", "file", "unit", "firewall", "job",
-                                  "start", "health", "restart", "membership"])
-def test_step_scripts_parse(step):
-    script = step_script(step, {"PKI_DIR": "/etc/etcd/pki"})
-    res = subprocess.run(["bash", "-n", "-c", script], capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr
-
 
 def test_pem_files_step_writes_only_what_differs(tmp_path):
     """The shared PEM step, run for real: modes, owners, content; a second run
     with the same bundle writes nothing; a short bundle is refused."""
     files = [(str(tmp_path / "pki/ca.crt"), "0644", "root", "root"),
              (str(tmp_path / "pki/client.key"), "0600", "root", "root")]
-    script = steps.step_script("pem_files", {"PEM_FILES": steps.pem_files_spec(files)})
+    libs = tmp_path / "lib"
+    installed = subprocess.run(["bash", "-c", steps.install_helpers(str(libs)).removeprefix("sudo -n ")],
+                               input=steps.helpers_bundle(), capture_output=True, text=True)
+    assert installed.returncode == 0, installed.stderr
+    script = steps.step_script("pem_files", {"PEM_FILES": steps.pem_files_spec(files)}, lib_dir=str(libs))
     bundle = "-----BEGIN CERTIFICATE-----\nA\n-----END CERTIFICATE-----\n" \
              "-----BEGIN PRIVATE KEY-----\nB\n-----END PRIVATE KEY-----\n"
     run = lambda stdin: subprocess.run(["bash", "-c", script.removeprefix("sudo -n ")], input=stdin,

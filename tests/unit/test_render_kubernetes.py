@@ -114,10 +114,3 @@ def test_keepalived_conf_passes_keepalived_check(tmp_path):
     assert "192.168.144.100/24 dev eth0" in conf
     assert "priority 150" in conf and "priority 149" in lbp.keepalived_conf(spec, lb2, "x")
 
-
-@pytest.mark.parametrize("path", sorted(K8S_DIR.glob("*.sh")) + sorted(LB_DIR.glob("*.sh")),
-                         ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_step_scripts_parse(path: Path):
-    script = steps.step_script(path, {})
-    res = subprocess.run(["bash", "-n", "-c", script], capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr
