@@ -9,9 +9,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STATE_DIR := $(CURDIR)/.pulumi-state
 PASSPHRASE_FILE := $(CURDIR)/.pulumi-passphrase
-PULUMI_ENV := PULUMI_BACKEND_URL=file://$(STATE_DIR) PULUMI_CONFIG_PASSPHRASE_FILE=$(PASSPHRASE_FILE)
+# SSH_AUTH_SOCK unset: the command provider uses any agent it names, and a
+# stale one fails every step; hakube's steps authenticate with the stack's key.
+PULUMI_ENV := env -u SSH_AUTH_SOCK PULUMI_BACKEND_URL=file://$(STATE_DIR) PULUMI_CONFIG_PASSPHRASE_FILE=$(PASSPHRASE_FILE)
 
-.PHONY: up preview destroy outputs test test-fast lab lab-down deps state check-pulumi check-config clean
+.PHONY: up preview converge destroy outputs test test-fast lab lab-down deps state check-pulumi check-config clean
 
 $(VENV)/.deps: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +53,16 @@ preview: check-pulumi deps state check-config
 	$(select_stack)
 	$(PULUMI_ENV) pulumi preview --diff --stack $(STACK)
 
+# Drift repair: `pulumi up` replacing the stack's convergeTargets (the steps
+# that check and repair: etcd members started or re-joined, firewalls, timers,
+# the cluster gate, HAProxy/keepalived, the VIP, the etcd preflights, the
+# post-bootstrap checks). A plain `pulumi up` with no change runs nothing.
+converge: check-pulumi deps state
+	$(select_stack)
+	targets=$$($(PULUMI_ENV) pulumi stack output --stack $(STACK) --json convergeTargets | \
+	  $(PY) -c 'import json, sys; print(" ".join("--replace=" + u for u in json.load(sys.stdin)))')
+	$(PULUMI_ENV) pulumi up --stack $(STACK) $$targets
+
 destroy: check-pulumi deps state
 	$(PULUMI_ENV) pulumi destroy --stack $(STACK)
 
@@ -65,9 +77,11 @@ outputs: check-pulumi state
 	$(PY) -m tests.tools.etcd_release .lab
 
 # Every tier: pure render/config tests, the resource graph, and the lab (real
-# hosts; needs root, systemd-nspawn and debootstrap, see README).
+# hosts; needs root, systemd-nspawn and debootstrap, see README). Native
+# tracebacks: pytest's own (it parses test sources again) can crash on
+# Python 3.11.7 ("AST constructor recursion depth mismatch") and hide the failure.
 test: deps .lab/etcd-release
-	$(PY) -m pytest -q -p no:cacheprovider tests/unit tests/graph tests/lab
+	$(PY) -m pytest -q -p no:cacheprovider --tb=native tests/unit tests/graph tests/lab
 
 # Without the lab: seconds, no root needed.
 test-fast: deps .lab/etcd-release

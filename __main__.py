@@ -49,6 +49,7 @@ if cluster.etcd.latest_snapshot:
     pulumi.export("etcdLatestSnapshot", {
         "path": cluster.etcd.latest_snapshot, "onEachOf": [n.name for n in spec.topology.etcd],
         "calendar": spec.etcd.backup.calendar, "retention": spec.etcd.backup.retention})
+pulumi.export("convergeTargets", cluster.converge_targets)
 pulumi.export("sshUser", spec.ssh.user)
 pulumi.export("sshPrivateKey", cluster.ssh.private_key)
 pulumi.export("sshCommands", cluster.ssh_commands)

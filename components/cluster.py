@@ -68,11 +68,20 @@ class Cluster(pulumi.ComponentResource):
                 control_planes=[self.nodes[n.name] for n in topo.control_planes],
                 after=[*etcd_settled, *self.etcd.backups.values(), *self.control_plane.settled]),
                 opts=child)
+        self.checks = None
         if spec.kubernetes.bootstrap:
-            Checks(f"{name}-checks", ChecksArgs(
+            self.checks = Checks(f"{name}-checks", ChecksArgs(
                 spec=spec, control_plane=self.control_plane, workers=self.workers,
                 etcd_member=self.nodes[topo.etcd[0].name]), opts=child)
 
+        # `make converge`: the steps that check and repair what a node may
+        # have drifted from (a stopped member, a missing firewall table, a
+        # stopped HAProxy, an alarm), replaced so they run again
+        # (`pulumi up --replace URN`); a plain `pulumi up` with no change
+        # runs nothing, like every Pulumi program.
+        converge = [*self.etcd.converge, *self.lb.converge, *self.control_plane.converge,
+                    *(self.checks.converge if self.checks is not None else [])]
+        self.converge_targets = pulumi.Output.all(*[r.urn for r in converge])
         self.vip = str(spec.kubernetes.vip)
         self.node_ips = {n.name: str(n.ip) for n in topo.nodes}
         key_file = f"hakube-{spec.stack}.key"

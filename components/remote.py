@@ -13,7 +13,7 @@ import shlex
 import string
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import pulumi
 from pulumi_command import remote
@@ -75,3 +75,29 @@ def digest(*parts: str) -> str:
 
 def sudo_bash(script: str) -> str:
     return "sudo -n bash -c " + shlex.quote(script)
+
+
+def step(resource_name: str, connection: remote.ConnectionArgs, create: pulumi.Input[str], *,
+         parent: pulumi.Resource, after: Sequence[pulumi.Resource], update: pulumi.Input[str] | None = None,
+         stdin: pulumi.Input[str] | None = None, secret: bool = False, secret_stdout: bool = False,
+         triggers: Sequence[pulumi.Input] | None = None,
+         delete: pulumi.Input[str] | None = None) -> remote.Command:
+    """The one way hakube makes a step: a `remote.Command` on one node.
+
+    - `update`: what runs when an input changes (else `create` runs again);
+      put what must make a step run again *in its script's text*, so a change
+      is an update. `triggers` replaces the step (its `create` runs, never its
+      `update`): only for "a new machine, run it again".
+    - `delete`: what runs when the stack stops registering the step.
+    - `secret`: its stdin or output carries secrets: the provider logs
+      nothing. `secret_stdout`: its stdout is a secret output.
+    - The provider's `addPreviousOutputInEnv` is off: it would send the last
+      stdout/stderr as SSH environment requests, which sshd refuses (a
+      warning on every update) and which no hakube script reads.
+    """
+    return remote.Command(
+        resource_name, connection=connection, create=create, update=update, delete=delete, stdin=stdin,
+        triggers=triggers,
+        logging=remote.Logging.NONE if secret else None, add_previous_output_in_env=False,
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=list(after),
+                                    additional_secret_outputs=["stdout"] if secret_stdout else None))

@@ -19,7 +19,7 @@ import hashlib
 import json
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from . import rules
 
@@ -109,7 +109,10 @@ class Engine:
         self.begin()
 
     # -- one `pulumi up` -----------------------------------------------------
-    def begin(self) -> None:
+    def begin(self, replace: Iterable[str] = ()) -> None:
+        """A new run. `replace`: URNs to replace whatever their diff
+        (`pulumi up --replace URN`: isTargetedReplace in step_generator.go)."""
+        self.replace_targets = set(replace)
         self.registered: set[str] = set()
         self.steps: list[Step] = []
         self.failed_steps: list[tuple[Step, str]] = []
@@ -130,6 +133,8 @@ class Engine:
                                now=self.now)
                 step.op, step.changed, step.replace_keys = d.op, d.changed, d.replace_keys
                 step.delete_before_replace, step.reason = d.delete_before_replace, d.reason
+                if reg.urn in self.replace_targets and reg.custom:
+                    step.op, step.replace_keys, step.reason = "replace", ("id",), "pulumi up --replace"
                 if step.op == "replace" and step.delete_before_replace:
                     step.delete_first = self._dependent_replacements(old)
             if reg.custom and step.op != "same" and self.cancelled:
@@ -202,6 +207,11 @@ class Engine:
             taken = {id(r) for r in batch}
             remaining = [r for r in remaining if id(r) not in taken]
         return batches
+
+    def destroy(self) -> list[list[Resource]]:
+        """`pulumi destroy`: everything in state, in the same batches."""
+        self.begin()
+        return self.deletes()
 
     def deleted(self, res: Resource) -> None:
         with self.lock:

@@ -9,6 +9,7 @@ An executor has two methods:
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from pulumi.runtime import mocks as pmocks
@@ -76,13 +77,28 @@ def drive(monitor: pmocks.MockMonitor, engine: Engine, executor: Executor, urn: 
     return resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=obj)
 
 
-def run_deletes(engine: Engine, executor: Executor) -> list[Resource]:
-    """After a successful program: delete what the engine says, batch by batch."""
-    done = []
+def run_deletes(engine: Engine, executor: Executor, parallel: int = 8) -> list[Resource]:
+    """After a successful program: delete what the engine says, batch by
+    batch, the resources of a batch side by side (up to `parallel`, like the
+    step executor's workers). A failed delete stops after its batch and
+    keeps the resource in state."""
+    done: list[Resource] = []
     for batch in engine.deletes():
-        for res in batch:
+        def one(res: Resource) -> Resource:
             if res.custom:
                 executor.delete(res)
+            return res
+        with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(batch)))) as pool:
+            futures = [pool.submit(one, res) for res in batch]
+        errors = []
+        for future in futures:
+            try:
+                res = future.result()
+            except Exception as err:            # noqa: BLE001 - raised below, after the batch
+                errors.append(err)
+                continue
             engine.deleted(res)
             done.append(res)
+        if errors:
+            raise errors[0]
     return done

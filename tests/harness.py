@@ -143,9 +143,15 @@ def config_bag(raw: Mapping[str, Any], namespace: str = "hakube") -> dict[str, s
             for k, v in raw.items()}
 
 
+def _quiet_failed_steps(loop, context: dict) -> None:
+    if context.get("message", "").startswith("Future exception was never retrieved"):
+        return
+    loop.default_exception_handler(context)
+
+
 def run_program(stack: str, raw_config: Mapping[str, Any], mocks: pmocks.Mocks,
                 secrets: Mapping[str, str] | None = None, preview: bool = False,
-                parallel: int | None = None, engine: Engine | None = None) -> Run:
+                parallel: int | None = None, engine: Engine | None = None, replace=()) -> Run:
     """Run __main__.py once, from a clean runtime, and collect everything it
     registered. With an `engine`, this is one `pulumi up` under the engine
     model: `mocks` executes what it plans, and after a program that finished
@@ -163,7 +169,12 @@ def run_program(stack: str, raw_config: Mapping[str, Any], mocks: pmocks.Mocks,
         loop = sync_await._ensure_event_loop()  # noqa: SLF001
         loop.set_default_executor(ThreadPoolExecutor(max_workers=parallel))
     if engine is not None:
-        engine.begin()
+        engine.begin(replace)
+        # A failed step fails every registration waiting on it; asyncio then
+        # reports each of those futures as "never retrieved" with the whole
+        # step text. The run's failure is raised once, below; drop the echoes.
+        loop = sync_await._ensure_event_loop()  # noqa: SLF001
+        loop.set_exception_handler(_quiet_failed_steps)
     monitor = RecordingMonitor(mocks, engine)
     pmocks.set_mocks(mocks, project="hakube", stack=stack, preview=preview, monitor=monitor)
 
@@ -189,6 +200,6 @@ def run_program(stack: str, raw_config: Mapping[str, Any], mocks: pmocks.Mocks,
     finally:
         os.chdir(cwd)
         sys.path.remove(str(ROOT))
-    deleted = engine_monitor.run_deletes(engine, mocks) if engine is not None else []
+    deleted = engine_monitor.run_deletes(engine, mocks, parallel or 8) if engine is not None else []
     return Run(registrations=monitor.registrations, outputs=outputs, monitor=monitor,
                steps=list(engine.steps) if engine is not None else [], deleted=deleted)

@@ -37,12 +37,13 @@ class Planner:
         self.engine = Engine(now=now)
         self.executor = EchoExecutor()
 
-    def up(self, change: Callable[[dict], None] | None = None) -> Run:
+    def up(self, change: Callable[[dict], None] | None = None, replace=()) -> Run:
+        """`pulumi up` (`replace`: URNs, as `pulumi up --replace`)."""
         if change is not None:
             raw = copy.deepcopy(self.raw)
             change(raw)
             self.raw = raw
-        return run_program(self.stack, self.raw, self.executor, engine=self.engine)
+        return run_program(self.stack, self.raw, self.executor, engine=self.engine, replace=replace)
 
 
 def _merge(base, value):

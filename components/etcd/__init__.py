@@ -22,11 +22,11 @@ from ..node import Node
 from ..pki import Pki
 from .. import steps
 from ..remote import digest, prelude
+from ..remote import step as make_step
 from . import payloads as payload
 
 HERE = Path(__file__).parent
 WAIT_TRIES = 90                      # x 2 s: how long a member or the cluster may take
-NO_LOGS = remote.Logging.NONE
 
 
 def step_script(name: str, values: dict) -> str:
@@ -91,6 +91,7 @@ class EtcdCluster(pulumi.ComponentResource):
     etcdctl_env: str
     health: remote.Command
     steps: dict[str, MemberSteps]
+    converge: list[remote.Command]      # the checks-and-repairs `make converge` runs again
 
     def __init__(self, name: str, args: EtcdClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("hakube:etcd:EtcdCluster", name, None, opts)
@@ -129,11 +130,9 @@ class EtcdCluster(pulumi.ComponentResource):
             key = f"{name}-{member.name}"
 
             def step(step_name: str, script: str, *, after: Sequence[pulumi.Resource],
-                     stdin=None, secret: bool = False, **kw) -> remote.Command:
-                return remote.Command(
-                    f"{key}-{step_name}", connection=conn, create=script, stdin=stdin,
-                    logging=NO_LOGS if secret else None, **kw,
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)))
+                     stdin=None, secret: bool = False) -> remote.Command:
+                return make_step(f"{key}-{step_name}", conn, script, stdin=stdin, secret=secret,
+                                 parent=self, after=after)
 
             prepare = step("prepare", step_script("prepare", {
                 "PKI_DIR": payload.PKI_DIR, "ETCD_DATA_DIR": etcd.data_dir}), after=[member.ready])
@@ -183,31 +182,29 @@ class EtcdCluster(pulumi.ComponentResource):
         # would deadlock); a joining one returns promoted and serving.
         firewalls = [s.firewall for s in self.steps.values() if s.firewall is not None]
         previous_start: Optional[pulumi.Resource] = None
+        self.converge = list(firewalls)
         for member in args.members:
             s, node = self.steps[member.name], topo.node(member.name)
-            s.start = remote.Command(
-                f"{name}-{member.name}-start", connection=member.connection,
-                create=step_script("start", {
+            s.start = make_step(
+                f"{name}-{member.name}-start", member.connection, step_script("start", {
                     **base, "MEMBER_NAME": member.name, "MEMBER_PEER_URL": node.peer_url,
                     "MEMBER_CLIENT_URL": node.client_url, "FIRST_MEMBER": args.members[0].name,
                     "ETCD_CONFIG_FILE": payload.CONFIG_FILE}),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[
-                    *(x for x in (s.install, s.certs, s.config, s.unit) if x is not None),
-                    *firewalls, *([previous_start] if previous_start else [])]))
+                parent=self, after=[*(x for x in (s.install, s.certs, s.config, s.unit) if x is not None),
+                                    *firewalls, *([previous_start] if previous_start else [])])
             previous_start = s.start
+            self.converge.append(s.start)
             for job, (values, script) in jobs.items():
-                created = remote.Command(
-                    f"{name}-{member.name}-{job}", connection=member.connection,
-                    create=step_script("job", values), stdin=script,
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=[s.start]))
+                created = make_step(f"{name}-{member.name}-{job}", member.connection, step_script("job", values),
+                                    stdin=script, parent=self, after=[s.start])
+                self.converge.append(created)
                 if job == "backup":
                     self.backups[member.name] = created
 
         first = args.members[0]
-        self.health = remote.Command(
-            f"{name}-health", connection=first.connection,
-            create=step_script("health", base),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[s.start for s in self.steps.values()]))
+        self.health = make_step(f"{name}-health", first.connection, step_script("health", base),
+                                parent=self, after=[s.start for s in self.steps.values()])
+        self.converge.append(self.health)
 
         # Later changes of certs, config, unit or version: one member at a time,
         # each waiting for a healthy cluster before and after. The payload
@@ -220,11 +217,8 @@ class EtcdCluster(pulumi.ComponentResource):
             s = self.steps[member.name]
             restart = s.payload.apply(lambda d: step_script("restart", {
                 **gate, "ETCD_VERSION": etcd.version, "RESTART_PAYLOAD": d}))
-            s.restart = remote.Command(
-                f"{name}-{member.name}-restart", connection=member.connection,
-                create=restart, update=restart,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[
-                    previous, s.install, s.certs, s.config, s.unit, s.cluster]))
+            s.restart = make_step(f"{name}-{member.name}-restart", member.connection, restart, update=restart,
+                                  parent=self, after=[previous, s.install, s.certs, s.config, s.unit, s.cluster])
             previous = s.restart
         self.last_restart = previous
         self._base, self._args, self._name = base, args, name
@@ -244,21 +238,20 @@ class EtcdCluster(pulumi.ComponentResource):
         args, base, name = self._args, self._base, self._name
         first = args.members[0]
         node = args.spec.topology.node(first.name)
-        self.membership = remote.Command(
-            f"{name}-membership", connection=first.connection,
-            create=step_script("membership", {**base, "MEMBER_NAME": first.name,
-                                              "MEMBER_PEER_URL": node.peer_url}),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.last_restart, *after]))
+        self.membership = make_step(
+            f"{name}-membership", first.connection,
+            step_script("membership", {**base, "MEMBER_NAME": first.name, "MEMBER_PEER_URL": node.peer_url}),
+            parent=self, after=[self.last_restart, *after])
         self.settled = [self.membership]
         for member in args.members:
             s = self.steps[member.name]
             if s.firewall is None:
                 continue
-            self.settled.append(remote.Command(
-                f"{name}-{member.name}-firewall-refresh", connection=member.connection,
-                create=step_script("firewall", {"PKI_DIR": payload.PKI_DIR, "REFRESH": 1}),
+            self.settled.append(make_step(
+                f"{name}-{member.name}-firewall-refresh", member.connection,
+                step_script("firewall", {"PKI_DIR": payload.PKI_DIR, "REFRESH": 1}),
                 stdin=payload.firewall_ruleset(args.spec.topology, args.spec.topology.node(member.name)),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.membership])))
+                parent=self, after=[self.membership]))
         return self.settled
 
 
@@ -285,7 +278,8 @@ class EtcdRestore(pulumi.ComponentResource):
         spec, restore = args.spec, args.spec.etcd.restore
         topo = spec.topology
         sha = restore.sha256
-        upload = f"/var/tmp/hakube-restore-{sha[:16]}.db"
+        upload_dir = "/var/lib/hakube/upload"
+        upload = f"{upload_dir}/restore-{sha[:16]}.db"
         values = {"RESTORE_SHA": sha, "RESTORE_DIR": "/var/lib/hakube/restore", "RESTORE_UPLOAD": upload,
                   "RESTORE_TOKEN": f"{spec.etcd.cluster_token}-restore-{sha[:8]}",
                   "ETCD_DATA_DIR": spec.etcd.data_dir, "ETCD_INITIAL_CLUSTER": topo.etcd_initial_cluster,
@@ -296,20 +290,27 @@ class EtcdRestore(pulumi.ComponentResource):
             return steps.step_script(HERE / "restore" / f"{name}.sh", {**values, **extra},
                                      libs=["etcd.sh"])
 
-        def run(node: Node, step: str, create: str, after: Sequence[pulumi.Resource]) -> remote.Command:
-            return remote.Command(
-                f"{name}-{sha[:8]}-{node.name}-{step}", connection=node.connection, create=create,
-                triggers=[sha], opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)))
+        def run(node: Node, step: str, create: str, after: Sequence[pulumi.Resource],
+                undo: str | None = None) -> remote.Command:
+            # Keyed by the snapshot: a run names one snapshot, and a step that
+            # succeeded is not run again (a failed run resumes where it
+            # failed; each script checks what it needs first). `undo`: the
+            # part of abandon.sh its delete runs when the key is dropped.
+            return make_step(f"{name}-{sha[:8]}-{node.name}-{step}", node.connection, create,
+                             delete=script("abandon", PART=undo) if undo else None, parent=self, after=after)
 
+        dirs = [run(m, "upload-dir", script("upload", UPLOAD_DIR=upload_dir, UPLOAD_USER=spec.ssh.user),
+                    args.after) for m in args.members]
         copies = [remote.CopyToRemote(
             f"{name}-{sha[:8]}-{m.name}-copy", connection=m.connection, remote_path=upload,
-            source=pulumi.FileAsset(restore.snapshot), triggers=[sha],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.after))) for m in args.members]
+            source=pulumi.FileAsset(restore.snapshot),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[d])) for m, d in zip(args.members, dirs)]
         apiservers = args.control_planes if spec.kubernetes.bootstrap else []   # practice mode: none
-        paused = [run(cp, "apiserver-stop", script("apiserver", ACTION="stop"), copies) for cp in apiservers]
-        stopped = [run(m, "stop", script("stop"), [*copies, *paused]) for m in args.members]
+        paused = [run(cp, "apiserver-stop", script("apiserver", ACTION="stop"), copies, undo="apiserver")
+                  for cp in apiservers]
+        stopped = [run(m, "stop", script("stop"), [*copies, *paused], undo="stop") for m in args.members]
         restored = [run(m, "data", script("data", MEMBER_NAME=m.name, MEMBER_PEER_URL=topo.node(m.name).peer_url),
-                        stopped) for m in args.members]
+                        stopped, undo="data") for m in args.members]
         started = [run(m, "start", script("start"), restored) for m in args.members]
         gate = run(args.members[0], "health", step_script("health", values), started)
         finished = [run(m, "finish", script("finish"), [gate]) for m in args.members]

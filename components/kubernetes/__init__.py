@@ -26,10 +26,10 @@ from ..etcd import payloads as etcd_payload
 from ..node import Node
 from ..pki import Pki
 from ..remote import digest
+from ..remote import step as make_step
 from . import payloads as payload
 
 HERE = Path(__file__).parent
-NO_LOGS = remote.Logging.NONE
 # (path, mode, owner, group) of the client certs a control plane gets, in the
 # order of the PEM bundle: CA, apiserver-etcd-client cert, its key.
 KUBEADM_ETCD_FILES = (
@@ -59,11 +59,8 @@ def command(parent: pulumi.Resource, name: str, node: Node, step: str, create: s
             secret_stdout: bool = False) -> remote.Command:
     """One step on one node. `secret`: its stdin or output carries secrets, so
     the provider logs nothing; `secret_stdout`: its stdout is a secret output."""
-    return remote.Command(
-        f"{name}-{node.name}-{step}", connection=node.connection, create=create,
-        stdin=stdin, logging=NO_LOGS if secret else None,
-        opts=pulumi.ResourceOptions(parent=parent, depends_on=list(after),
-                                    additional_secret_outputs=["stdout"] if secret_stdout else None))
+    return make_step(f"{name}-{node.name}-{step}", node.connection, create, stdin=stdin, secret=secret,
+                     secret_stdout=secret_stdout, parent=parent, after=after)
 
 
 def prepare_node(parent: pulumi.Resource, name: str, spec: Spec, node: Node) -> list[pulumi.Resource]:
@@ -142,6 +139,8 @@ class ControlPlane(pulumi.ComponentResource):
             stdin=payload.init_config_yaml(spec, topo.node(first.name)), after=[first.ready])
 
         self.init = self.joined = self.kubeconfig = self.cni = None
+        # checks `make converge` runs again: every control plane reaches etcd
+        self.converge: list[remote.Command] = list(self.preflight.values())
         self.next_steps = payload.practice_commands(spec) if practice else None
         self.settled: list[pulumi.Resource] = [config, *self.preflight.values()]
         if practice:
@@ -176,10 +175,8 @@ class ControlPlane(pulumi.ComponentResource):
             "ETCD_ENDPOINTS": servers, "RESTART_PAYLOAD": d, "ETCD_CERT": etcd_payload.KUBEADM_ETCD_CERT}))
         previous: pulumi.Resource = self.joined
         for node in args.nodes:
-            previous = remote.Command(
-                f"{name}-{node.name}-apiserver-restart", connection=node.connection, create=restart,
-                update=restart,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[previous, certs_steps[node.name]]))
+            previous = make_step(f"{name}-{node.name}-apiserver-restart", node.connection, restart, update=restart,
+                                 parent=self, after=[previous, certs_steps[node.name]])
         # kubeadm's own record of the ClusterConfiguration (kube-system/kubeadm-config),
         # which later joins and `kubeadm upgrade` read: the etcd endpoints follow.
         previous = command(self, name, first, "kubeadm-config-upload", script("upload-config", {
@@ -237,9 +234,11 @@ class Checks(pulumi.ComponentResource):
         verify = command(self, name, first, "no-local-etcd", script("verify", {
             "EXPECTED_CONTROL_PLANES": len(topo.control_planes),
             "CHECK_NAMESPACE": payload.CHECK_NAMESPACE}), after=[ready])
+        self.converge = [ready, verify]
         self.registry = command(self, name, args.etcd_member, "registry", steps.step_script(
             HERE / "registry.sh", {"CHECK_NAMESPACE": payload.CHECK_NAMESPACE,
                                    "PKI_DIR": etcd_payload.PKI_DIR,
                                    "ETCD_ENDPOINTS": ",".join(topo.etcd_client_endpoints)},
             libs=["etcd.sh"]), after=[verify])
+        self.converge.append(self.registry)
         self.register_outputs({})

@@ -17,6 +17,7 @@ from config.spec import Spec
 from .. import steps
 from ..node import Node
 from ..pki import PRIVATE_OUTPUTS
+from ..remote import step
 from . import payloads as payload
 
 HERE = Path(__file__).parent
@@ -43,10 +44,9 @@ class LoadBalancer(pulumi.ComponentResource):
 
         self.haproxy, self.keepalived = {}, {}
         for node in args.nodes:
-            self.haproxy[node.name] = remote.Command(
-                f"{name}-{node.name}-haproxy", connection=node.connection,
-                create=steps.step_script(HERE / "haproxy.sh", values), stdin=cfg,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[node.ready]))
+            self.haproxy[node.name] = step(
+                f"{name}-{node.name}-haproxy", node.connection, steps.step_script(HERE / "haproxy.sh", values),
+                stdin=cfg, parent=self, after=[node.ready])
 
         if pair:
             secret_key = tls.PrivateKey(f"{name}-vrrp", algorithm="ED25519", opts=pulumi.ResourceOptions(
@@ -54,17 +54,16 @@ class LoadBalancer(pulumi.ComponentResource):
             auth = pulumi.Output.secret(secret_key.private_key_pem.apply(payload.auth_pass))
             for node in args.nodes:
                 n = spec.topology.node(node.name)
-                self.keepalived[node.name] = remote.Command(
-                    f"{name}-{node.name}-keepalived", connection=node.connection,
-                    create=steps.step_script(HERE / "keepalived.sh", values),
-                    stdin=auth.apply(lambda a, n=n: payload.keepalived_conf(spec, n, a)),
-                    logging=remote.Logging.NONE,
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=[self.haproxy[node.name]]))
+                self.keepalived[node.name] = step(
+                    f"{name}-{node.name}-keepalived", node.connection,
+                    steps.step_script(HERE / "keepalived.sh", values),
+                    stdin=auth.apply(lambda a, n=n: payload.keepalived_conf(spec, n, a)), secret=True,
+                    parent=self, after=[self.haproxy[node.name]])
 
         first = args.nodes[0]
-        self.ready = remote.Command(
-            f"{name}-vip", connection=first.connection,
-            create=steps.step_script(HERE / "vip.sh", values),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[
-                *self.haproxy.values(), *self.keepalived.values()]))
+        self.ready = step(f"{name}-vip", first.connection, steps.step_script(HERE / "vip.sh", values),
+                          parent=self, after=[*self.haproxy.values(), *self.keepalived.values()])
+        # checks-and-repairs `make converge` runs again: HAProxy and keepalived
+        # running with their config, the VIP answering
+        self.converge = [*self.haproxy.values(), *self.keepalived.values(), self.ready]
         self.register_outputs({"vip": str(k8s.vip)})

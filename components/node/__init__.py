@@ -21,7 +21,7 @@ from config.topology import NodeSpec
 from .. import cloudinit, steps
 from ..network import BaseImage, Network
 from ..pki import PRIVATE_OUTPUTS
-from ..remote import SshAccess, render
+from ..remote import SshAccess, render, step
 
 HERE = Path(__file__).parent
 GIB = 1024 ** 3
@@ -98,23 +98,13 @@ class Node(pulumi.ComponentResource):
         )
 
         self.connection = args.ssh.connection(self.ip, self.host_public_key)
-        self.booted = remote.Command(
-            f"{name}-ready",
-            connection=self.connection,
-            create=render(HERE / "ready.sh"),
-            # A re-created domain is a new machine: wait for it again.
-            triggers=[self.domain.id],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.domain]),
-        )
+        # A re-created domain is a new machine: wait for it again (triggers).
+        self.booted = step(f"{name}-ready", self.connection, render(HERE / "ready.sh"),
+                           triggers=[self.domain.id], parent=self, after=[self.domain])
         # hakube's shell helpers, which every later step on this node sources.
         # Their text is this step's stdin: editing a helper updates this step
         # only. A new machine gets them again (triggers: the domain).
-        self.ready = remote.Command(
-            f"{name}-helpers",
-            connection=self.connection,
-            create=steps.install_helpers(),
-            stdin=steps.helpers_bundle(),
-            triggers=[self.domain.id],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.booted]),
-        )
+        self.ready = step(f"{name}-helpers", self.connection, steps.install_helpers(),
+                          stdin=steps.helpers_bundle(), triggers=[self.domain.id], parent=self,
+                          after=[self.booted])
         self.register_outputs({"ip": self.ip, "host_public_key": self.host_public_key})

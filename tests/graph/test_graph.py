@@ -298,7 +298,11 @@ def test_restore_stops_everything_before_restoring_the_same_snapshot_everywhere(
             assert r.depends(name(m, "start"), name(other, "data"))
             assert r.depends(name(m, "finish"), name(other, "start"))
         assert r.depends(name(m, "stop"), name("master-01", "apiserver-stop"))
-        assert r.by_name(name(m, "data")).inputs["triggers"] == [sha]
+        assert "PART=data" in r.by_name(name(m, "data")).inputs["delete"]          # undone if abandoned
+        assert "PART=stop" in r.by_name(name(m, "stop")).inputs["delete"]
+        copy = r.by_name(name(m, "copy"))
+        assert copy.inputs["remotePath"].startswith("/var/lib/hakube/upload/")   # a 0700 dir: not world-readable
+        assert r.depends(copy.name, name(m, "upload-dir"))
         assert f"RESTORE_TOKEN=hakube-dev-restore-{sha[:8]}" in r.by_name(name(m, "data")).inputs["create"]
     assert r.depends(name("etcd-01", "stop"), step("etcd-03", "restart"))      # after the cluster settled
     for cp in ("master-01", "master-02", "master-03"):

@@ -112,3 +112,25 @@ def test_editing_a_shared_helper_updates_only_the_helpers_steps(tmp_path, monkey
     assert changed and all(name.endswith("-helpers") and op == "update" for name, op in changed.items()), changed
     assert len(changed) == 7                                  # one per node of the dev stack
     assert {s for _, _, s in ran(run)} == {"steps/helpers.sh"}
+
+
+def test_converge_runs_the_checks_and_repairs_again_and_nothing_else():
+    """`make converge` (`pulumi up --replace` of the convergeTargets output):
+    each member's firewall, start, jobs, the cluster gate, HAProxy, the VIP
+    gate, the etcd preflights and the post-bootstrap checks run again, in
+    their usual order; no restart, no install, no kubeadm."""
+    p = fresh()
+    targets = p.up().outputs["convergeTargets"]
+    run = p.up(replace=targets)
+    scripts = ran(run)
+    assert {s for _, _, s in scripts} == {
+        "etcd/firewall.sh", "etcd/start.sh", "etcd/job.sh", "etcd/health.sh", "loadbalancer/haproxy.sh",
+        "loadbalancer/vip.sh", "kubernetes/preflight.sh", "kubernetes/nodes-ready.sh", "kubernetes/verify.sh",
+        "kubernetes/registry.sh"}
+    assert all(action == "create" for _, action, _ in scripts)
+    starts = [n for n, _, s in scripts if s == "etcd/start.sh"]
+    assert starts == [f"hakube-etcd-{m}-start" for m in MEMBERS]
+    order = [n for n, _, _ in scripts]
+    assert order.index("hakube-etcd-etcd-03-start") < order.index("hakube-etcd-health")
+    assert run.deleted and all(r.name in {s.name for s in run.steps if s.op == "replace"} for r in run.deleted)
+    assert p.up().ran() == []

@@ -10,7 +10,7 @@ import pytest
 
 from tests.harness import ROOT
 
-from .lab import HOSTS_DIR, Lab, down_all, sh
+from .lab import HOSTS_DIR, Lab, sh
 
 TIMINGS: dict[str, float] = {}
 LOG = ROOT / ".lab" / "lab-run.log"      # every step with its timing, for a failed run

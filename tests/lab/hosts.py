@@ -21,6 +21,7 @@ from pathlib import Path
 
 LAB_ROOT = Path("/var/lib/hakube-lab")
 HOSTS_DIR = LAB_ROOT / "hosts"
+DISKS_DIR = LAB_ROOT / "disks"      # one per libvirt Volume: the upper dir of a host's overlay root
 SEED = Path("var/lib/cloud/seed/nocloud")
 
 
@@ -49,6 +50,35 @@ class Bridge:
             sh("ip", "link", "del", self.name)
 
 
+def _cgroup_root() -> Path | None:
+    """Where each host gets a cgroup of its own. nspawn with --keep-unit
+    leaves a container in its caller's cgroup; with every host in the same
+    one, their systemds (cgroup v1 has no cgroup namespace) all manage one
+    `/system.slice/<unit>` per unit name, and a unit two hosts start at the
+    same moment (systemd-user-sessions at boot, a job on every member) fails
+    with 219/CGROUP on one of them: the "System is booting up" refusals a
+    readiness gate used to hit now and then."""
+    for path in (Path("/sys/fs/cgroup/systemd"), Path("/sys/fs/cgroup")):
+        if (path / "cgroup.procs").exists():
+            return path / "hakube-lab"
+    return None
+
+
+def _remove_cgroup(path: Path) -> None:
+    """A cgroup and what its host's systemd made below it, leaves first."""
+    if not path.exists():
+        return
+    for sub in sorted((p for p in path.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        try:
+            sub.rmdir()
+        except OSError:
+            pass
+    try:
+        path.rmdir()
+    except OSError:
+        pass
+
+
 def _ifname(prefix: str, name: str) -> str:
     """A stable interface name of at most 15 characters."""
     return prefix + hashlib.sha256(name.encode()).hexdigest()[:15 - len(prefix)]
@@ -65,6 +95,7 @@ class Host:
     user_data: str
     meta_data: str
     network_config: str
+    disk: Path                      # its Volume's disk (upper/, work/): outlives the host
     process: subprocess.Popen | None = field(default=None, repr=False)
     booted_at: float = 0.0
 
@@ -85,15 +116,22 @@ class Host:
         return _ifname("hkg", self.name)
 
     @property
+    def cgroup(self) -> Path | None:
+        root = _cgroup_root()
+        return root / self.name if root else None
+
+    @property
     def log(self) -> Path:
         return self.dir / "console.log"
 
     def boot(self, image: Path) -> None:
+        """Boot on the disk as it is: a new disk boots fresh, one that a
+        previous domain used keeps what that machine wrote (cloud-init sees
+        the same instance and does not run again), as on a VM."""
         self.discard()
-        for sub in ("upper", "work", "root"):
-            (self.dir / sub).mkdir(parents=True)
+        (self.root).mkdir(parents=True)
         sh("mount", "-t", "overlay", "overlay", "-o",
-           f"lowerdir={image},upperdir={self.dir / 'upper'},workdir={self.dir / 'work'}", str(self.root))
+           f"lowerdir={image},upperdir={self.disk / 'upper'},workdir={self.disk / 'work'}", str(self.root))
         seed = self.root / SEED
         seed.mkdir(parents=True, exist_ok=True)
         (seed / "user-data").write_text(self.user_data)
@@ -106,6 +144,15 @@ class Host:
         sh("ip", "link", "set", self.guest_if, "address", self.mac)
         sh("ip", "link", "set", self.host_if, "master", self.bridge.name, "up")
         self._mark_udev_initialized(self.guest_if)
+        cgroup = self.cgroup
+        if cgroup is not None:
+            _remove_cgroup(cgroup)
+            cgroup.mkdir(parents=True, exist_ok=True)
+
+        def own_cgroup() -> None:           # in the child, before nspawn runs
+            if cgroup is not None:
+                (cgroup / "cgroup.procs").write_text(str(os.getpid()))
+
         with open(self.log, "w") as log:
             self.process = subprocess.Popen(
                 ["systemd-nspawn", "--boot", "--quiet", "--register=no", "--keep-unit",
@@ -114,7 +161,7 @@ class Host:
                  # etcd's unit asks for these; a VM has them.
                  "--capability=CAP_IPC_LOCK"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)
+                start_new_session=True, preexec_fn=own_cgroup)
         self.booted_at = time.monotonic()
 
     @staticmethod
@@ -165,10 +212,13 @@ class Host:
         self.process = None
 
     def discard(self) -> None:
-        """Everything this host left behind, including after a crash."""
+        """Everything this host left behind, including after a crash; not
+        its disk, which belongs to its Volume."""
         self.shutdown()
         # (the host end usually goes with the container's namespace)
         sh("ip", "link", "del", self.host_if, check=False)
+        if self.cgroup is not None:
+            _remove_cgroup(self.cgroup)
         if self.root.is_mount():
             sh("umount", "--lazy", str(self.root))
         if self.dir.exists():

@@ -22,12 +22,13 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from config import load
+from engine import Engine
 from config.stackfile import raw_from_stack_file
 from tests.harness import ROOT, Run, run_program, unwrap
 from tests.tools import etcd_release
 
 from . import image
-from .hosts import HOSTS_DIR, LAB_ROOT, Bridge, sh
+from .hosts import DISKS_DIR, HOSTS_DIR, LAB_ROOT, Bridge, _cgroup_root, _remove_cgroup, sh
 from .providers import LabMocks
 from .ssh import Ssh
 
@@ -36,9 +37,9 @@ BRIDGE = "hklab0"
 RELEASES = ROOT / ".lab" / "etcd-release"
 SSH_DIR = LAB_ROOT / "ssh"
 ACCESS_DIR = ROOT / ".lab" / "access"
-# The engine's default parallelism is unbounded for a graph this size; the
-# SDK's default executor (cpu + 4 threads) would serialize independent steps.
-PARALLEL = 64
+# `pulumi up`'s default parallelism: 4 x the CPU count (ENGINE.md). Each
+# registration holds a thread of the SDK's executor while its step runs.
+PARALLEL = 4 * (os.cpu_count() or 1)
 
 
 class ReleaseServer:
@@ -87,6 +88,7 @@ class Lab:
         self.bridge = Bridge(BRIDGE, f"{net.gateway}/{net.cidr.prefixlen}")
         self.ssh = Ssh(SSH_DIR)
         self.mocks: LabMocks | None = None
+        self.engine = Engine()          # the stack's state, between runs of the program
         self.server: ReleaseServer | None = None
         self.runs: list[Run] = []
         self.timings: dict[str, float] = {}
@@ -109,20 +111,50 @@ class Lab:
                  f"({len(self.mocks.steps)} steps)")
         return run
 
-    def apply(self) -> Run:
-        """One run of the program (`pulumi up`) against the lab."""
+    def apply(self, replace: tuple[str, ...] = ()) -> Run:
+        """One `pulumi up` against the lab, under the engine model: only what
+        the real engine would run runs. `replace`: resource names to replace
+        (`pulumi up --replace URN`), as `make converge` does."""
         assert self.mocks is not None
         self.mocks.begin_run()
-        self.log(f"lab: run {self.mocks.run_no} of the program")
-        run = run_program(STACK, self.raw, self.mocks, parallel=PARALLEL)
+        urns = [name if name.startswith("urn:") else self.urn(name) for name in replace]
+        self.log(f"lab: run {self.mocks.run_no} of the program" + (f" (replacing {len(urns)})" if urns else ""))
+        try:
+            run = run_program(STACK, self.raw, self.mocks, parallel=PARALLEL, engine=self.engine, replace=urns)
+        except Exception as err:
+            # what `pulumi up` reports: the first step that failed, in the provider's words
+            if self.mocks.failures and err is not self.mocks.failures[0]:
+                raise self.mocks.failures[0] from err
+            raise
+        finally:
+            ran = [s for s in self.engine.steps if s.runs]
+            self.log(f"lab: run {self.mocks.run_no}: {len(self.engine.steps)} resources, {len(ran)} scripts, "
+                     f"{len(self.engine.failed_steps)} failed")
         self.runs.append(run)
-        deleted = self.mocks.delete_removed()
-        if deleted:
-            self.log(f"lab: run {self.mocks.run_no} deleted {len(deleted)} resources it no longer registers")
+        if run.deleted:
+            self.log(f"lab: run {self.mocks.run_no} deleted {len(run.deleted)} resources it no longer registers")
         return run
 
+    def urn(self, name: str) -> str:
+        """The URN of a resource of the stack's state, by its name."""
+        found = [u for u, r in self.engine.state.items() if r.name == name and r.custom]
+        if len(found) != 1:
+            raise KeyError(f"{name}: {len(found)} resources of that name in the lab's state")
+        return found[0]
+
     def down(self) -> list[str]:
-        problems = self.mocks.teardown() if self.mocks else []
+        """`pulumi destroy`, then anything a failed run left."""
+        problems = []
+        if self.mocks:
+            for batch in self.engine.destroy():
+                for res in batch:
+                    try:
+                        if res.custom:
+                            self.mocks.delete(res)
+                    except Exception as err:        # noqa: BLE001 - reported, teardown goes on
+                        problems.append(f"{res.name}: {str(err)[-500:]}")
+                    self.engine.deleted(res)
+            self.mocks.discard_all()
         if self.server:
             self.server.stop()
         problems += down_all(quiet=True)
@@ -191,6 +223,10 @@ def down_all(quiet: bool = False) -> list[str]:
             if entry.name[1:] not in live:
                 entry.unlink()
     shutil.rmtree(SSH_DIR, ignore_errors=True)
+    shutil.rmtree(DISKS_DIR, ignore_errors=True)
+    root = _cgroup_root()
+    if root is not None:
+        _remove_cgroup(root)
     left = sh("pgrep", "-f", f"systemd-nspawn .*--directory={HOSTS_DIR}", check=False).stdout.split()
     if left:
         problems.append(f"nspawn processes still running: {left}")

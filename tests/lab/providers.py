@@ -1,35 +1,39 @@
-"""The lab's providers: a `pulumi.runtime.Mocks` that makes each resource
-real as the program registers it.
+"""The lab's providers: what the engine model (engine/) decides to run is
+made real, as the real providers would.
 
 | resource                          | in the lab                                          |
 |-----------------------------------|-----------------------------------------------------|
 | tls PrivateKey / SelfSignedCert / | real keys, CSRs and certificates (`cryptography`),  |
-| CertRequest / LocallySignedCert   | same subject, SANs, usages, validity                |
-| command:remote:Command            | `create` (or `update`) runs over real SSH with the  |
-|                                   | program's connection and stdin; `delete` at teardown|
-| command:remote:CopyToRemote       | a file asset's bytes written at remotePath over SSH |
-| libvirt Domain                    | boots the node's lab host (systemd-nspawn) with the |
-|                                   | cloud-init of the CloudInitDisk it names            |
+| CertRequest / LocallySignedCert   | same subject, SANs, usages, validity; new ones on   |
+|                                   | every creation                                      |
+| command:remote:Command            | the script the engine chose (`create` or `update`)  |
+|                                   | over real SSH with the program's connection and     |
+|                                   | stdin; `delete` when the engine deletes it          |
+| command:remote:CopyToRemote       | a file asset's bytes at remotePath, mode 0644 as    |
+|                                   | SFTP leaves it (parent directories created)         |
+| libvirt Volume                    | a disk: the upper dir of a host's overlay root. It  |
+|                                   | lives exactly as long as the Volume                 |
+| libvirt Domain                    | boots the node's lab host (systemd-nspawn) on its   |
+|                                   | Volume's disk with the CloudInitDisk it names; an   |
+|                                   | update (a swapped cloud-init disk) touches nothing  |
 | libvirt CloudInitDisk             | its payloads become the host's NoCloud seed         |
-| libvirt Provider/Network/Volume   | NOT made real: recorded only. The lab bridge stands |
-|                                   | in for the network, an overlay of the lab image for |
-|                                   | the root volume (see hosts.py)                      |
+| libvirt Provider/Network          | NOT made real: recorded only. The lab bridge stands |
+|                                   | in for the network (see hosts.py)                   |
 
-State is kept across runs of the program like Pulumi's own: a resource whose
-inputs did not change keeps its outputs (the same keys and certificates), a
-running host is left running. Commands are the exception, on purpose: every
-run executes every step's script again (its `update` when its inputs changed
-and it has one), so a second run proves the steps idempotent.
+Nothing here decides *whether* something runs: a resource whose inputs did
+not change is "same" and nothing runs (engine/core.py), exactly as on a
+user's `pulumi up`.
 """
 from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
 import json
 import shlex
+import shutil
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -42,7 +46,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from tests import realtls
 from tests.harness import unwrap
 
-from .hosts import Bridge, Host
+from .hosts import DISKS_DIR, Bridge, Host
 from .ssh import Ssh
 
 COMMAND = "command:remote:Command"
@@ -53,7 +57,8 @@ PRIVATE_KEY = "tls:index/privateKey:PrivateKey"
 SELF_SIGNED = "tls:index/selfSignedCert:SelfSignedCert"
 CERT_REQUEST = "tls:index/certRequest:CertRequest"
 LOCALLY_SIGNED = "tls:index/locallySignedCert:LocallySignedCert"
-NOT_REAL = ("pulumi:providers:libvirt", "libvirt:index/network:Network", "libvirt:index/volume:Volume")
+VOLUME = "libvirt:index/volume:Volume"
+NOT_REAL = ("pulumi:providers:libvirt", "libvirt:index/network:Network")
 # Steps the lab registers but does not run, by name suffix, and why. Each is
 # reported as skipped; everything after them runs.
 NOT_RUN = {
@@ -64,25 +69,29 @@ NOT_RUN = {
 
 
 class StepFailed(RuntimeError):
-    pass
+    """A step that failed, with the provider's own error text (pulumi-command
+    remote/commandOutputs.go: `%w: running %q:\n%s`, the SSH exit error, the
+    whole command quoted, then stdout and stderr as they came). `output` is
+    the last part alone: what tests match on (the command text would match
+    anything it contains)."""
+
+    def __init__(self, text: str, output: str = ""):
+        super().__init__(text)
+        self.output = output
 
 
 @dataclass
 class Step:
     """One command as it ran: for the report, the checks and teardown."""
     name: str
-    action: str             # create | update
+    action: str             # create | update | delete
+    op: str                 # the engine's step: create | update | replace | delete
     connection: dict
-    delete: str | None
     rc: int
     seconds: float
     started: float
     stdout: str = field(repr=False, default="")
     stderr: str = field(repr=False, default="")
-
-
-def _digest(inputs: dict) -> str:
-    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _pem_private(key) -> str:
@@ -97,95 +106,125 @@ def _subject(inputs: dict) -> dict:
             "organizational_unit": s.get("organizationalUnit")}
 
 
+def _go_quote(text: str) -> str:
+    """Go's %q of a string, near enough for an error message."""
+    return json.dumps(text)
+
+
 class LabMocks(pulumi.runtime.Mocks):
+    """The executor of the engine model (engine/monitor.py) in the lab."""
+
     def __init__(self, bridge: Bridge, image: Path, ssh: Ssh,
                  log: Callable[[str], None] = print):
         self.bridge, self.image, self.ssh, self.log = bridge, image, ssh, log
         self.lock = threading.Lock()
-        self.state: dict[tuple[str, str], tuple[str, dict]] = {}   # (type, name) -> (inputs digest, outputs)
         self.cloudinit: dict[str, dict] = {}                        # disk id -> its inputs
+        self.disks: dict[str, Path] = {}                            # volume id -> its disk dir
         self.hosts: dict[str, Host] = {}                            # domain name -> host
         self.steps: list[Step] = []                                 # every command run, in order
         self.skipped: list[tuple[str, str]] = []                    # (step, why), see NOT_RUN
         self.run_no = 0
         self.t0 = time.monotonic()
-        self.seen: set[tuple[str, str]] = set()                     # registered by the current run
 
     def begin_run(self) -> None:
         self.run_no += 1
         self.t0 = time.monotonic()
-        self.seen = set()
+        self.failures: list[StepFailed] = []            # this run's, in the order they happened
 
-    # -- the Mocks interface -------------------------------------------------
+    # -- the Mocks interface (the engine's monitor calls execute/delete) -----
     def call(self, args: pulumi.runtime.MockCallArgs):
         raise NotImplementedError(f"the lab has no real implementation of the invoke {args.token}")
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        key, inputs = (args.typ, args.name), unwrap(dict(args.inputs))
-        digest = _digest(inputs)
-        with self.lock:
-            previous = self.state.get(key)
-            self.seen.add(key)
-        if not args.custom:
-            return "", {}                               # a component: nothing to make
-        if args.typ == COPY:
-            outputs = self._copy(args.name, inputs)
-        elif args.typ == COMMAND:
-            outputs = self._command(args.name, inputs, changed=previous is not None and previous[0] != digest)
-        elif previous is not None and previous[0] == digest:
-            outputs = previous[1]                       # unchanged: Pulumi keeps its state
-        else:
-            outputs = self._make(args.typ, args.name, inputs)
-        with self.lock:
-            self.state[key] = (digest, outputs)
-        return outputs.get("id", f"{args.name}-id"), outputs
+        raise RuntimeError("the lab runs the program under the engine model only (tests.harness engine=)")
 
-    def _make(self, typ: str, name: str, inputs: dict) -> dict:
+    def execute(self, step, inputs: dict) -> tuple[str, dict]:
+        """Create or update one resource, as its provider does."""
+        inputs = unwrap(inputs)
+        if step.type == COMMAND:
+            outputs = self._command(step, inputs)
+            return step.old.id if step.op == "update" and step.old else f"{step.name}-{uuid.uuid4().hex[:8]}", \
+                outputs
+        if step.type == COPY:
+            return f"{step.name}-id", self._copy(step.name, inputs)
+        if step.op == "update" and step.old is not None:
+            # libvirt updates in place (a Domain's swapped cloud-init disk, a
+            # Network's DNS hosts): nothing a host sees changes.
+            return step.old.id, {**step.old.outputs, **inputs}
         make = {PRIVATE_KEY: self._private_key, SELF_SIGNED: self._self_signed,
                 CERT_REQUEST: self._cert_request, LOCALLY_SIGNED: self._locally_signed,
-                DOMAIN: self._domain, CLOUDINIT: self._cloudinit}.get(typ)
+                DOMAIN: self._domain, CLOUDINIT: self._cloudinit, VOLUME: self._volume}.get(step.type)
         if make is not None:
-            return make(name, inputs)
-        if typ in NOT_REAL:
-            return {**inputs, "id": f"{name}-id"}
-        raise NotImplementedError(f"the lab has no real implementation of {typ} ({name})")
+            outputs = make(step.name, inputs)
+            return outputs["id"], outputs
+        if step.type in NOT_REAL:
+            return f"{step.name}-id", {**inputs, "id": f"{step.name}-id"}
+        raise NotImplementedError(f"the lab has no real implementation of {step.type} ({step.name})")
+
+    def delete(self, res) -> None:
+        """Delete one resource, as its provider does."""
+        if res.type == COMMAND:
+            script = res.inputs.get("delete")
+            if script:
+                self._run(res.name, "delete", "delete", res.inputs["connection"], script, None,
+                          quiet=res.inputs.get("logging") == "none")
+        elif res.type == DOMAIN:
+            host = self.hosts.pop(res.outputs.get("name", ""), None)
+            if host is not None:
+                host.discard()                  # the machine goes; its disk stays with its Volume
+                self.log(f"  [{time.monotonic() - self.t0:6.1f}s] deleted domain {host.name}")
+        elif res.type == VOLUME:
+            disk = self.disks.pop(res.id, None)
+            if disk is not None:
+                shutil.rmtree(disk, ignore_errors=True)
+                self.log(f"  [{time.monotonic() - self.t0:6.1f}s] deleted volume {res.id}")
+        elif res.type == CLOUDINIT:
+            self.cloudinit.pop(res.id, None)
 
     # -- command -------------------------------------------------------------
-    def _command(self, name: str, inputs: dict, changed: bool) -> dict:
-        action = "update" if changed and inputs.get("update") else "create"
-        script = inputs.get(action)
-        outputs = {**inputs, "id": f"{name}-id", "stdout": "", "stderr": ""}
-        if not script:
+    def _command(self, step, inputs: dict) -> dict:
+        outputs = {**inputs, "stdout": "", "stderr": ""}
+        if not step.runs:
             return outputs
-        reason = next((why for suffix, why in NOT_RUN.items() if name.endswith(suffix)), None)
+        reason = next((why for suffix, why in NOT_RUN.items() if step.name.endswith(suffix)), None)
         if reason is not None:
             with self.lock:
-                self.skipped.append((name, reason))
-            self.log(f"  [{time.monotonic() - self.t0:6.1f}s]        skip   {name}: {reason}")
+                self.skipped.append((step.name, reason))
+            self.log(f"  [{time.monotonic() - self.t0:6.1f}s]        skip   {step.name}: {reason}")
             return outputs
+        result = self._run(step.name, step.action, step.op, inputs["connection"], step.script, inputs.get("stdin"),
+                           quiet=inputs.get("logging") == "none")
+        outputs.update(stdout=result.stdout.removesuffix("\n"), stderr=result.stderr.removesuffix("\n"))
+        return outputs
+
+    def _run(self, name: str, action: str, op: str, conn: dict, script: str, stdin, quiet: bool):
         started = time.monotonic()
-        result = self.ssh.run(inputs["connection"], script, stdin=inputs.get("stdin"))
-        step = Step(name=name, action=action, connection=inputs["connection"],
-                    delete=inputs.get("delete"), rc=result.rc, seconds=result.seconds,
+        result = self.ssh.run(conn, script, stdin=stdin)
+        step = Step(name=name, action=action, op=op, connection=conn, rc=result.rc, seconds=result.seconds,
                     started=started - self.t0, stdout=result.stdout, stderr=result.stderr)
         with self.lock:
             self.steps.append(step)
         dials = f" after {result.dials} dials" if result.dials > 1 else ""
         self.log(f"  [{step.started:6.1f}s +{step.seconds:5.1f}s] {action:6} {name} rc={result.rc}{dials}")
         if result.rc != 0:
-            quiet = inputs.get("logging") == "none"
-            detail = "(output withheld: this step runs with logging none)" if quiet else \
-                (result.stderr.strip() or result.stdout.strip())[-3000:]
-            host = inputs["connection"]["host"]
+            # The provider prints the command and all its output whatever
+            # `logging` says; the lab's log keeps the tail of the output.
+            output = result.stdout + result.stderr
             if result.rc == 255:            # never reached the script: show how the host's boot went
-                detail += self._console_tail(host)
-            raise StepFailed(f"{name}: {action} exited {result.rc} on {host} after {result.dials} dials\n{detail}")
-        outputs.update(stdout=result.stdout, stderr=result.stderr)
-        return outputs
+                output += self._console_tail(conn["host"])
+            self.log(f"    {name} failed{' (logging none)' if quiet else ''}: {output.strip()[-1500:]}")
+            failure = StepFailed(f"{name}: Process exited with status {result.rc}: running {_go_quote(script)}:\n"
+                                 f"{output}", output)
+            with self.lock:
+                self.failures.append(failure)
+            raise failure
+        return result
 
     def _copy(self, name: str, inputs: dict) -> dict:
-        """CopyToRemote of a file asset: its bytes land at remotePath as the
-        connection's user (base64 through stdin: the lab's SSH runs text)."""
+        """CopyToRemote of a file asset over SFTP: parent directories created,
+        the file written as the connection's user with mode 0644 (umask
+        permitting), as the provider leaves it (base64 through stdin: the
+        lab's SSH runs text)."""
         source = inputs["source"]
         path = getattr(source, "path", None)
         if path is None:
@@ -193,11 +232,14 @@ class LabMocks(pulumi.runtime.Mocks):
         data = base64.b64encode(Path(path).read_bytes()).decode()
         target = shlex.quote(inputs["remotePath"])
         started = time.monotonic()
-        result = self.ssh.run(inputs["connection"], f"umask 077; base64 -d > {target}", stdin=data)
+        result = self.ssh.run(inputs["connection"],
+                              f"mkdir -p \"$(dirname {target})\" && base64 -d > {target} && chmod 0644 {target}",
+                              stdin=data)
         self.log(f"  [{started - self.t0:6.1f}s +{result.seconds:5.1f}s] copy   {name} rc={result.rc}")
         if result.rc != 0:
-            raise StepFailed(f"{name}: copy to {inputs['remotePath']} exited {result.rc}: {result.stderr.strip()}")
-        return {**inputs, "id": f"{name}-id"}
+            raise StepFailed(f"{name}: copy to {inputs['remotePath']} failed: {result.stderr.strip()}",
+                             result.stderr)
+        return {**inputs}
 
     def _console_tail(self, ip: str, lines: int = 30) -> str:
         for host in list(self.hosts.values()):
@@ -208,26 +250,43 @@ class LabMocks(pulumi.runtime.Mocks):
         return ""
 
     # -- libvirt -------------------------------------------------------------
+    def _volume(self, name: str, inputs: dict) -> dict:
+        """A volume's id is its path: the same after a re-creation."""
+        vol_id = f"/var/lib/libvirt/images/{inputs['name']}"
+        if inputs.get("source") and not inputs.get("baseVolumeId"):
+            return {**inputs, "id": vol_id}             # the base image: the lab's image stands in
+        disk = DISKS_DIR / inputs["name"]
+        shutil.rmtree(disk, ignore_errors=True)
+        (disk / "upper").mkdir(parents=True)
+        (disk / "work").mkdir()
+        with self.lock:
+            self.disks[vol_id] = disk
+        self.log(f"  [{time.monotonic() - self.t0:6.1f}s] created volume {vol_id}")
+        return {**inputs, "id": vol_id}
+
     def _cloudinit(self, name: str, inputs: dict) -> dict:
-        disk_id = f"{name}-id"
+        disk_id = f"/var/lib/libvirt/images/{inputs['name']};{uuid.uuid4()}"
         with self.lock:
             self.cloudinit[disk_id] = inputs
         return {**inputs, "id": disk_id}
 
     def _domain(self, name: str, inputs: dict) -> dict:
         seed = self.cloudinit[inputs["cloudinit"]]
+        disk = self.disks.get(inputs["disks"][0]["volumeId"])
+        if disk is None:
+            raise StepFailed(f"{name}: its volume {inputs['disks'][0]['volumeId']} does not exist")
         host = Host(name=inputs["name"], mac=inputs["networkInterfaces"][0]["mac"], bridge=self.bridge,
                     user_data=seed["userData"], meta_data=seed["metaData"],
-                    network_config=seed["networkConfig"])
+                    network_config=seed["networkConfig"], disk=disk)
         with self.lock:
             old = self.hosts.pop(host.name, None)
         if old is not None:
-            old.discard()                               # a replaced domain is a new machine
+            old.discard()
         host.boot(self.image)
         with self.lock:
             self.hosts[host.name] = host
         self.log(f"  [{time.monotonic() - self.t0:6.1f}s] booted {host.name}")
-        return {**inputs, "id": host.name}
+        return {**inputs, "id": str(uuid.uuid4())}              # a new UUID per creation
 
     # -- tls -----------------------------------------------------------------
     def _private_key(self, name: str, inputs: dict) -> dict:
@@ -280,48 +339,16 @@ class LabMocks(pulumi.runtime.Mocks):
             is_ca=bool(inputs.get("isCaCertificate")), dns_names=dns, ip_addresses=ips)
         return {**inputs, "id": name, "certPem": pem, **_validity(pem)}
 
-    # -- what a run no longer registers -------------------------------------
-    def delete_removed(self) -> list[str]:
-        """Like Pulumi after a successful update: resources the program no
-        longer registers are deleted (commands' `delete` in reverse order of
-        creation, then their hosts). Returns the names deleted."""
-        gone = [k for k in self.state if k not in self.seen]
-        names = {name for typ, name in gone}
-        done: set[str] = set()
-        for step in reversed(self.steps):
-            if step.name in names and step.delete and step.name not in done:
-                done.add(step.name)
-                result = self.ssh.run({**step.connection, "dialErrorLimit": 1}, step.delete)
-                if result.rc != 0:
-                    raise StepFailed(f"{step.name}: delete exited {result.rc}: {result.stderr.strip()[-500:]}")
-        for typ, name in gone:
-            outputs = self.state.pop((typ, name))[1]
-            if typ == DOMAIN:
-                host = self.hosts.pop(outputs["id"], None)
-                if host is not None:
-                    host.discard()
-                    self.log(f"  [{time.monotonic() - self.t0:6.1f}s] deleted {host.name}")
-        return sorted(names)
-
     # -- teardown ------------------------------------------------------------
-    def teardown(self) -> list[str]:
-        """Delete commands in reverse order of creation (each once), then the
-        hosts. Returns what failed, for the caller to report."""
-        problems, done = [], set()
-        for step in reversed(self.steps):
-            if not step.delete or step.name in done:
-                continue
-            done.add(step.name)
-            host = next((h for h in self.hosts.values() if h.running), None)
-            if host is None:
-                break
-            result = self.ssh.run({**step.connection, "dialErrorLimit": 1}, step.delete)
-            if result.rc != 0:
-                problems.append(f"{step.name}: delete exited {result.rc}: {result.stderr.strip()[-500:]}")
+    def discard_all(self) -> None:
+        """Stop every host and drop every disk (after the engine's destroy,
+        or when it could not finish)."""
         for host in list(self.hosts.values()):
             host.discard()
         self.hosts.clear()
-        return problems
+        for disk in list(self.disks.values()):
+            shutil.rmtree(disk, ignore_errors=True)
+        self.disks.clear()
 
 
 def _validity(pem: str) -> dict:

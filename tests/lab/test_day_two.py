@@ -79,13 +79,13 @@ class WriteLoop:
         return worst if start is None else 10 ** 9
 
 
-def apply_under_write_loop(lab):
+def apply_under_write_loop(lab, replace=()):
     """One program run while the write loop runs: (the loop, index of the
     run's first step, seconds the run took)."""
     since = len(lab.mocks.steps)
     t0 = time.monotonic()
     with WriteLoop(lab) as loop:
-        lab.apply()
+        lab.apply(replace=replace)
     return loop, since, time.monotonic() - t0
 
 
@@ -171,10 +171,14 @@ def test_grow_3_to_5_adds_learners_promotes_them_and_loses_no_write(lab_day2):
     lab = lab_day2
     lab.apply()                                  # settle on 3.5.1 after the refused run
     set_count(lab, 5)
+    running = pids(lab, ("etcd-01", "etcd-02", "etcd-03"))
     loop, since, seconds = apply_under_write_loop(lab)
     ms = members(lab)
     assert sorted(m["name"] for m in ms) == [f"etcd-0{i}" for i in range(1, 6)]
     assert all(m.get("clientURLs") and not m.get("isLearner") for m in ms), ms
+    ran = [s.name for s in lab.mocks.steps[since:]]
+    assert not [n for n in ran if n.endswith("-restart") and n[-10:-8] in ("01", "02", "03")], ran
+    assert pids(lab, ("etcd-01", "etcd-02", "etcd-03")) == running, "a running member was restarted"
     joins = {s.name: s for s in lab.mocks.steps[since:] if s.name.endswith("-start")}
     for new in ("etcd-04", "etcd-05"):
         out = joins[f"hakube-etcd-{new}-start"].stdout
@@ -205,7 +209,7 @@ def test_removing_more_than_the_cluster_can_lose_is_refused_and_nothing_is_remov
     assert refusal and refusal[-1].rc != 0
     said = " ".join(refusal[-1].stderr.split())
     assert "refusing to remove 4 of 5 members" in said and "Nothing was removed" in said, said
-    assert "refusing to remove 4 of 5" in str(err.value)
+    assert isinstance(err.value, StepFailed) and "refusing to remove 4 of 5" in err.value.output
     assert len(members(lab)) == 5
     assert {"hakube-lab-etcd-03", "hakube-lab-etcd-05"} <= set(lab.mocks.hosts)
     lab.apply()                                   # back to five: every member kept its place
@@ -235,15 +239,19 @@ def test_shrink_5_to_3_removes_members_before_their_vms_go_and_loses_no_write(la
 
 
 
-def test_a_member_that_lost_its_data_is_replaced_by_the_next_run(lab_day2):
-    """What a re-created VM looks like to the cluster: etcd-03 still listed,
-    its disk empty. The next run removes the stale member and joins the host
-    again as a learner, promoted; every other member keeps running."""
+def test_a_member_that_lost_its_data_is_rejoined_by_converge(lab_day2):
+    """etcd-03 still listed, its data gone (a disk wiped by hand). A plain
+    `pulumi up` runs nothing; `make converge` removes the stale member and
+    joins the host again as a learner, promoted; every other member keeps
+    running."""
     lab = lab_day2
     old_id = next(m["ID"] for m in members(lab) if m["name"] == "etcd-03")
     others = pids(lab, ("etcd-01", "etcd-02"))
     ok(lab, "etcd-03", sudo("systemctl stop etcd && rm -rf /var/lib/etcd/member"))
-    loop, since, seconds = apply_under_write_loop(lab)
+    since = len(lab.mocks.steps)
+    lab.apply()
+    assert lab.mocks.steps[since:] == []
+    loop, since, seconds = apply_under_write_loop(lab, replace=lab.outputs["convergeTargets"])
     start = next(s for s in lab.mocks.steps[since:] if s.name == "hakube-etcd-etcd-03-start")
     assert "a re-created VM" in start.stdout and "promoted etcd-03" in start.stdout, start.stdout
     ms = members(lab)
@@ -252,7 +260,7 @@ def test_a_member_that_lost_its_data_is_replaced_by_the_next_run(lab_day2):
     assert new["ID"] != old_id and not new.get("isLearner") and new.get("clientURLs")
     assert pids(lab, ("etcd-01", "etcd-02")) == others
     acked, failed, lost = loop.verdict()
-    TIMINGS[f"member with lost data re-joined: program run ({acked} writes acked, {len(lost)} lost)"] = seconds
+    TIMINGS[f"member with lost data re-joined: converge ({acked} writes acked, {len(lost)} lost)"] = seconds
     assert acked > 20 and not lost, lost[:20]
 
 # --- maintenance: defragmentation one member at a time, NOSPACE surfaced -----------
@@ -297,6 +305,22 @@ def maintenance_lines(lab, node, since: str, until: str = "", timeout: float = 1
         time.sleep(0.5)
 
 
+def start_unit_in_container(lab, node: str, unit: str, tries: int = 3):
+    """`systemctl start UNIT`, again when systemd could not set up the
+    unit's cgroup (exit 219/CGROUP): an artifact of systemd inside an nspawn
+    container of this machine (seen about one run in three), never of the
+    unit's own script. Counted in the timings, not hidden."""
+    for attempt in range(1, tries + 1):
+        res = lab.sh(node, f"sudo -n systemctl start {unit}")
+        status = lab.sh(node, f"systemctl show -p ExecMainStatus --value {unit}").stdout.strip()
+        if res.rc == 0 or status != "219":
+            return res
+        TIMINGS[f"lab artifact: {unit} on {node} failed to set up its cgroup (219), attempt"] = attempt
+        lab.sh(node, f"sudo -n systemctl reset-failed {unit}")
+        time.sleep(1)
+    return res
+
+
 def wait_inactive(lab, nodes, unit, timeout=180):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -339,7 +363,7 @@ def test_defragmentation_runs_one_member_at_a_time_and_reclaims_the_space(lab_da
     ok(lab, "etcd-01", lab.runs[-1].by_name("hakube-etcd-health").inputs["create"])
 
 
-def test_a_nospace_alarm_is_surfaced_by_the_timer_and_by_pulumi_up_then_cleared(lab_day2):
+def test_a_nospace_alarm_is_surfaced_by_the_timer_and_by_converge_then_cleared(lab_day2):
     lab = lab_day2
     t0 = time.monotonic()
     fill = lab.sh("etcd-01", sudo(
@@ -351,27 +375,34 @@ def test_a_nospace_alarm_is_surfaced_by_the_timer_and_by_pulumi_up_then_cleared(
     assert "NOSPACE" in ok(lab, "etcd-01", sudo(f"{LOCAL} alarm list"))
     # the timer's job fails, saying what and what to do
     since = ok(lab, "etcd-02", "date '+%Y-%m-%d %H:%M:%S'").strip()
-    res = lab.sh("etcd-02", "sudo -n systemctl start hakube-etcd-maintenance.service")
+    res = start_unit_in_container(lab, "etcd-02", "hakube-etcd-maintenance.service")
     assert res.rc != 0
     assert ok(lab, "etcd-02", "systemctl is-failed hakube-etcd-maintenance.service").strip() == "failed"
     said = "\n".join(maintenance_lines(lab, "etcd-02", since, until="alarm disarm"))
-    assert "etcd ALARM active" in said and "NOSPACE" in said and "alarm disarm" in said, said
-    # pulumi up's health gate refuses at once, naming the alarm
+    assert "etcd ALARM active" in said and "NOSPACE" in said and "alarm disarm" in said, \
+        said + lab.sh("etcd-02", f"sudo -n journalctl -u hakube-etcd-maintenance --since '{since}' --no-pager").stdout
+    # a plain pulumi up runs nothing; converge's cluster gate refuses at once, naming the alarm
+    since = len(lab.mocks.steps)
+    lab.apply()
+    assert lab.mocks.steps[since:] == []
     t1 = time.monotonic()
-    with pytest.raises(Exception) as err:
-        lab.apply()
-    TIMINGS["NOSPACE: program run refused by the health gate"] = time.monotonic() - t1
-    assert "NOSPACE" in str(err.value) and "alarm disarm" in str(err.value), str(err.value)[:2000]
+    with pytest.raises(StepFailed) as err:
+        lab.apply(replace=lab.outputs["convergeTargets"])
+    TIMINGS["NOSPACE: converge refused by the cluster gate"] = time.monotonic() - t1
+    assert "NOSPACE" in err.value.output and "alarm disarm" in err.value.output, err.value.output[-2000:]
     # the remedy the message names: free, compact, defragment member by member, disarm
     t2 = time.monotonic()
+    slow = f"{LOCAL} --command-timeout=120s"
     ok(lab, "etcd-01", sudo(
-        f"{LOCAL} del fill/ --prefix >/dev/null; "
+        f"set -e; {slow} del fill/ --prefix >/dev/null; "
         f"rev=$({LOCAL} endpoint status -w json | grep -o '\"revision\":[0-9]*' | cut -d: -f2); "
-        f"{LOCAL} compact --physical $rev >/dev/null"))
+        f"{slow} compact --physical $rev >/dev/null"), timeout=300)
     for n in ETCD3:
         ok(lab, n, "sudo -n /usr/local/sbin/hakube-etcd-maintenance --defrag-now")
+        size, _ = db_sizes(lab, n)
+        assert size < 16 * 1024**2, f"{n}: {size} bytes after its defragmentation"
     ok(lab, "etcd-01", sudo(f"{LOCAL} alarm disarm >/dev/null"))
     ok(lab, "etcd-01", sudo(f"{LOCAL} put after-nospace ok"))
     TIMINGS["NOSPACE: remedy (delete, compact, 3 defrags, disarm)"] = time.monotonic() - t2
-    lab.apply()
+    lab.apply(replace=lab.outputs["convergeTargets"])
     ok(lab, "etcd-02", "sudo -n systemctl reset-failed hakube-etcd-maintenance.service")

@@ -16,6 +16,7 @@ import pytest
 from tests.realtls import MiniCA
 
 from .conftest import TIMINGS
+from .providers import StepFailed
 
 pytestmark = pytest.mark.lab
 
@@ -351,21 +352,61 @@ STATE = sudo(
     "/usr/local/bin -type f 2>/dev/null | sort | xargs -r sha256sum")
 
 
-def test_a_second_run_reruns_every_step_and_changes_nothing(lab):
+def changes(before: dict, after: dict) -> dict:
+    return {n: sorted(set(after[n].splitlines()) ^ set(before[n].splitlines()))
+            for n in before if after[n] != before[n]}
+
+
+def test_a_second_up_with_nothing_changed_runs_no_script(lab):
+    """What a user sees: `pulumi up` again, "no changes"; nothing runs."""
     nodes = list(ips(lab))
     before = {n: ok(lab, n, STATE) for n in nodes}
-    first_run = [s.name for s in lab.mocks.steps]
+    since = len(lab.mocks.steps)
     t0 = time.monotonic()
     lab.apply()
-    TIMINGS["lab second run (program run 2)"] = time.monotonic() - t0
-    second_run = [s.name for s in lab.mocks.steps][len(first_run):]
-    assert sorted(second_run) == sorted(first_run), "every step runs again"
-    after = {n: ok(lab, n, STATE) for n in nodes}
-    for n in nodes:
-        assert after[n] == before[n], f"{n} changed:\n" + "\n".join(
-            sorted(set(after[n].splitlines()) ^ set(before[n].splitlines())))
+    TIMINGS["lab second up, nothing changed (0 scripts)"] = time.monotonic() - t0
+    assert lab.mocks.steps[since:] == [], [s.name for s in lab.mocks.steps[since:]]
+    assert {s.op for s in lab.runs[-1].steps} == {"same"}
+    assert not changes(before, {n: ok(lab, n, STATE) for n in nodes})
+
+
+def test_every_step_run_again_changes_nothing(lab):
+    """Idempotency, the steps' own promise: every Command replaced
+    (`pulumi up --replace` of each), so every script runs again in the
+    graph's order; no file and no etcd/HAProxy/containerd PID changes."""
+    nodes = list(ips(lab))
+    before = {n: ok(lab, n, STATE) for n in nodes}
+    commands = [u for u, r in lab.engine.state.items() if r.type == "command:remote:Command"]
+    since = len(lab.mocks.steps)
+    t0 = time.monotonic()
+    lab.apply(replace=commands)
+    TIMINGS[f"lab: every step again ({len(commands)} replaced)"] = time.monotonic() - t0
+    again = {s.name for s in lab.mocks.steps[since:]}
+    skipped = {name for name, _ in lab.mocks.skipped}
+    assert again | skipped == {lab.engine.state[u].name for u in commands}
+    assert not changes(before, {n: ok(lab, n, STATE) for n in nodes})
     pids = "\n".join(before.values())
     assert pids.count("etcd ") == 3 and "haproxy " in pids
+
+
+def test_a_member_stopped_by_hand_stays_stopped_until_converge(lab):
+    """Drift: `pulumi up` with no change runs nothing (the member stays
+    down, as on a user's machine); `make converge` (the convergeTargets
+    replaced) starts it, behind the cluster gate, and touches no running member."""
+    ok(lab, "etcd-02", "sudo -n systemctl stop etcd")
+    others = {n: ok(lab, n, "systemctl show -p MainPID --value etcd").strip() for n in ("etcd-01", "etcd-03")}
+    since = len(lab.mocks.steps)
+    lab.apply()
+    assert lab.mocks.steps[since:] == []
+    assert lab.sh("etcd-02", "systemctl is-active etcd").stdout.strip() != "active"
+    t0 = time.monotonic()
+    lab.apply(replace=lab.outputs["convergeTargets"])
+    TIMINGS["converge: a stopped member started, every check run"] = time.monotonic() - t0
+    ran = {s.name for s in lab.mocks.steps[since:]}
+    assert {"hakube-etcd-etcd-02-start", "hakube-etcd-health", "hakube-lb-lb-01-haproxy"} <= ran
+    assert not [n for n in ran if n.endswith(("-restart", "-install", "-certs"))], ran
+    assert ok(lab, "etcd-02", "systemctl is-active etcd").strip() == "active"
+    assert {n: ok(lab, n, "systemctl show -p MainPID --value etcd").strip() for n in others} == others
 
 
 # --- certificate rotation under a write loop -----------------------------------
@@ -455,3 +496,93 @@ def test_restore_brings_every_member_back_to_the_snapshot_exactly_and_runs_once(
     for m in ETCD:
         assert ok(lab, m, "systemctl show -p MainPID --value etcd").strip() == pids[m]
     assert ("cmVzdG9yZS9hZnRlcg==", "MQ==") in keyspace(lab, "etcd-02")
+
+
+def snapshot_of(lab, tmp_path, label: str):
+    """A snapshot of the cluster now, on this machine, and the keyspace it holds."""
+    ok(lab, "etcd-01", sudo(f"{HC} --endpoints=https://127.0.0.1:2379 snapshot save /var/tmp/{label}.db >/dev/null"))
+    path = tmp_path / f"{label}.db"
+    path.write_bytes(base64.b64decode(ok(lab, "etcd-01", sudo(f"base64 -w0 /var/tmp/{label}.db"))))
+    return path, keyspace(lab, "etcd-01")
+
+
+BROKEN_ETCDUTL = sudo("mv /usr/local/bin/etcdutl /usr/local/bin/etcdutl.lab-aside && "
+                      "printf '#!/bin/sh\\necho lab: etcdutl broken on purpose >&2\\nexit 1\\n' > /usr/local/bin/etcdutl && "
+                      "chmod 755 /usr/local/bin/etcdutl")
+FIXED_ETCDUTL = sudo("mv -f /usr/local/bin/etcdutl.lab-aside /usr/local/bin/etcdutl")
+
+
+def wait_healthy(lab, timeout: float = 90):
+    gate = lab.runs[-1].by_name("hakube-etcd-health").inputs["create"] if any(
+        r.name == "hakube-etcd-health" for r in lab.runs[-1].registrations) else None
+    deadline = time.monotonic() + timeout
+    while True:
+        res = lab.sh("etcd-01", gate)
+        if res.rc == 0 or time.monotonic() > deadline:
+            return res
+        time.sleep(2)
+
+
+def test_a_restore_that_failed_half_way_is_finished_by_the_next_run(lab, tmp_path):
+    """etcdutl fails on etcd-03 only: etcd-01/02 restored, every member
+    stopped, the run fails naming the cause. Fixed, the next run finishes the
+    restore (the failed step and those after it run; the ones that succeeded
+    do not run again, each script checks its own precondition): every
+    member's keyspace equals the snapshot's. The snapshot never sat in a
+    world-readable place."""
+    env = lab.outputs["etcdctlEnv"]
+    ok(lab, "master-01", sudo(env + "etcdctl put half/a 1"))
+    snap, expected = snapshot_of(lab, tmp_path, "half")
+    ok(lab, "master-01", sudo(env + "etcdctl put half/a changed"))
+    ok(lab, "etcd-03", BROKEN_ETCDUTL)
+    lab.raw["etcd"] = {**lab.raw["etcd"], "restore": {"snapshot": str(snap)}}
+    since = len(lab.mocks.steps)
+    try:
+        with pytest.raises(StepFailed) as err:
+            lab.apply()
+    finally:
+        ok(lab, "etcd-03", FIXED_ETCDUTL)
+    assert "etcdutl broken on purpose" in err.value.output
+    assert "-etcd-03-data" in str(err.value).split(":", 1)[0]
+    ran = {s.name: s for s in lab.mocks.steps[since:]}
+    assert not [n for n in ran if n.endswith("-start") and "restore" in n]      # nothing started half-restored
+    upload = lab.sh("etcd-01", "stat -c '%a %U' /var/lib/hakube/upload").stdout.split()
+    assert upload[0] == "700", upload
+    t0 = time.monotonic()
+    since = len(lab.mocks.steps)
+    lab.apply()
+    TIMINGS["restore half-failed, then finished by the next run"] = time.monotonic() - t0
+    again = [s.name for s in lab.mocks.steps[since:] if s.action != "delete"]
+    assert [n for n in again if n.endswith("-data")] == [n for n in again if "etcd-03-data" in n], again
+    assert not [n for n in again if n.endswith("-stop")], again        # the members stayed stopped
+    for m in ETCD:
+        assert keyspace(lab, m) == expected, f"{m} differs from the snapshot"
+
+
+def test_a_half_failed_restore_abandoned_brings_the_cluster_back_as_it_was(lab, tmp_path):
+    """The same failure, then `etcd.restore` dropped from the stack: the
+    restore's steps are deleted, and their deletes put back each member's
+    data dir from before the restore and start etcd and its backups again.
+    The keyspace is the one from before the restore was named."""
+    env = lab.outputs["etcdctlEnv"]
+    snap, _ = snapshot_of(lab, tmp_path, "abandoned")
+    ok(lab, "master-01", sudo(env + "etcdctl put abandoned/after-snapshot yes"))
+    before = keyspace(lab, "etcd-01")
+    ok(lab, "etcd-03", BROKEN_ETCDUTL)
+    lab.raw["etcd"] = {**lab.raw["etcd"], "restore": {"snapshot": str(snap)}}
+    try:
+        with pytest.raises(StepFailed):
+            lab.apply()
+    finally:
+        ok(lab, "etcd-03", FIXED_ETCDUTL)
+    assert lab.sh("etcd-01", "systemctl is-active etcd").stdout.strip() != "active"
+    lab.raw["etcd"] = {k: v for k, v in lab.raw["etcd"].items() if k != "restore"}
+    t0 = time.monotonic()
+    run = lab.apply()
+    assert run.deleted and all(r.name.startswith("hakube-etcd-restore") for r in run.deleted)
+    gate = wait_healthy(lab)
+    TIMINGS["restore half-failed, then abandoned: cluster back"] = time.monotonic() - t0
+    assert gate.rc == 0, gate.stderr
+    for m in ETCD:
+        assert keyspace(lab, m) == before, f"{m} is not as it was before the restore"
+        assert ok(lab, m, "systemctl is-active hakube-etcd-backup.timer").strip() == "active"

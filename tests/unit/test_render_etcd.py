@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from components.etcd import HERE as ETCD_DIR
 from components import steps
-from components.etcd import payloads, step_script
+from components.etcd import payloads
 from config import load, raw_from_stack_file
 from tests.conftest import ROOT
 from tests.realtls import MiniCA

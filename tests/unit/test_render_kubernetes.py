@@ -2,15 +2,11 @@
 the load balancer's files against the real `haproxy -c` / `keepalived -t`."""
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
 
-from components import steps
-from components.kubernetes import HERE as K8S_DIR
 from components.kubernetes import payloads as kp
-from components.loadbalancer import HERE as LB_DIR
 from components.loadbalancer import payloads as lbp
 from config import load, raw_from_stack_file
 from tests.conftest import ROOT

@@ -13,6 +13,9 @@ if [ -x /usr/local/bin/etcdutl ]; then restore=(/usr/local/bin/etcdutl); else re
 chown -R etcd:etcd "$new"
 chmod 0700 "$new"
 old="$ETCD_DATA_DIR.pre-restore-$(date -u +%Y%m%dT%H%M%SZ)"
-if [ -d "$ETCD_DATA_DIR" ]; then mv "$ETCD_DATA_DIR" "$old"; fi
+if [ -d "$ETCD_DATA_DIR" ]; then
+  mv "$ETCD_DATA_DIR" "$old"
+  printf '%s\n' "$old" >"$RESTORE_DIR/$RESTORE_SHA.previous"     # abandon.sh puts it back
+fi
 mv "$new" "$ETCD_DATA_DIR"
 echo "$(hostname): data dir restored from ${RESTORE_SHA:0:12} (previous kept at $old)"
