@@ -13,7 +13,7 @@ PASSPHRASE_FILE := $(CURDIR)/.pulumi-passphrase
 # stale one fails every step; hakube's steps authenticate with the stack's key.
 PULUMI_ENV := env -u SSH_AUTH_SOCK PULUMI_BACKEND_URL=file://$(STATE_DIR) PULUMI_CONFIG_PASSPHRASE_FILE=$(PASSPHRASE_FILE)
 
-.PHONY: up preview converge destroy outputs test test-fast lab lab-down deps state check-pulumi check-config clean
+.PHONY: versions up preview converge destroy outputs test test-fast lab lab-down deps state check-pulumi check-config clean
 
 $(VENV)/.deps: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ $(PASSPHRASE_FILE):
 
 state: $(PASSPHRASE_FILE)
 	mkdir -p $(STATE_DIR)
+
+# The releases hakube knows (config/versions.py): pinned etcd checksums,
+# Kubernetes minors with their kubeadm API, CNI defaults, each with its source.
+versions: deps
+	$(PY) -m config.versions
 
 check-config: deps
 	$(PY) -c "from config import load_stack_file; s = load_stack_file('.', '$(STACK)'); \

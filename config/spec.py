@@ -15,20 +15,20 @@ from typing import Any, Mapping
 
 from .reader import (HOSTNAME_LABEL, ConfigError, Problems, Section, parse_ipv4,
                      parse_ipv4_network, parse_version)
+from . import versions
 from .topology import Topology, build_topology
 
 NAMESPACE = "hakube"
 
-# kubeadm's config API by Kubernetes minor. v1beta4 arrived in 1.31; v1beta3 is
-# what 1.22-1.30 read. Minors outside this table are refused rather than guessed.
-KUBEADM_API_BY_MINOR = {29: "v1beta3", 30: "v1beta3", 31: "v1beta4", 32: "v1beta4",
-                        33: "v1beta4", 34: "v1beta4", 35: "v1beta4"}
+# kubeadm's config API by Kubernetes minor (config/versions.py, with sources).
+# Minors outside that table are refused rather than guessed.
+KUBEADM_API_BY_MINOR = {minor: row[0] for minor, row in versions.KUBERNETES.items()}
 SUPPORTED_ETCD_MINORS = (4, 5, 6)
 
 DEFAULT_IMAGE_URL = ("https://cloud-images.ubuntu.com/releases/noble/release/"
                      "ubuntu-24.04-server-cloudimg-amd64.img")
-DEFAULT_ETCD_VERSION = "3.6.16"
-DEFAULT_KUBERNETES_VERSION = "1.34.2"
+DEFAULT_ETCD_VERSION = versions.etcd_default()            # the newest with pinned checksums
+DEFAULT_KUBERNETES_VERSION = versions.KUBERNETES_DEFAULT
 DEFAULT_ETCD_DOWNLOAD = "https://github.com/etcd-io/etcd/releases/download"
 DEFAULT_K8S_PACKAGES = "https://pkgs.k8s.io/core:/stable:"
 DEFAULT_CIPHERS = (
@@ -39,7 +39,7 @@ DEFAULT_CIPHERS = (
     "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305",
     "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305",
 )
-CNI_DEFAULT_VERSIONS = {"calico": "3.29.3", "flannel": "0.26.7"}
+CNI_DEFAULT_VERSIONS = {plugin: row[0] for plugin, row in versions.CNI.items()}
 
 SECRET_KEYS = ("sshPrivateKey",)
 
@@ -396,7 +396,9 @@ def _kubernetes(s: Section, network: NetworkSpec, stack: str) -> KubernetesSpec:
         if api is None:
             lo, hi = min(KUBEADM_API_BY_MINOR), max(KUBEADM_API_BY_MINOR)
             s.problems.add(s.key("version"), f"{version}: hakube renders kubeadm's config API for "
-                           f"Kubernetes 1.{lo} to 1.{hi} only")
+                           f"Kubernetes 1.{lo} to 1.{hi} only ("
+                           + ", ".join(f"1.{m}" for m in sorted(KUBEADM_API_BY_MINOR))
+                           + "; config/versions.py)")
             api = "v1beta4"
     except (ValueError, TypeError) as exc:
         s.problems.add(s.key("version"), f"{version!r} is not a version ({exc})")
@@ -450,6 +452,10 @@ def _etcd(s: Section, stack: str) -> EtcdSpec:
     if sha is not None and not re.match(r"^[0-9a-f]{64}$", sha):
         s.problems.add(s.key("sha256"), "expected 64 lower-case hex digits (the tarball's sha256)")
     arch = s.choice("arch", "amd64", ("amd64", "arm64"))
+    if sha is None and isinstance(version, str):
+        # the release's sha256 pinned in hakube (from its own source, not a
+        # SHA256SUMS fetched at run time), when hakube has a row for it
+        sha = versions.etcd_sha256(version.lstrip("v"), arch)
     token = s.string("clusterToken", f"hakube-{stack}")
     heartbeat = s.integer("heartbeatIntervalMs", 100, 10, 5000)
     election = s.integer("electionTimeoutMs", 1000, 50, 50000)

@@ -58,8 +58,11 @@ check_upgrade() {
   fi
   echo "upgrade check: cluster version $cluster -> $ETCD_VERSION allowed"
 }
-# The patch level each minor must reach before the next (etcd.io upgrade_3_6: 3.5.26).
-declare -A ETCD_MIN_PATCH=([5]=26)
+# The patch level each minor must reach before the next: 3.5.32 before 3.6
+# (the upstream upgrade_3_6 guide as of late 2026, quoted in k3s-io/k3s
+# discussion #14908; it said 3.5.26 before), 3.6.11 before 3.7 (etcd.io
+# docs/v3.7/upgrades/upgrade_3_7). hakube itself runs 3.4-3.6 today.
+declare -A ETCD_MIN_PATCH=([5]=32 [6]=11)
 check_upgrade
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -245,7 +245,7 @@ def test_config_and_install_carry_the_member_values(dev):
     assert "name: etcd-02" in cfg and "https://192.168.144.202:2380" in cfg
     assert "initial-cluster-token: hakube-dev" in cfg
     install = dev.by_name(step("etcd-02", "install")).inputs["create"]
-    assert "ETCD_VERSION=3.6.16" in install and "etcd-v3.6.16-linux-amd64.tar.gz" in install
+    assert "ETCD_VERSION=3.6.14" in install and "etcd-v3.6.14-linux-amd64.tar.gz" in install
     for reg in dev.of_type(CMD):
         assert "environment" not in reg.inputs, f"{reg.name}: sshd drops environment= variables"
 

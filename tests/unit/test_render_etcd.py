@@ -113,7 +113,7 @@ def test_rendered_config_is_served_by_real_etcd(minor, etcd, etcdctl, tmp_path):
 
 
 def test_config_keys_follow_the_version():
-    v36 = loopback_spec("3.6.16")
+    v36 = loopback_spec("3.6.14")
     assert "tls-min-version" in payloads.etcd_config(v36.etcd, v36.topology, v36.topology.etcd[0])
     spec = loopback_spec("3.5.1")
     cfg = payloads.etcd_config(spec.etcd, spec.topology, spec.topology.etcd[0])

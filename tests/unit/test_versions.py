@@ -1,0 +1,69 @@
+"""The releases hakube knows (config/versions.py): every default exists as a
+row with its checksums pinned, and config validation follows the table."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from config import ConfigError, load, raw_from_stack_file, versions
+from config.spec import CNI_DEFAULT_VERSIONS, DEFAULT_ETCD_VERSION, DEFAULT_KUBERNETES_VERSION
+from tests.conftest import ROOT
+
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def test_the_default_etcd_has_pinned_checksums_for_every_arch():
+    assert DEFAULT_ETCD_VERSION in versions.ETCD_SHA256
+    for arch in versions.ETCD_ARCHES:
+        assert HEX64.match(versions.etcd_sha256(DEFAULT_ETCD_VERSION, arch) or ""), arch
+
+
+def test_every_row_is_a_version_with_two_distinct_checksums():
+    for version, (amd64, arm64) in versions.ETCD_SHA256.items():
+        assert re.match(r"^3\.\d+\.\d+$", version)
+        assert HEX64.match(amd64) and HEX64.match(arm64) and amd64 != arm64, version
+    all_sums = [s for row in versions.ETCD_SHA256.values() for s in row]
+    assert len(set(all_sums)) == len(all_sums), "a checksum appears twice: a copy error"
+
+
+@pytest.mark.parametrize("stack", ["dev", "cka", "minimal"])
+def test_shipped_stacks_install_a_pinned_etcd_and_a_known_kubernetes(stack):
+    spec = load(raw_from_stack_file(ROOT / f"Pulumi.{stack}.yaml"), stack)
+    assert spec.etcd.version == DEFAULT_ETCD_VERSION
+    assert spec.etcd.sha256 == versions.etcd_sha256(spec.etcd.version, spec.etcd.arch)
+    assert spec.kubernetes.version == DEFAULT_KUBERNETES_VERSION
+    assert spec.kubernetes.minor in versions.KUBERNETES
+    assert spec.kubernetes.cni.version == CNI_DEFAULT_VERSIONS[spec.kubernetes.cni.plugin]
+
+
+def test_an_arm64_stack_gets_the_arm64_checksum():
+    raw = raw_from_stack_file(ROOT / "Pulumi.dev.yaml")
+    raw["etcd"] = {"arch": "arm64"}
+    assert load(raw, "dev").etcd.sha256 == versions.ETCD_SHA256[DEFAULT_ETCD_VERSION][1]
+
+
+def test_a_release_without_a_row_falls_back_to_sha256sums_and_a_pin_wins():
+    raw = raw_from_stack_file(ROOT / "Pulumi.dev.yaml")
+    raw["etcd"] = {"version": "3.5.1"}
+    assert load(raw, "dev").etcd.sha256 is None
+    raw["etcd"] = {"version": DEFAULT_ETCD_VERSION, "sha256": "a" * 64}
+    assert load(raw, "dev").etcd.sha256 == "a" * 64
+
+
+def test_a_kubernetes_minor_without_a_row_is_refused_listing_those_there_are():
+    raw = raw_from_stack_file(ROOT / "Pulumi.dev.yaml")
+    raw["kubernetes"] = {"version": "1.37.0"}
+    with pytest.raises(ConfigError) as err:
+        load(raw, "dev")
+    said = str(err.value)
+    assert "hakube:kubernetes.version: 1.37.0" in said and "1.36" in said and "config/versions.py" in said
+
+
+def test_make_versions_prints_the_table():
+    out = subprocess.run([sys.executable, "-m", "config.versions"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert f"{DEFAULT_ETCD_VERSION}" in out.stdout and "(default)" in out.stdout
+    assert f"(default {DEFAULT_KUBERNETES_VERSION})" in out.stdout and "calico" in out.stdout
