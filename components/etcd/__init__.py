@@ -156,13 +156,17 @@ class EtcdCluster(pulumi.ComponentResource):
                 stdin=config_text, after=[install])
             unit = step("unit", step_script("unit", {"UNIT": "etcd.service"}),
                         stdin=unit_text, after=[install])
-            firewall = None
+            # The firewall step is registered either way: with the firewall
+            # off it removes hakube's table (FIREWALL=0), so turning it off
+            # takes effect on the nodes.
+            fw_after: list[pulumi.Resource] = [cluster]
             if etcd.firewall:
-                fw_unit = step("firewall-unit", step_script(
+                fw_after.append(step("firewall-unit", step_script(
                     "unit", {"UNIT": "hakube-etcd-firewall.service"}),
-                    stdin=firewall_unit_text, after=[prepare])
-                firewall = step("firewall", step_script("firewall", {"PKI_DIR": payload.PKI_DIR}),
-                                stdin=payload.firewall_ruleset(topo, node), after=[fw_unit, cluster])
+                    stdin=firewall_unit_text, after=[prepare]))
+            firewall = step("firewall", step_script("firewall", {"PKI_DIR": payload.PKI_DIR,
+                                                                 "FIREWALL": int(etcd.firewall)}),
+                            stdin=payload.firewall_ruleset(topo, node) if etcd.firewall else "", after=fw_after)
             # What a running member must restart for: its certificates (a new
             # key always comes with a new certificate, so no secret is
             # needed here), config, unit and version. initial-cluster* are
@@ -245,7 +249,7 @@ class EtcdCluster(pulumi.ComponentResource):
         self.settled = [self.membership]
         for member in args.members:
             s = self.steps[member.name]
-            if s.firewall is None:
+            if s.firewall is None or not args.spec.etcd.firewall:
                 continue
             self.settled.append(make_step(
                 f"{name}-{member.name}-firewall-refresh", member.connection,

@@ -3,6 +3,23 @@
 # Members the cluster still lists are admitted too, whether configured or
 # not: a member leaving is cut off only after `member remove` (the refresh
 # run after the membership step), a member joining is admitted before it starts.
+if [ "${FIREWALL:-1}" = 0 ]; then
+  # hakube:etcd.firewall false: this step takes its rules away (a step the
+  # stack stopped registering would leave them in place, frozen at the old
+  # membership: the real engine runs no script for it).
+  cat >/dev/null
+  if systemctl cat hakube-etcd-firewall.service >/dev/null 2>&1; then
+    systemctl disable --quiet hakube-etcd-firewall.service 2>/dev/null || true
+  fi
+  if nft list table inet hakube_etcd >/dev/null 2>&1; then
+    nft delete table inet hakube_etcd
+    echo "firewall rules removed (hakube:etcd.firewall is false)"
+  else
+    echo "no hakube firewall rules (hakube:etcd.firewall is false)"
+  fi
+  rm -f /etc/etcd/firewall.nft
+  exit 0
+fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 checked_stdin "$work/firewall.nft" nft -c -f

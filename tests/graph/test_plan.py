@@ -134,3 +134,20 @@ def test_converge_runs_the_checks_and_repairs_again_and_nothing_else():
     assert order.index("hakube-etcd-etcd-03-start") < order.index("hakube-etcd-health")
     assert run.deleted and all(r.name in {s.name for s in run.steps if s.op == "replace"} for r in run.deleted)
     assert p.up().ran() == []
+
+
+def test_turning_the_firewall_off_takes_the_rules_away_on_every_member():
+    """`etcd.firewall: false` updates each member's firewall step, whose
+    script removes hakube's table (a step merely dropped from the program
+    would run nothing: the rules would stay, frozen at the old membership)."""
+    p = fresh()
+    run = p.up(lambda raw: raw.setdefault("etcd", {}).update(firewall=False))
+    assert sorted(runs_of(run, "etcd/firewall.sh")) == [f"hakube-etcd-{m}-firewall" for m in MEMBERS]
+    for m in MEMBERS:
+        s = next(s for s in run.steps if s.name == f"hakube-etcd-{m}-firewall")
+        assert s.op == "update" and "FIREWALL=0" in s.script
+    assert runs_of(run, "etcd/restart.sh") == []
+    deleted = {r.name for r in run.deleted}
+    assert {f"hakube-etcd-{m}-firewall-unit" for m in MEMBERS} <= deleted
+    back = p.up(lambda raw: raw["etcd"].update(firewall=True))
+    assert {f"hakube-etcd-{m}-firewall" for m in MEMBERS} <= set(runs_of(back, "etcd/firewall.sh"))

@@ -101,6 +101,30 @@ def test_firewall_drops_etcd_ports_from_other_hosts(lab):
     assert re.search(r"counter packets [1-9]", counters), counters
 
 
+def test_turning_the_firewall_off_removes_the_rules_and_turning_it_on_restores_them(lab):
+    """`etcd.firewall: false` then true again, each one `pulumi up`: off,
+    every member's table is gone and lb-01 reaches 2379; on, the rules are
+    back and lb-01 is dropped again. etcd keeps running throughout."""
+    def connects(node, target, port):
+        return lab.sh(node, f"timeout 3 bash -c 'exec 3<>/dev/tcp/{ips(lab)[target]}/{port}'").rc == 0
+    pids = {m: ok(lab, m, "systemctl show -p MainPID --value etcd").strip() for m in ETCD}
+    lab.raw["etcd"] = {**lab.raw["etcd"], "firewall": False}
+    try:
+        lab.apply()
+        for m in ETCD:
+            assert lab.sh(m, "sudo -n nft list table inet hakube_etcd").rc != 0, m
+            assert ok(lab, m, "systemctl is-enabled hakube-etcd-firewall.service || true").strip() != "enabled"
+        assert connects("lb-01", "etcd-01", 2379)
+    finally:
+        lab.raw["etcd"] = {**lab.raw["etcd"], "firewall": True}
+    lab.apply()
+    for m in ETCD:
+        ok(lab, m, "sudo -n nft list table inet hakube_etcd")
+    assert not connects("lb-01", "etcd-01", 2379)
+    assert connects("etcd-02", "etcd-01", 2380)
+    assert {m: ok(lab, m, "systemctl show -p MainPID --value etcd").strip() for m in ETCD} == pids
+
+
 def test_key_files_are_0600_and_the_data_dir_0700(lab):
     for node in ETCD:
         out = ok(lab, node, sudo("stat -c '%n %a %U' /etc/etcd/pki/server.key /etc/etcd/pki/peer.key "
