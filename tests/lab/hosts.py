@@ -50,18 +50,41 @@ class Bridge:
             sh("ip", "link", "del", self.name)
 
 
-def _cgroup_root() -> Path | None:
-    """Where each host gets a cgroup of its own. nspawn with --keep-unit
-    leaves a container in its caller's cgroup; with every host in the same
-    one, their systemds (cgroup v1 has no cgroup namespace) all manage one
-    `/system.slice/<unit>` per unit name, and a unit two hosts start at the
-    same moment (systemd-user-sessions at boot, a job on every member) fails
-    with 219/CGROUP on one of them: the "System is booting up" refusals a
-    readiness gate used to hit now and then."""
-    for path in (Path("/sys/fs/cgroup/systemd"), Path("/sys/fs/cgroup")):
-        if (path / "cgroup.procs").exists():
-            return path / "hakube-lab"
-    return None
+def _cgroup_roots() -> list[Path]:
+    """Where each host gets a cgroup of its own, in every hierarchy this
+    process is in (nested under its own cgroup there, so limits still apply).
+    nspawn with --keep-unit leaves a container in its caller's cgroups; with
+    every host in the same ones, their systemds (cgroup v1 has no cgroup
+    namespace) all manage one `/system.slice/<unit>` per unit name, in the
+    named systemd hierarchy and in each controller's (pids, devices, memory,
+    ...), and a unit two hosts start at the same moment fails on one of them
+    with 219/CGROUP: systemd-user-sessions at boot ("System is booting up"
+    refusals of a readiness gate), sshd (refused connections), a job started
+    on every member at once."""
+    roots = []
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        hid, controllers, path = line.split(":", 2)
+        if hid == "0":
+            mounts = [Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup")]
+        else:
+            names = [c.removeprefix("name=") for c in controllers.split(",")]
+            mounts = [Path("/sys/fs/cgroup") / ",".join(names)] + [Path("/sys/fs/cgroup") / n for n in names]
+        mount = next((m for m in mounts if (m / "cgroup.procs").exists()), None)
+        if mount is not None:
+            roots.append(mount / path.lstrip("/") / "hakube-lab")
+    return roots
+
+
+def _enter_cgroup(path: Path) -> None:
+    """Create `path` (cpuset needs its cpus and mems set before a task may
+    join) and move the calling process into it."""
+    for d in (path.parent, path):
+        d.mkdir(exist_ok=True)
+        for knob in ("cpuset.cpus", "cpuset.mems"):
+            f = d / knob
+            if f.exists() and not f.read_text().strip():
+                f.write_text((d.parent / knob).read_text())
+    (path / "cgroup.procs").write_text(str(os.getpid()))
 
 
 def _remove_cgroup(path: Path) -> None:
@@ -116,9 +139,8 @@ class Host:
         return _ifname("hkg", self.name)
 
     @property
-    def cgroup(self) -> Path | None:
-        root = _cgroup_root()
-        return root / self.name if root else None
+    def cgroups(self) -> list[Path]:
+        return [root / self.name for root in _cgroup_roots()]
 
     @property
     def log(self) -> Path:
@@ -144,14 +166,16 @@ class Host:
         sh("ip", "link", "set", self.guest_if, "address", self.mac)
         sh("ip", "link", "set", self.host_if, "master", self.bridge.name, "up")
         self._mark_udev_initialized(self.guest_if)
-        cgroup = self.cgroup
-        if cgroup is not None:
+        cgroups = self.cgroups
+        for cgroup in cgroups:
             _remove_cgroup(cgroup)
-            cgroup.mkdir(parents=True, exist_ok=True)
 
         def own_cgroup() -> None:           # in the child, before nspawn runs
-            if cgroup is not None:
-                (cgroup / "cgroup.procs").write_text(str(os.getpid()))
+            for cgroup in cgroups:
+                try:
+                    _enter_cgroup(cgroup)
+                except OSError:
+                    pass                    # a hierarchy that refuses: the others still separate
 
         with open(self.log, "w") as log:
             self.process = subprocess.Popen(
@@ -217,8 +241,8 @@ class Host:
         self.shutdown()
         # (the host end usually goes with the container's namespace)
         sh("ip", "link", "del", self.host_if, check=False)
-        if self.cgroup is not None:
-            _remove_cgroup(self.cgroup)
+        for cgroup in self.cgroups:
+            _remove_cgroup(cgroup)
         if self.root.is_mount():
             sh("umount", "--lazy", str(self.root))
         if self.dir.exists():

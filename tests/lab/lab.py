@@ -28,7 +28,7 @@ from tests.harness import ROOT, Run, run_program, unwrap
 from tests.tools import etcd_release
 
 from . import image
-from .hosts import DISKS_DIR, HOSTS_DIR, LAB_ROOT, Bridge, _cgroup_root, _remove_cgroup, sh
+from .hosts import DISKS_DIR, HOSTS_DIR, LAB_ROOT, Bridge, _cgroup_roots, _remove_cgroup, sh
 from .providers import LabMocks
 from .ssh import Ssh
 
@@ -224,8 +224,7 @@ def down_all(quiet: bool = False) -> list[str]:
                 entry.unlink()
     shutil.rmtree(SSH_DIR, ignore_errors=True)
     shutil.rmtree(DISKS_DIR, ignore_errors=True)
-    root = _cgroup_root()
-    if root is not None:
+    for root in _cgroup_roots():
         _remove_cgroup(root)
     left = sh("pgrep", "-f", f"systemd-nspawn .*--directory={HOSTS_DIR}", check=False).stdout.split()
     if left:
