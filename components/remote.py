@@ -95,6 +95,9 @@ def step(resource_name: str, connection: remote.ConnectionArgs, create: pulumi.I
       stdout/stderr as SSH environment requests, which sshd refuses (a
       warning on every update) and which no hakube script reads.
     """
+    if triggers is not None and update is not None:
+        raise ValueError(f"{resource_name}: a step with triggers is replaced when they change, which runs "
+                         "its create, never its update; put what must re-run it in its script's text instead")
     return remote.Command(
         resource_name, connection=connection, create=create, update=update, delete=delete, stdin=stdin,
         triggers=triggers,

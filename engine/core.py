@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import hashlib
-import json
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -38,7 +37,6 @@ class Resource:
     property_dependencies: dict[str, list[str]]
     parent: str = ""
     options: dict = field(default_factory=dict)    # delete_before_replace, replace_on_changes
-    secret_inputs: tuple[str, ...] = ()            # top-level input keys that were secret
 
 
 @dataclass
@@ -53,7 +51,6 @@ class Registration:
     property_dependencies: dict[str, list[str]]
     parent: str = ""
     options: dict = field(default_factory=dict)
-    secret_inputs: tuple[str, ...] = ()
 
 
 @dataclass
@@ -157,7 +154,7 @@ class Engine:
                 urn=reg.urn, type=reg.type, name=reg.name, custom=reg.custom, inputs=copy.deepcopy(reg.inputs),
                 outputs=outputs, id=id_, dependencies=list(reg.dependencies),
                 property_dependencies={k: list(v) for k, v in reg.property_dependencies.items()},
-                parent=reg.parent, options=dict(reg.options), secret_inputs=reg.secret_inputs)
+                parent=reg.parent, options=dict(reg.options))
 
     def same(self, step: Step) -> Resource:
         """A "same" step: outputs come from state; the new dependencies and
@@ -261,9 +258,6 @@ class Engine:
     def ran(self) -> list[Step]:
         """Steps of this run that executed a script on a host."""
         return [s for s in self.steps if s.runs]
-
-    def snapshot(self) -> str:
-        return json.dumps({u: r.inputs for u, r in sorted(self.state.items())}, sort_keys=True, default=str)
 
 
 class _Unknown:

@@ -27,33 +27,37 @@ class Executor(Protocol):
     def delete(self, resource: Resource) -> None: ...
 
 
-def _unwrap_secrets(value: Any) -> Any:
+def is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(SECRET_SIG) == SECRET_VALUE
+
+
+def unwrap(value: Any) -> Any:
+    """The plain value, secrets unwrapped, recursively."""
+    if is_secret(value):
+        return unwrap(value.get("value"))
     if isinstance(value, dict):
-        if value.get(SECRET_SIG) == SECRET_VALUE:
-            return _unwrap_secrets(value.get("value"))
-        return {k: _unwrap_secrets(v) for k, v in value.items()}
+        return {k: unwrap(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_unwrap_secrets(v) for v in value]
+        return [unwrap(v) for v in value]
     return value
 
 
-def registration(urn: str, request, inputs: dict, secret_keys: tuple[str, ...]) -> Registration:
+def registration(urn: str, request, inputs: dict) -> Registration:
     return Registration(
         urn=urn, type=request.type, name=request.name, custom=bool(request.custom),
-        inputs=plain(_unwrap_secrets(inputs)), dependencies=list(request.dependencies),
+        inputs=plain(unwrap(inputs)), dependencies=list(request.dependencies),
         property_dependencies={k: list(v.urns) for k, v in request.propertyDependencies.items()},
         parent=request.parent,
         options={"delete_before_replace": bool(request.deleteBeforeReplace),
-                 "replace_on_changes": list(request.replaceOnChanges)},
-        secret_inputs=secret_keys)
+                 "replace_on_changes": list(request.replaceOnChanges)})
 
 
-def drive(monitor: pmocks.MockMonitor, engine: Engine, executor: Executor, urn: str, request,
-          secret_keys: tuple[str, ...]) -> resource_pb2.RegisterResourceResponse:
+def drive(monitor: pmocks.MockMonitor, engine: Engine, executor: Executor, urn: str,
+          request) -> resource_pb2.RegisterResourceResponse:
     """One RegisterResource under the engine: plan, execute, record, answer."""
     pmocks._ensure_event_loop()  # noqa: SLF001
     inputs = rpc.deserialize_properties(request.object)
-    reg = registration(urn, request, inputs, secret_keys)
+    reg = registration(urn, request, inputs)
     step = engine.plan(reg)
     if step.op == "same":
         res = engine.same(step)

@@ -20,14 +20,13 @@ from typing import Any, Mapping
 import pulumi
 from google.protobuf import struct_pb2
 from pulumi.runtime import mocks as pmocks
-from pulumi.runtime import rpc, settings, sync_await
+from pulumi.runtime import settings, sync_await
 
 from engine import Engine
 from engine import monitor as engine_monitor
 
 ROOT = Path(__file__).resolve().parents[1]
-SECRET_SIG = rpc._special_sig_key  # noqa: SLF001 - the wire marker of a secret value
-SECRET_VALUE = rpc._special_secret_sig  # noqa: SLF001
+SECRET_SIG, SECRET_VALUE = engine_monitor.SECRET_SIG, engine_monitor.SECRET_VALUE
 
 
 @dataclass
@@ -44,19 +43,7 @@ class Registration:
     property_dependencies: dict = field(default_factory=dict)
 
 
-def is_secret(value: Any) -> bool:
-    return isinstance(value, dict) and value.get(SECRET_SIG) == SECRET_VALUE
-
-
-def unwrap(value: Any) -> Any:
-    """The plain value, secrets unwrapped, recursively."""
-    if is_secret(value):
-        return unwrap(value.get("value"))
-    if isinstance(value, dict):
-        return {k: unwrap(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [unwrap(v) for v in value]
-    return value
+is_secret, unwrap = engine_monitor.is_secret, engine_monitor.unwrap
 
 
 class RecordingMonitor(pmocks.MockMonitor):
@@ -85,8 +72,7 @@ class RecordingMonitor(pmocks.MockMonitor):
         ))
         if self.engine is None:
             return super().RegisterResource(request)
-        secret_keys = tuple(sorted(k for k, v in kept.items() if is_secret(v)))
-        return engine_monitor.drive(self, self.engine, self.mocks, urn, request, secret_keys)
+        return engine_monitor.drive(self, self.engine, self.mocks, urn, request)
 
 
 def _keep(value: Any) -> Any:

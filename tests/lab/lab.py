@@ -127,7 +127,7 @@ class Lab:
                 raise self.mocks.failures[0] from err
             raise
         finally:
-            ran = [s for s in self.engine.steps if s.runs]
+            ran = self.engine.ran()
             self.log(f"lab: run {self.mocks.run_no}: {len(self.engine.steps)} resources, {len(ran)} scripts, "
                      f"{len(self.engine.failed_steps)} failed")
         self.runs.append(run)

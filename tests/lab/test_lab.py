@@ -89,9 +89,13 @@ def test_peer_port_admits_member_peer_certs_only(lab):
     assert res.rc != 0 and res.stdout == "000", (res.rc, res.stdout, res.stderr)
 
 
+def tcp_connects(lab, node: str, target: str, port: int) -> bool:
+    return lab.sh(node, f"timeout 3 bash -c 'exec 3<>/dev/tcp/{ips(lab)[target]}/{port}'").rc == 0
+
+
 def test_firewall_drops_etcd_ports_from_other_hosts(lab):
     def connects(node, target, port):
-        return lab.sh(node, f"timeout 3 bash -c 'exec 3<>/dev/tcp/{ips(lab)[target]}/{port}'").rc == 0
+        return tcp_connects(lab, node, target, port)
     assert not connects("lb-01", "etcd-01", 2379)          # neither control plane nor member
     assert not connects("lb-01", "etcd-01", 2380)
     assert not connects("master-01", "etcd-01", 2380)      # clients are no peers
@@ -106,7 +110,7 @@ def test_turning_the_firewall_off_removes_the_rules_and_turning_it_on_restores_t
     every member's table is gone and lb-01 reaches 2379; on, the rules are
     back and lb-01 is dropped again. etcd keeps running throughout."""
     def connects(node, target, port):
-        return lab.sh(node, f"timeout 3 bash -c 'exec 3<>/dev/tcp/{ips(lab)[target]}/{port}'").rc == 0
+        return tcp_connects(lab, node, target, port)
     pids = {m: ok(lab, m, "systemctl show -p MainPID --value etcd").strip() for m in ETCD}
     lab.raw["etcd"] = {**lab.raw["etcd"], "firewall": False}
     try:

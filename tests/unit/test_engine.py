@@ -133,3 +133,12 @@ def test_tls_any_input_replaces_and_renewal_is_due_inside_the_window():
 def test_an_unknown_type_is_refused_by_name():
     with pytest.raises(NotImplementedError, match="aws:s3"):
         rules.diff("aws:s3/bucket:Bucket", {"a": 1}, {"a": 2}, {})
+
+
+def test_a_step_cannot_have_both_triggers_and_an_update_script():
+    """A triggers change replaces a Command, which runs its create and never
+    its update: the step factory refuses the combination instead of letting
+    an update script that would never run look like it does."""
+    from components.remote import step
+    with pytest.raises(ValueError, match="never its update"):
+        step("x", None, "true", update="restart", triggers=["1"], parent=None, after=[])
