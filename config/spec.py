@@ -23,7 +23,13 @@ NAMESPACE = "hakube"
 # kubeadm's config API by Kubernetes minor (config/versions.py, with sources).
 # Minors outside that table are refused rather than guessed.
 KUBEADM_API_BY_MINOR = {minor: row[0] for minor, row in versions.KUBERNETES.items()}
-SUPPORTED_ETCD_MINORS = (4, 5, 6)
+SUPPORTED_ETCD_MINORS = tuple(sorted(versions.ETCD_LINES))
+END_OF_LIFE_ETCD_MINORS = tuple(m for m, row in sorted(versions.ETCD_LINES.items())
+                                if row[0] == "end of life")
+# etcd's disaster-recovery guide: bump by 1'000'000'000 "assuming that etcd
+# runs with less than 1500 writes per second" (~7.7 days of writes between
+# the snapshot and the restore).
+DEFAULT_BUMP_REVISION = 1_000_000_000
 
 DEFAULT_IMAGE_URL = ("https://cloud-images.ubuntu.com/releases/noble/release/"
                      "ubuntu-24.04-server-cloudimg-amd64.img")
@@ -152,6 +158,7 @@ class RestoreSpec:
     """Restore every member from one snapshot file on the machine running Pulumi."""
     snapshot: str                   # path as given
     sha256: str                     # of its content: names the restore, runs it once
+    bump_revision: int = DEFAULT_BUMP_REVISION    # 0: none (etcdutl --bump-revision/--mark-compacted)
 
 
 DEFAULT_BACKUP = BackupSpec(enabled=True, calendar="*-*-* 00/6:00:00", dir="/var/backups/etcd", retention=14)
@@ -435,14 +442,26 @@ def _kubernetes(s: Section, network: NetworkSpec, stack: str) -> KubernetesSpec:
                           package_repo=repo.rstrip("/"), cluster_name=f"hakube-{stack}")
 
 
+def _newest_pinned(minor: int) -> str:
+    pinned = [v for v in versions.ETCD_SHA256 if v.startswith(f"3.{minor}.")]
+    return max(pinned, key=lambda v: int(v.split(".")[2])) if pinned else f"3.{minor}.x"
+
+
 def _etcd(s: Section, stack: str) -> EtcdSpec:
     version = s.string("version", DEFAULT_ETCD_VERSION)
+    allow_eol = s.boolean("allowEndOfLife", False)
     minor = 6
     try:
         major, minor, _ = parse_version(version)
         if major != 3 or minor not in SUPPORTED_ETCD_MINORS:
             s.problems.add(s.key("version"), f"{version}: supported etcd releases are "
-                           + ", ".join(f"3.{m}.x" for m in SUPPORTED_ETCD_MINORS))
+                           + ", ".join(f"3.{m}.x" for m in SUPPORTED_ETCD_MINORS)
+                           + " (config/versions.py; `make versions`)")
+        elif minor in END_OF_LIFE_ETCD_MINORS and allow_eol is not True:
+            s.problems.add(s.key("version"), f"{version}: etcd 3.{minor} is end of life. A cluster that "
+                           f"runs it is upgraded in place, one member at a time: set 3.{minor + 1}.x "
+                           f"(e.g. {_newest_pinned(minor + 1)}). To keep running 3.{minor} until then, "
+                           "set hakube:etcd.allowEndOfLife: true")
     except (ValueError, TypeError) as exc:
         s.problems.add(s.key("version"), f"{version!r} is not a version ({exc})")
     url = s.string("downloadUrl", DEFAULT_ETCD_DOWNLOAD)
@@ -487,6 +506,7 @@ def _etcd(s: Section, stack: str) -> EtcdSpec:
 
 def _restore(s: Section) -> RestoreSpec | None:
     path = s.string("snapshot", None)
+    bump = s.integer("bumpRevision", DEFAULT_BUMP_REVISION, 0, 2**62)
     s.finish()
     if not path:
         s.problems.add(s.key("snapshot"), "required: a snapshot file on this machine, e.g. one copied "
@@ -498,7 +518,8 @@ def _restore(s: Section) -> RestoreSpec | None:
         s.problems.add(s.key("snapshot"), f"cannot read {path!r} ({exc.strerror}); the file is read "
                        "on the machine that runs pulumi")
         return None
-    return RestoreSpec(snapshot=str(Path(path).expanduser()), sha256=digest)
+    return RestoreSpec(snapshot=str(Path(path).expanduser()), sha256=digest,
+                       bump_revision=bump if isinstance(bump, int) else DEFAULT_BUMP_REVISION)
 
 
 def _calendar(s: Section, default: str) -> str:

@@ -11,9 +11,26 @@ Sources (read 2026-11-25):
   only kubeadm template is v1beta4 (roles/kubernetes/control-plane/templates/
   kubeadm-config.v1beta4.yaml.j2). Calico: its newest calicoctl is 3.31.7;
   Flannel: flannel_version 0.28.4 (defaults/main/download.yml).
-Newer releases named in hakube's issue 12 (etcd 3.6.15, 3.7.x, Kubernetes
-1.37, Calico 3.32/3.33) could not be confirmed with checksums from any source
-reachable here; they are not rows until they are.
+- K8S_137: kubernetes/kubernetes CHANGELOG/CHANGELOG-1.37.md, v1.37.0-alpha.1
+  ("Changelog since v1.36.0"): "Kubeadm: removed the v1beta3 API which was
+  deprecated since v1.31" (#136016) and "Updated the default etcd version to
+  3.7.0-rc.0" (#139427). v1.37.2 is served as a Go module (k8s.io/kubernetes).
+- ETCD_37: etcd CHANGELOG-3.7 ("Removed all deprecated experimental flags",
+  #19959; v2 store, v2 discovery and client/v2 gone) and etcd.io
+  docs/v3.7/upgrades/upgrade_3_7 (every 3.6 member on 3.6.11+ first).
+  `--snapshot-count` stays in 3.7 (etcd #21162, 2026-01), `--max-snapshots`
+  goes in 3.8 (#21160). hakube's config file uses no experimental key, so
+  it renders 3.5, 3.6 and 3.7 alike (tls-min-version from 3.6 on).
+- ETCD_POLICY: etcd.io docs op-guide/versioning: the project maintains the
+  current minor and the previous one ("When v3.6 is released, v3.4 goes out
+  of support").
+- ETCD_36_FLOOR: the upstream upgrade_3_6 guide as of late 2026 (quoted in
+  k3s-io/k3s discussion #14908): every 3.5 member on 3.5.32+ first (it said
+  3.5.26 before).
+Releases confirmed to exist but with no checksum from a source reachable here
+(etcd 3.6.15-3.6.16 and 3.7.0-3.7.3, served as Go modules; Calico 3.32/3.33)
+are not rows: etcd 3.7.x installs only with `etcd.sha256` given or, without
+it, against the release's own SHA256SUMS (a warning says so).
 """
 from __future__ import annotations
 
@@ -69,6 +86,17 @@ ETCD_SHA256: dict[str, tuple[str, str]] = {
                "fa1b80565ee6fc2df1ae6f57a508b221f3ecc7d591c317c581cd8281b0842b3e"),
 }
 ETCD_ARCHES = ("amd64", "arm64")
+
+# etcd minor -> (status, the patch a member of this line must run before the
+# cluster moves to the next minor, source). Minors not here are refused.
+# "end of life" is accepted only with etcd.allowEndOfLife (a cluster that
+# still runs it, until its upgrade): its one way forward is the next line.
+ETCD_LINES: dict[int, tuple[str, int | None, str]] = {
+    4: ("end of life", None, "ETCD_POLICY: out of support since 3.6"),
+    5: ("supported; past upstream's policy since 3.7, still patched (3.5.33)", 32, "ETCD_36_FLOOR"),
+    6: ("supported", 11, "ETCD_37"),
+    7: ("supported (no pinned checksums yet)", None, "ETCD_37"),
+}
 ETCD_SOURCE = "kubespray checksums.yml @46dbdd39 (2026-08-21)"
 
 # Kubernetes minor -> (kubeadm config API hakube renders, the etcd line it is
@@ -83,8 +111,12 @@ KUBERNETES = {
     34: ("v1beta4", "3.5", "KUBESPRAY etcd_supported_versions['1.34']"),
     35: ("v1beta4", "3.6", "KUBESPRAY etcd_supported_versions['1.35']"),
     36: ("v1beta4", "3.6", "KUBESPRAY etcd_supported_versions['1.36'], kubeadm 1.36.0-1.36.4"),
+    37: ("v1beta4", "3.7", "K8S_137: v1beta3 removed, default etcd 3.7"),
 }
-KUBERNETES_DEFAULT = "1.36.4"          # KUBESPRAY kubeadm_checksums: the newest patch it pins
+# KUBESPRAY kubeadm_checksums: the newest patch it pins. Not 1.37: its etcd
+# line (3.7) has no pinned checksums here, and 1.36 is paired with the
+# default etcd 3.6.x by kubespray; 1.37 is one `kubernetes.version` away.
+KUBERNETES_DEFAULT = "1.36.4"
 
 CNI = {   # plugin -> (default version, source)
     "calico": ("3.31.7", "KUBESPRAY calicoctl_binary_checksums (newest)"),
@@ -95,6 +127,11 @@ CNI = {   # plugin -> (default version, source)
 def etcd_default() -> str:
     """The newest etcd release with pinned checksums."""
     return max(ETCD_SHA256, key=lambda v: tuple(int(p) for p in v.split(".")))
+
+
+def etcd_upgrade_floors() -> str:
+    """ETCD_LINES' floors as install.sh reads them: "5=32 6=11"."""
+    return " ".join(f"{m}={floor}" for m, (_, floor, _) in sorted(ETCD_LINES.items()) if floor)
 
 
 def etcd_sha256(version: str, arch: str) -> str | None:
@@ -110,6 +147,10 @@ def table() -> str:
     for v in sorted(ETCD_SHA256, key=lambda v: tuple(int(p) for p in v.split("."))):
         out.append(f"  {v:8} amd64 {ETCD_SHA256[v][0][:16]}...  arm64 {ETCD_SHA256[v][1][:16]}..."
                    + ("   (default)" if v == etcd_default() else ""))
+    out.append("etcd lines (minor: status, the patch required before the next minor):")
+    for minor, (status, floor, source) in sorted(ETCD_LINES.items()):
+        out.append(f"  3.{minor}: {status}" + (f"; 3.{minor}.{floor}+ before 3.{minor + 1}" if floor else "")
+                   + f"  ({source})")
     out.append("Kubernetes (minor: kubeadm config API, etcd line, source):")
     for minor, (api, line, source) in sorted(KUBERNETES.items()):
         out.append(f"  1.{minor}: {api}, etcd {line}.x  ({source})"
@@ -120,5 +161,33 @@ def table() -> str:
     return "\n".join(out)
 
 
+README_BEGIN, README_END = "<!-- make versions: begin -->", "<!-- make versions: end -->"
+
+
+def readme_block() -> str:
+    return f"{README_BEGIN}\n```\n{table()}\n```\n{README_END}"
+
+
+def update_readme(path: str = "README.md") -> bool:
+    """Rewrite the README's copy of the table; True when it changed."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    start, end = text.index(README_BEGIN), text.index(README_END) + len(README_END)
+    new = text[:start] + readme_block() + text[end:]
+    if new != text:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(new)
+    return new != text
+
+
+def main(argv: list[str]) -> int:
+    if argv == ["--readme"]:
+        print("README.md updated" if update_readme() else "README.md already current")
+    else:
+        print(table())
+    return 0
+
+
 if __name__ == "__main__":
-    print(table())
+    import sys
+    sys.exit(main(sys.argv[1:]))

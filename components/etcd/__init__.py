@@ -16,6 +16,7 @@ from typing import Optional, Sequence
 import pulumi
 from pulumi_command import remote
 
+from config import versions
 from config.spec import EtcdSpec, Spec
 
 from ..node import Node
@@ -48,6 +49,7 @@ def install_script(etcd: EtcdSpec, bins: Sequence[str], extra: dict | None = Non
         "ETCD_TARBALL": etcd.tarball,
         "ETCD_SHA256": etcd.sha256 or "",
         "ETCD_BINS": " ".join(bins),
+        "ETCD_UPGRADE_FLOORS": versions.etcd_upgrade_floors(),
     })
 
 
@@ -313,7 +315,8 @@ class EtcdRestore(pulumi.ComponentResource):
         paused = [run(cp, "apiserver-stop", script("apiserver", ACTION="stop"), copies, undo="apiserver")
                   for cp in apiservers]
         stopped = [run(m, "stop", script("stop"), [*copies, *paused], undo="stop") for m in args.members]
-        restored = [run(m, "data", script("data", MEMBER_NAME=m.name, MEMBER_PEER_URL=topo.node(m.name).peer_url),
+        restored = [run(m, "data", script("data", MEMBER_NAME=m.name, MEMBER_PEER_URL=topo.node(m.name).peer_url,
+                                                 RESTORE_BUMP_REVISION=restore.bump_revision),
                         stopped, undo="data") for m in args.members]
         started = [run(m, "start", script("start"), restored) for m in args.members]
         gate = run(args.members[0], "health", step_script("health", values), started)

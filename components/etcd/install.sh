@@ -58,11 +58,10 @@ check_upgrade() {
   fi
   echo "upgrade check: cluster version $cluster -> $ETCD_VERSION allowed"
 }
-# The patch level each minor must reach before the next: 3.5.32 before 3.6
-# (the upstream upgrade_3_6 guide as of late 2026, quoted in k3s-io/k3s
-# discussion #14908; it said 3.5.26 before), 3.6.11 before 3.7 (etcd.io
-# docs/v3.7/upgrades/upgrade_3_7). hakube itself runs 3.4-3.6 today.
-declare -A ETCD_MIN_PATCH=([5]=32 [6]=11)
+# The patch level each minor must reach before the next ($ETCD_UPGRADE_FLOORS,
+# "5=32 6=11": config/versions.py ETCD_LINES, each with its source).
+declare -A ETCD_MIN_PATCH=()
+for floor in $ETCD_UPGRADE_FLOORS; do ETCD_MIN_PATCH[${floor%%=*}]=${floor#*=}; done
 check_upgrade
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -76,6 +75,8 @@ else
   fetch "$work/SHA256SUMS" "$sums" || { echo "download failed: $sums" >&2; exit 1; }
   expected=$(awk -v f="$ETCD_TARBALL" '$2 == f || $2 == "*" f || $2 == "./" f { print $1 }' "$work/SHA256SUMS")
   origin=$sums
+  echo "note: hakube pins no checksum for etcd $ETCD_VERSION; verifying against $sums, fetched from" \
+       "the same host as the tarball. Pin one with hakube:etcd.sha256 to trust nothing fetched at run time."
   [ -n "$expected" ] || { echo "$sums lists no checksum for $ETCD_TARBALL" >&2; exit 1; }
 fi
 actual=$(sha256sum "$work/$ETCD_TARBALL" | awk '{ print $1 }')

@@ -71,7 +71,7 @@ def lab_day2():
     the scenarios count restarts and PIDs."""
     yield from lab_fixture("day two lab", {
         # the smallest quota hakube allows, so NOSPACE is reachable; defragment from 1 MiB
-        "etcd": {"version": "3.4.23", "backup": {"enabled": False}, "quotaBackendBytes": 64 * 1024**2,
+        "etcd": {"version": "3.4.23", "allowEndOfLife": True, "backup": {"enabled": False}, "quotaBackendBytes": 64 * 1024**2,
                  "maintenance": {"defragMinBytes": 1024**2}},
         "nodes": {"controlPlane": {"count": 1}},
     })

@@ -119,7 +119,7 @@ BAD = [
      "hakube:kubernetes.serviceSubnet", "overlaps"),
     ("version not a version", ("kubernetes.version", "latest"), "hakube:kubernetes.version", "not a version"),
     ("version read as a number", ("kubernetes.version", 1.3), "hakube:kubernetes.version", "quote it"),
-    ("kubeadm API not rendered", ("kubernetes.version", "1.24.3"), "hakube:kubernetes.version", "1.29 to 1.36"),
+    ("kubeadm API not rendered", ("kubernetes.version", "1.24.3"), "hakube:kubernetes.version", "1.29 to 1.37"),
     ("control plane cpus", ("nodes.controlPlane.vcpu", 1), "hakube:nodes.controlPlane.vcpu", "kubeadm"),
     ("control plane memory", ("nodes.controlPlane.memoryMiB", 1024), "hakube:nodes.controlPlane.memoryMiB", "1700"),
     ("bad name prefix", ("nodes.controlPlane.namePrefix", "Master_"), "hakube:nodes.controlPlane.namePrefix", "hostname"),

@@ -35,7 +35,7 @@ def loopback_spec(version: str):
     """A one-member stack whose etcd lives on 127.0.0.201 (bindable on Linux)."""
     raw = raw_from_stack_file(ROOT / "Pulumi.minimal.yaml")
     raw["network"] = {"cidr": "127.0.0.0/24", "gateway": "127.0.0.254"}
-    raw["etcd"] = {"version": version}
+    raw["etcd"] = {"version": version, **({"allowEndOfLife": True} if version.startswith("3.4.") else {})}
     return load(raw, "render")
 
 

@@ -32,7 +32,8 @@ def spec_for(version: str, stack: str = "dev"):
 
 @pytest.mark.parametrize("version,api", [("1.29.10", "v1beta3"), ("1.30.6", "v1beta3"),
                                          ("1.31.2", "v1beta4"), ("1.34.2", "v1beta4"),
-                                         ("1.35.8", "v1beta4"), ("1.36.4", "v1beta4")])
+                                         ("1.35.8", "v1beta4"), ("1.36.4", "v1beta4"),
+                                         ("1.37.2", "v1beta4")])
 def test_init_config_uses_the_api_of_the_version(version, api):
     spec = spec_for(version)
     node = spec.topology.control_planes[0]

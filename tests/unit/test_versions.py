@@ -55,11 +55,44 @@ def test_a_release_without_a_row_falls_back_to_sha256sums_and_a_pin_wins():
 
 def test_a_kubernetes_minor_without_a_row_is_refused_listing_those_there_are():
     raw = raw_from_stack_file(ROOT / "Pulumi.dev.yaml")
-    raw["kubernetes"] = {"version": "1.37.0"}
+    raw["kubernetes"] = {"version": "1.38.0"}
     with pytest.raises(ConfigError) as err:
         load(raw, "dev")
     said = str(err.value)
-    assert "hakube:kubernetes.version: 1.37.0" in said and "1.36" in said and "config/versions.py" in said
+    assert "hakube:kubernetes.version: 1.38.0" in said and "1.37" in said and "config/versions.py" in said
+
+
+def test_kubernetes_1_37_renders_v1beta4_the_only_api_it_reads():
+    raw = raw_from_stack_file(ROOT / "Pulumi.dev.yaml")
+    raw["kubernetes"] = {"version": "1.37.2"}
+    assert load(raw, "dev").kubernetes.kubeadm_api == "v1beta4"
+    assert all(api == "v1beta4" for minor, (api, _, _) in versions.KUBERNETES.items() if minor >= 31)
+
+
+def test_etcd_3_7_is_accepted_and_checked_against_its_sums_file_with_a_warning():
+    raw = raw_from_stack_file(ROOT / "Pulumi.dev.yaml")
+    raw["etcd"] = {"version": "3.7.3"}
+    spec = load(raw, "dev")
+    assert spec.etcd.minor == 7 and spec.etcd.sha256 is None
+
+
+def test_etcd_3_4_only_with_an_explicit_end_of_life_acknowledgement():
+    raw = raw_from_stack_file(ROOT / "Pulumi.dev.yaml")
+    raw["etcd"] = {"version": "3.4.23"}
+    with pytest.raises(ConfigError) as err:
+        load(raw, "dev")
+    said = str(err.value)
+    assert "hakube:etcd.version: 3.4.23: etcd 3.4 is end of life" in said
+    assert "set 3.5.x (e.g. 3.5.33)" in said and "hakube:etcd.allowEndOfLife: true" in said
+    raw["etcd"] = {"version": "3.4.23", "allowEndOfLife": True}
+    assert load(raw, "dev").etcd.minor == 4
+    raw["etcd"] = {"version": "3.8.0"}
+    with pytest.raises(ConfigError, match=r"3\.8\.0: supported etcd releases are 3\.4\.x, 3\.5\.x, 3\.6\.x, 3\.7\.x"):
+        load(raw, "dev")
+
+
+def test_install_reads_the_upgrade_floors_from_the_table():
+    assert versions.etcd_upgrade_floors() == "5=32 6=11"
 
 
 def test_make_versions_prints_the_table():
@@ -67,3 +100,8 @@ def test_make_versions_prints_the_table():
     assert out.returncode == 0, out.stderr
     assert f"{DEFAULT_ETCD_VERSION}" in out.stdout and "(default)" in out.stdout
     assert f"(default {DEFAULT_KUBERNETES_VERSION})" in out.stdout and "calico" in out.stdout
+
+
+def test_the_readme_shows_the_table_as_it_is():
+    assert versions.readme_block() in (ROOT / "README.md").read_text(), \
+        "README.md's release table is stale: run python -m config.versions --readme"
