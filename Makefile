@@ -13,7 +13,7 @@ PASSPHRASE_FILE := $(CURDIR)/.pulumi-passphrase
 # stale one fails every step; hakube's steps authenticate with the stack's key.
 PULUMI_ENV := env -u SSH_AUTH_SOCK PULUMI_BACKEND_URL=file://$(STATE_DIR) PULUMI_CONFIG_PASSPHRASE_FILE=$(PASSPHRASE_FILE)
 
-.PHONY: versions up preview converge destroy outputs test test-fast lab lab-down deps state check-pulumi check-config clean
+.PHONY: versions up preview converge rebuild destroy outputs test test-fast lab lab-down deps state check-pulumi check-config clean
 
 $(VENV)/.deps: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,18 @@ converge: check-pulumi deps state
 	targets=$$($(PULUMI_ENV) pulumi stack output --stack $(STACK) --json convergeTargets | \
 	  $(PY) -c 'import json, sys; print(" ".join("--replace=" + u for u in json.load(sys.stdin)))')
 	$(PULUMI_ENV) pulumi up --stack $(STACK) $$targets
+
+# One node onto a new VM with the stack's disk, image, vCPU and memory keys
+# (which no plain `pulumi up` applies to an existing node; `pendingRebuilds`
+# lists the nodes that differ). An etcd member's new machine joins as a
+# learner, replacing its old entry, and is promoted; then rebuild the next.
+rebuild: check-pulumi deps state
+	@[ -n "$(NODE)" ] || { echo "usage: make rebuild STACK=$(STACK) NODE=<node>, one node per run"; exit 2; }
+	$(select_stack)
+	urn=$$($(PULUMI_ENV) pulumi stack output --stack $(STACK) --json rebuildTargets | \
+	  $(PY) -c 'import json, sys; t = json.load(sys.stdin); n = sys.argv[1]; \
+	    print(t[n]) if n in t else sys.exit(f"{n} is not a node of this stack: " + ", ".join(sorted(t)))' "$(NODE)")
+	HAKUBE_REBUILD=$(NODE) $(PULUMI_ENV) pulumi up --stack $(STACK) --replace="$$urn"
 
 destroy: check-pulumi deps state
 	$(PULUMI_ENV) pulumi destroy --stack $(STACK)

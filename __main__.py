@@ -3,6 +3,8 @@
 The only place that reads stack config and exports outputs: stack config ->
 typed spec (config/) -> the Cluster component (components/) -> outputs.
 """
+import os
+
 import pulumi
 
 from components.cluster import Cluster, ClusterArgs
@@ -28,7 +30,8 @@ def raw_config() -> dict:
 
 
 try:
-    spec = load(raw_config(), pulumi.get_stack(), NAMESPACE)
+    spec = load(raw_config(), pulumi.get_stack(), NAMESPACE,
+                rebuild=os.environ.get("HAKUBE_REBUILD") or None)      # `make rebuild NODE=...`
 except ConfigError as err:
     raise SystemExit(str(err)) from None
 
@@ -50,6 +53,8 @@ if cluster.etcd.latest_snapshot:
         "path": cluster.etcd.latest_snapshot, "onEachOf": [n.name for n in spec.topology.etcd],
         "calendar": spec.etcd.backup.calendar, "retention": spec.etcd.backup.retention})
 pulumi.export("convergeTargets", cluster.converge_targets)
+pulumi.export("rebuildTargets", cluster.rebuild_targets)
+pulumi.export("pendingRebuilds", cluster.pending_rebuilds)
 pulumi.export("sshUser", spec.ssh.user)
 pulumi.export("sshPrivateKey", cluster.ssh.private_key)
 pulumi.export("sshCommands", cluster.ssh_commands)

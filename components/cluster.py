@@ -82,6 +82,13 @@ class Cluster(pulumi.ComponentResource):
         converge = [*self.etcd.converge, *self.lb.converge, *self.control_plane.converge,
                     *(self.checks.converge if self.checks is not None else [])]
         self.converge_targets = pulumi.Output.all(*[r.urn for r in converge])
+        # `make rebuild NODE=...`: the root volume to replace (its domain is
+        # replaced with it, delete-before-replace), one node per run.
+        self.rebuild_targets = {n.name: self.nodes[n.name].root.urn for n in topo.nodes}
+        # Nodes whose VM differs from the stack's disk/image/vCPU/memory keys:
+        # those keys reach a node only when it is rebuilt.
+        self.pending_rebuilds = pulumi.Output.all(*[self.nodes[n.name].pending for n in topo.nodes]).apply(
+            _warn_pending)
         self.vip = str(spec.kubernetes.vip)
         self.node_ips = {n.name: str(n.ip) for n in topo.nodes}
         key_file = f"hakube-{spec.stack}.key"
@@ -107,3 +114,12 @@ class Cluster(pulumi.ComponentResource):
             parent=self, additional_secret_outputs=PRIVATE_OUTPUTS))
         return SshAccess(user=spec.ssh.user, private_key=pulumi.Output.secret(key.private_key_openssh),
                          public_key=key.public_key_openssh)
+
+
+def _warn_pending(lines: list) -> list:
+    pending = [line for line in lines if line]
+    if pending:
+        pulumi.log.warn("VM keys changed for nodes that keep their VM until rebuilt, one per run "
+                        "(`make rebuild STACK=<stack> NODE=<node>`; etcd members and load balancers): "
+                        + "; ".join(pending))
+    return pending

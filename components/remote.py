@@ -77,7 +77,7 @@ def sudo_bash(script: str) -> str:
     return "sudo -n bash -c " + shlex.quote(script)
 
 
-def step(resource_name: str, connection: remote.ConnectionArgs, create: pulumi.Input[str], *,
+def step(resource_name: str, on, create: pulumi.Input[str], *,
          parent: pulumi.Resource, after: Sequence[pulumi.Resource], update: pulumi.Input[str] | None = None,
          stdin: pulumi.Input[str] | None = None, secret: bool = False, secret_stdout: bool = False,
          triggers: Sequence[pulumi.Input] | None = None,
@@ -95,6 +95,15 @@ def step(resource_name: str, connection: remote.ConnectionArgs, create: pulumi.I
       stdout/stderr as SSH environment requests, which sshd refuses (a
       warning on every update) and which no hakube script reads.
     """
+    # `on`: a Node (its connection, and its machine id carried in the
+    # script's text: a node on a new disk runs the step again), or a bare
+    # connection (the node's own boot gates, which come before the id).
+    connection = getattr(on, "connection", on)
+    machine = getattr(on, "machine", None)
+    if machine is not None:
+        create = pulumi.Output.concat("# hakube machine: ", machine, "\n", create)
+        if update is not None:
+            update = pulumi.Output.concat("# hakube machine: ", machine, "\n", update)
     if triggers is not None and update is not None:
         raise ValueError(f"{resource_name}: a step with triggers is replaced when they change, which runs "
                          "its create, never its update; put what must re-run it in its script's text instead")

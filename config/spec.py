@@ -230,6 +230,11 @@ class Spec:
     etcd: EtcdSpec
     pki: PkiSpec
     topology: Topology = field(repr=False)
+    # `make rebuild NODE=...` (HAKUBE_REBUILD): the one node whose VM takes
+    # the configured disk, image, vCPUs and memory in this run. Every other
+    # node keeps the VM it has (ignore_changes), so no edit of those keys
+    # replaces a VM by itself.
+    rebuild: str | None = None
 
     @property
     def prefix(self) -> str:
@@ -249,7 +254,14 @@ def _nth_host(net: ipaddress.IPv4Network, n: int) -> ipaddress.IPv4Address:
     return net.network_address + n
 
 
-def load(raw: Mapping[str, Any], stack: str, project: str = NAMESPACE) -> Spec:
+# Roles `make rebuild` may rebuild today. A control plane or worker needs
+# drain, `kubectl delete node` and `kubeadm reset`/join around its new VM
+# (issue 15); until then their VM keys apply only to nodes created new.
+REBUILDABLE_ROLES = ("etcd", "loadBalancer")
+
+
+def load(raw: Mapping[str, Any], stack: str, project: str = NAMESPACE,
+         rebuild: str | None = None) -> Spec:
     """Parse the `hakube:*` config of one stack. `raw` maps keys without the
     namespace (`nodes`, `etcd`, ...) to their YAML/JSON values."""
     problems = Problems()
@@ -275,9 +287,20 @@ def load(raw: Mapping[str, Any], stack: str, project: str = NAMESPACE) -> Spec:
                               vip=kubernetes.vip, cidr=network.cidr, gateway=network.gateway,
                               domain=network.domain, problems=problems)
     _check_addresses(topology, network, kubernetes, problems)
+    if rebuild:
+        names = {n.name: n.role for n in topology.nodes}
+        if rebuild not in names:
+            problems.add("rebuild (HAKUBE_REBUILD)", f"{rebuild!r} is not a node of stack {stack}; its "
+                         "nodes are " + ", ".join(sorted(names)))
+        elif names[rebuild] not in REBUILDABLE_ROLES:
+            problems.add("rebuild (HAKUBE_REBUILD)", f"{rebuild} is a {names[rebuild]} node: hakube rebuilds "
+                         "etcd members and load balancers only (a Kubernetes node needs drain, delete and "
+                         "re-join around its new VM, not automated yet). Its VM keeps its shape; see "
+                         "README 'Changes that replace VMs'")
     problems.raise_if_any()
     return Spec(project=project, stack=stack, libvirt=libvirt, network=network, image=image,
-                ssh=ssh, roles=roles, kubernetes=kubernetes, etcd=etcd, pki=pki, topology=topology)
+                ssh=ssh, roles=roles, kubernetes=kubernetes, etcd=etcd, pki=pki, topology=topology,
+                rebuild=rebuild or None)
 
 
 def _libvirt(s: Section) -> LibvirtSpec:

@@ -67,6 +67,7 @@ class Step:
     old: Resource | None = None
     new: Registration | None = None
     reason: str = ""
+    ignored: dict = field(default_factory=dict)   # ignoreChanges: key -> the old value applied instead
     # what runs on the host (Commands): "create" | "update" | None, and its text
     action: str | None = None
     script: str | None = None
@@ -123,6 +124,17 @@ class Engine:
             self.registered.add(reg.urn)
             old = self.state.get(reg.urn)
             step = Step(urn=reg.urn, type=reg.type, name=reg.name, op="create", old=old, new=reg)
+            if old is not None and reg.options.get("ignore_changes"):
+                # processIgnoreChanges (step_generator.go): before the diff,
+                # each ignored property takes its old input value, so the
+                # provider sees no change there and the state keeps it.
+                for key in reg.options["ignore_changes"]:
+                    key = key.split(".", 1)[0].split("[", 1)[0]
+                    step.ignored[key] = copy.deepcopy(old.inputs.get(key, rules.ABSENT))
+                    if key in old.inputs:
+                        reg.inputs[key] = copy.deepcopy(old.inputs[key])
+                    else:
+                        reg.inputs.pop(key, None)
             if old is not None:
                 d = rules.diff(reg.type, old.inputs, reg.inputs, old.outputs, custom=reg.custom,
                                replace_on_changes=reg.options.get("replace_on_changes") or [],

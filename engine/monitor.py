@@ -16,6 +16,7 @@ from pulumi.runtime import mocks as pmocks
 from pulumi.runtime import rpc
 from pulumi.runtime.proto import resource_pb2
 
+from . import rules
 from .core import Engine, Registration, Resource, Step, plain
 
 SECRET_SIG = rpc._special_sig_key  # noqa: SLF001 - the wire marker of a secret value
@@ -49,7 +50,9 @@ def registration(urn: str, request, inputs: dict) -> Registration:
         property_dependencies={k: list(v.urns) for k, v in request.propertyDependencies.items()},
         parent=request.parent,
         options={"delete_before_replace": bool(request.deleteBeforeReplace),
-                 "replace_on_changes": list(request.replaceOnChanges)})
+                 "replace_on_changes": list(request.replaceOnChanges),
+                 "ignore_changes": list(request.ignoreChanges),
+                 "retain_on_delete": bool(request.retainOnDelete)})
 
 
 def drive(monitor: pmocks.MockMonitor, engine: Engine, executor: Executor, urn: str,
@@ -59,6 +62,11 @@ def drive(monitor: pmocks.MockMonitor, engine: Engine, executor: Executor, urn: 
     inputs = rpc.deserialize_properties(request.object)
     reg = registration(urn, request, inputs)
     step = engine.plan(reg)
+    for key, value in step.ignored.items():        # ignoreChanges: the old value is what is applied
+        if value is rules.ABSENT:
+            inputs.pop(key, None)
+        else:
+            inputs[key] = value
     if step.op == "same":
         res = engine.same(step)
         id_, outputs = res.id, res.outputs
@@ -89,7 +97,9 @@ def run_deletes(engine: Engine, executor: Executor, parallel: int = 8) -> list[R
     done: list[Resource] = []
     for batch in engine.deletes():
         def one(res: Resource) -> Resource:
-            if res.custom:
+            # retainOnDelete: the engine drops it from state without calling
+            # the provider's Delete (step_executor / DeleteStep.Apply).
+            if res.custom and not res.options.get("retain_on_delete"):
                 executor.delete(res)
             return res
         with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(batch)))) as pool:

@@ -54,6 +54,9 @@ LIBVIRT_REPLACE_KEYS = {
 TLS_TYPES = frozenset({PRIVATE_KEY, SELF_SIGNED, CERT_REQUEST, LOCALLY_SIGNED})
 
 
+ABSENT = object()          # an input the old state did not have
+
+
 @dataclass(frozen=True)
 class Diff:
     changed: tuple[str, ...]              # top-level input keys whose values differ

@@ -137,12 +137,17 @@ def _quiet_failed_steps(loop, context: dict) -> None:
 
 def run_program(stack: str, raw_config: Mapping[str, Any], mocks: pmocks.Mocks,
                 secrets: Mapping[str, str] | None = None, preview: bool = False,
-                parallel: int | None = None, engine: Engine | None = None, replace=()) -> Run:
+                parallel: int | None = None, engine: Engine | None = None, replace=(),
+                rebuild: str | None = None) -> Run:
     """Run __main__.py once, from a clean runtime, and collect everything it
     registered. With an `engine`, this is one `pulumi up` under the engine
     model: `mocks` executes what it plans, and after a program that finished
     without error the engine's deletes run (Run.deleted)."""
     settings.ROOT.set(None)
+    # `make rebuild NODE=...` hands the program its node in HAKUBE_REBUILD
+    os.environ.pop("HAKUBE_REBUILD", None)
+    if rebuild:
+        os.environ["HAKUBE_REBUILD"] = rebuild
     bag = config_bag(raw_config)
     secret_keys = []
     for key, value in (secrets or {}).items():
@@ -186,6 +191,7 @@ def run_program(stack: str, raw_config: Mapping[str, Any], mocks: pmocks.Mocks,
     finally:
         os.chdir(cwd)
         sys.path.remove(str(ROOT))
+        os.environ.pop("HAKUBE_REBUILD", None)
     deleted = engine_monitor.run_deletes(engine, mocks, parallel or 8) if engine is not None else []
     return Run(registrations=monitor.registrations, outputs=outputs, monitor=monitor,
                steps=list(engine.steps) if engine is not None else [], deleted=deleted)

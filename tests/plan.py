@@ -37,13 +37,15 @@ class Planner:
         self.engine = Engine(now=now)
         self.executor = EchoExecutor()
 
-    def up(self, change: Callable[[dict], None] | None = None, replace=()) -> Run:
-        """`pulumi up` (`replace`: URNs, as `pulumi up --replace`)."""
+    def up(self, change: Callable[[dict], None] | None = None, replace=(), rebuild: str | None = None) -> Run:
+        """`pulumi up` (`replace`: URNs, as `pulumi up --replace`; `rebuild`:
+        a node, as `make rebuild NODE=...`)."""
         if change is not None:
             raw = copy.deepcopy(self.raw)
             change(raw)
             self.raw = raw
-        return run_program(self.stack, self.raw, self.executor, engine=self.engine, replace=replace)
+        return run_program(self.stack, self.raw, self.executor, engine=self.engine, replace=replace,
+                           rebuild=rebuild)
 
 
 def _merge(base, value):

@@ -128,7 +128,7 @@ class EtcdCluster(pulumi.ComponentResource):
         for member in args.members:
             node = topo.node(member.name)
             certs = args.pki.members[member.name]
-            conn = member.connection
+            conn = member
             key = f"{name}-{member.name}"
 
             def step(step_name: str, script: str, *, after: Sequence[pulumi.Resource],
@@ -192,7 +192,7 @@ class EtcdCluster(pulumi.ComponentResource):
         for member in args.members:
             s, node = self.steps[member.name], topo.node(member.name)
             s.start = make_step(
-                f"{name}-{member.name}-start", member.connection, step_script("start", {
+                f"{name}-{member.name}-start", member, step_script("start", {
                     **base, "MEMBER_NAME": member.name, "MEMBER_PEER_URL": node.peer_url,
                     "MEMBER_CLIENT_URL": node.client_url, "FIRST_MEMBER": args.members[0].name,
                     "ETCD_CONFIG_FILE": payload.CONFIG_FILE}),
@@ -201,14 +201,14 @@ class EtcdCluster(pulumi.ComponentResource):
             previous_start = s.start
             self.converge.append(s.start)
             for job, (values, script) in jobs.items():
-                created = make_step(f"{name}-{member.name}-{job}", member.connection, step_script("job", values),
+                created = make_step(f"{name}-{member.name}-{job}", member, step_script("job", values),
                                     stdin=script, parent=self, after=[s.start])
                 self.converge.append(created)
                 if job == "backup":
                     self.backups[member.name] = created
 
         first = args.members[0]
-        self.health = make_step(f"{name}-health", first.connection, step_script("health", base),
+        self.health = make_step(f"{name}-health", first, step_script("health", base),
                                 parent=self, after=[s.start for s in self.steps.values()])
         self.converge.append(self.health)
 
@@ -223,7 +223,7 @@ class EtcdCluster(pulumi.ComponentResource):
             s = self.steps[member.name]
             restart = s.payload.apply(lambda d: step_script("restart", {
                 **gate, "ETCD_VERSION": etcd.version, "RESTART_PAYLOAD": d}))
-            s.restart = make_step(f"{name}-{member.name}-restart", member.connection, restart, update=restart,
+            s.restart = make_step(f"{name}-{member.name}-restart", member, restart, update=restart,
                                   parent=self, after=[previous, s.install, s.certs, s.config, s.unit, s.cluster])
             previous = s.restart
         self.last_restart = previous
@@ -245,7 +245,7 @@ class EtcdCluster(pulumi.ComponentResource):
         first = args.members[0]
         node = args.spec.topology.node(first.name)
         self.membership = make_step(
-            f"{name}-membership", first.connection,
+            f"{name}-membership", first,
             step_script("membership", {**base, "MEMBER_NAME": first.name, "MEMBER_PEER_URL": node.peer_url}),
             parent=self, after=[self.last_restart, *after])
         self.settled = [self.membership]
@@ -254,7 +254,7 @@ class EtcdCluster(pulumi.ComponentResource):
             if s.firewall is None or not args.spec.etcd.firewall:
                 continue
             self.settled.append(make_step(
-                f"{name}-{member.name}-firewall-refresh", member.connection,
+                f"{name}-{member.name}-firewall-refresh", member,
                 step_script("firewall", {"PKI_DIR": payload.PKI_DIR, "REFRESH": 1}),
                 stdin=payload.firewall_ruleset(args.spec.topology, args.spec.topology.node(member.name)),
                 parent=self, after=[self.membership]))
@@ -302,7 +302,7 @@ class EtcdRestore(pulumi.ComponentResource):
             # succeeded is not run again (a failed run resumes where it
             # failed; each script checks what it needs first). `undo`: the
             # part of abandon.sh its delete runs when the key is dropped.
-            return make_step(f"{name}-{sha[:8]}-{node.name}-{step}", node.connection, create,
+            return make_step(f"{name}-{sha[:8]}-{node.name}-{step}", node, create,
                              delete=script("abandon", PART=undo) if undo else None, parent=self, after=after)
 
         dirs = [run(m, "upload-dir", script("upload", UPLOAD_DIR=upload_dir, UPLOAD_USER=spec.ssh.user),

@@ -59,7 +59,7 @@ def command(parent: pulumi.Resource, name: str, node: Node, step: str, create: s
             secret_stdout: bool = False) -> remote.Command:
     """One step on one node. `secret`: its stdin or output carries secrets, so
     the provider logs nothing; `secret_stdout`: its stdout is a secret output."""
-    return make_step(f"{name}-{node.name}-{step}", node.connection, create, stdin=stdin, secret=secret,
+    return make_step(f"{name}-{node.name}-{step}", node, create, stdin=stdin, secret=secret,
                      secret_stdout=secret_stdout, parent=parent, after=after)
 
 
@@ -175,7 +175,7 @@ class ControlPlane(pulumi.ComponentResource):
             "ETCD_ENDPOINTS": servers, "RESTART_PAYLOAD": d, "ETCD_CERT": etcd_payload.KUBEADM_ETCD_CERT}))
         previous: pulumi.Resource = self.joined
         for node in args.nodes:
-            previous = make_step(f"{name}-{node.name}-apiserver-restart", node.connection, restart, update=restart,
+            previous = make_step(f"{name}-{node.name}-apiserver-restart", node, restart, update=restart,
                                  parent=self, after=[previous, certs_steps[node.name]])
         # kubeadm's own record of the ClusterConfiguration (kube-system/kubeadm-config),
         # which later joins and `kubeadm upgrade` read: the etcd endpoints follow.

@@ -45,7 +45,7 @@ class LoadBalancer(pulumi.ComponentResource):
         self.haproxy, self.keepalived = {}, {}
         for node in args.nodes:
             self.haproxy[node.name] = step(
-                f"{name}-{node.name}-haproxy", node.connection, steps.step_script(HERE / "haproxy.sh", values),
+                f"{name}-{node.name}-haproxy", node, steps.step_script(HERE / "haproxy.sh", values),
                 stdin=cfg, parent=self, after=[node.ready])
 
         if pair:
@@ -55,13 +55,13 @@ class LoadBalancer(pulumi.ComponentResource):
             for node in args.nodes:
                 n = spec.topology.node(node.name)
                 self.keepalived[node.name] = step(
-                    f"{name}-{node.name}-keepalived", node.connection,
+                    f"{name}-{node.name}-keepalived", node,
                     steps.step_script(HERE / "keepalived.sh", values),
                     stdin=auth.apply(lambda a, n=n: payload.keepalived_conf(spec, n, a)), secret=True,
                     parent=self, after=[self.haproxy[node.name]])
 
         first = args.nodes[0]
-        self.ready = step(f"{name}-vip", first.connection, steps.step_script(HERE / "vip.sh", values),
+        self.ready = step(f"{name}-vip", first, steps.step_script(HERE / "vip.sh", values),
                           parent=self, after=[*self.haproxy.values(), *self.keepalived.values()])
         # checks-and-repairs `make converge` runs again: HAProxy and keepalived
         # running with their config, the VIP answering

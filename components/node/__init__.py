@@ -61,6 +61,13 @@ class Node(pulumi.ComponentResource):
         ).apply(lambda v: cloudinit.user_data(spec, node, authorized_keys=[v[0].strip()],
                                               host_key_private=v[1], host_key_public=v[2])))
 
+        # A VM's shape (disk size, image, pool, vCPUs, memory) is fixed when
+        # it is created: libvirt replaces a volume or domain to change it,
+        # delete-before-replace for every node of a role at once (an etcd
+        # member's data with it). Edits reach a node only when it is rebuilt
+        # on its own (`make rebuild NODE=...`); `pendingRebuilds` says which.
+        rebuilding = spec.rebuild == node.name
+        self.rebuilding = rebuilding
         root = libvirt.Volume(
             f"{name}-root",
             name=f"{node.domain_name}.qcow2",
@@ -68,8 +75,10 @@ class Node(pulumi.ComponentResource):
             base_volume_id=args.image.volume_id,
             format="qcow2",
             size=node.disk_gib * GIB,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=None if rebuilding else [
+                "size", "base_volume_id", "pool", "format"]),
         )
+        self.root = root
         seed = libvirt.CloudInitDisk(
             f"{name}-cloudinit",
             name=f"{node.domain_name}-cloudinit.iso",
@@ -94,8 +103,15 @@ class Node(pulumi.ComponentResource):
             # qemu_agent stays off: with it the provider polls the guest agent for
             # addresses on create/refresh, and it is not installed until cloud-init
             # has run. Addresses are static and known anyway.
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=None if rebuilding else [
+                "vcpu", "memory"]),
         )
+        wanted = {"disk": node.disk_gib * GIB, "vcpu": node.vcpu, "memory": node.memory_mib}
+        # What this node's VM has (from state: ignored inputs keep their old
+        # values) against what the stack says, in words; empty when equal.
+        self.pending = pulumi.Output.all(root.size, root.base_volume_id, args.image.volume_id,
+                                         self.domain.vcpu, self.domain.memory).apply(
+            lambda v: _pending(node.name, wanted, *v))
 
         self.connection = args.ssh.connection(self.ip, self.host_public_key)
         # A re-created domain is a new machine: wait for it again (triggers).
@@ -107,4 +123,23 @@ class Node(pulumi.ComponentResource):
         self.ready = step(f"{name}-helpers", self.connection, steps.install_helpers(),
                           stdin=steps.helpers_bundle(), triggers=[self.domain.id], parent=self,
                           after=[self.booted])
+        # The machine's identity: an id kept on its root disk, printed by the
+        # helpers step. Every later step on this node carries it in its text,
+        # so a node on a new disk (a rebuild) runs all of them again, while a
+        # domain re-created on the same disk, or a helper edit, runs none.
+        self.machine = self.ready.stdout
         self.register_outputs({"ip": self.ip, "host_public_key": self.host_public_key})
+
+
+def _pending(name: str, wanted: dict, size, base, image, vcpu, memory) -> str:
+    gib = lambda b: f"{int(b) // GIB} GiB" if b is not None else "?"  # noqa: E731
+    out = []
+    if size is not None and int(size) != wanted["disk"]:
+        out.append(f"disk {gib(size)} -> {gib(wanted['disk'])}")
+    if base and image and base != image:
+        out.append("image -> the configured one")
+    if vcpu is not None and int(vcpu) != wanted["vcpu"]:
+        out.append(f"vcpu {vcpu} -> {wanted['vcpu']}")
+    if memory is not None and int(memory) != wanted["memory"]:
+        out.append(f"memory {memory} -> {wanted['memory']} MiB")
+    return f"{name}: " + ", ".join(out) if out else ""

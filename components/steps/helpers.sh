@@ -2,6 +2,8 @@
 # $LIB_DIR, where every step sources them. Each is checked by `bash -n` before
 # it replaces the one in use; unchanged files are left alone. Runs before any
 # other step of this node; needs nothing but bash and coreutils.
+# Its stdout is this machine's id alone (MACHINE_ID_FILE, made once per root
+# disk): every later step of the node carries it in its text.
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 awk -v dir="$work" '
@@ -22,4 +24,11 @@ for file in "$work"/*; do
     changed="$changed $name"
   fi
 done
-echo "helpers in $LIB_DIR:${changed:- unchanged}"
+echo "helpers in $LIB_DIR:${changed:- unchanged}" >&2
+id_file=/var/lib/hakube/machine-id
+if [ ! -s "$id_file" ]; then
+  install -d -m 0755 /var/lib/hakube
+  tr -d '-' </proc/sys/kernel/random/uuid >"$id_file.new"
+  mv -f "$id_file.new" "$id_file"
+fi
+cat "$id_file"

@@ -60,6 +60,7 @@ class EchoExecutor(EchoMocks):
     def __init__(self):
         super().__init__()
         self.creations: dict[str, int] = {}
+        self.by_name: dict[str, int] = {}
         self.deletes: list[str] = []
 
     def execute(self, step, inputs: dict):
@@ -70,6 +71,12 @@ class EchoExecutor(EchoMocks):
         n = self.creations[step.urn] = self.creations.get(step.urn, 0) + 1
         id_, outs = self.new_resource(MockResourceArgs(typ=step.type, name=step.name, inputs=inputs,
                                                        provider="", resource_id="", custom=True))
+        if step.name.endswith("-helpers"):
+            # helpers.sh prints the machine id kept on the node's root disk:
+            # a new one exactly when that disk (its Volume) was created anew
+            root = step.name.removesuffix("-helpers") + "-root"
+            outs["stdout"] = f"{root}-disk-{self.by_name.get(root, 0)}"
+        self.by_name[step.name] = self.by_name.get(step.name, 0) + 1
         if n > 1:
             for key in ("private_key_pem", "private_key_openssh", "public_key_openssh", "cert_pem"):
                 if key in outs:

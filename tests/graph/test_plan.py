@@ -151,3 +151,57 @@ def test_turning_the_firewall_off_takes_the_rules_away_on_every_member():
     assert {f"hakube-etcd-{m}-firewall-unit" for m in MEMBERS} <= deleted
     back = p.up(lambda raw: raw["etcd"].update(firewall=True))
     assert {f"hakube-etcd-{m}-firewall" for m in MEMBERS} <= set(runs_of(back, "etcd/firewall.sh"))
+
+
+# --- changes that replace VMs (issue 13) -------------------------------------------
+
+def _vm_keys(raw):
+    raw["nodes"]["etcd"] = {**raw["nodes"].get("etcd", {}), "diskGiB": 40, "vcpu": 4, "memoryMiB": 4096}
+    raw["nodes"]["controlPlane"] = {**raw["nodes"].get("controlPlane", {}), "memoryMiB": 8192}
+
+
+def test_vm_keys_reach_no_existing_vm_by_themselves_and_say_which_nodes_differ():
+    """diskGiB/vcpu/memory force a replace of a Volume or Domain, delete-before-
+    replace, for every node of the role at once: an edit alone replaces
+    nothing and runs nothing; `pendingRebuilds` names each node that differs."""
+    p = fresh()
+    p.up()
+    run = p.up(_vm_keys)
+    assert ops(run) == {} and run.ran() == [] and run.deleted == []
+    pending = run.outputs["pendingRebuilds"]
+    assert [line.split(":")[0] for line in pending] == [*MEMBERS, "master-01",
+                                                         "master-02", "master-03"]
+    assert pending[0] == "etcd-01: disk 20 GiB -> 40 GiB, vcpu 2 -> 4, memory 2048 -> 4096 MiB", pending[0]
+
+
+def test_a_rebuild_replaces_one_member_and_runs_only_its_steps_and_it_rejoins():
+    """`make rebuild NODE=etcd-02` (HAKUBE_REBUILD + `pulumi up --replace` of
+    its root volume): that volume and its domain are replaced, delete-before-
+    replace; the new machine runs every step of etcd-02 (its id is in their
+    text), start.sh among them (it joins as a learner, replacing its old
+    entry); no other node runs anything; the next plain up runs nothing."""
+    p = fresh()
+    targets = p.up().outputs["rebuildTargets"]
+    p.up(_vm_keys)
+    run = p.up(replace=[targets["etcd-02"]], rebuild="etcd-02")
+    vms = {n: op for n, op in ops(run).items() if n.endswith(("-root", "-domain", "-cloudinit"))}
+    assert vms == {"hakube-etcd-02-root": "replace", "hakube-etcd-02-domain": "create"}, vms
+    root = next(s for s in run.steps if s.name == "hakube-etcd-02-root")
+    # delete-before-replace: the domain on it is deleted first (a dependent
+    # replacement), then the volume, then both are created
+    assert root.delete_before_replace and sorted(r.name for r in root.delete_first) == [
+        "hakube-etcd-02-domain", "hakube-etcd-02-helpers", "hakube-etcd-02-ready"]
+    assert run.deleted == []
+    assert ran(run) and all("etcd-02-" in n for n, _, _ in ran(run)), [n for n, _, _ in ran(run)]
+    scripts = [s for _, _, s in ran(run)]
+    assert "etcd/start.sh" in scripts and "etcd/install.sh" in scripts and "steps/helpers.sh" in scripts
+    assert [line.split(":")[0] for line in run.outputs["pendingRebuilds"]][:2] == ["etcd-01", "etcd-03"]
+    assert p.up().ran() == []
+
+
+def test_a_rebuild_of_a_kubernetes_node_is_refused_by_name():
+    p = fresh()
+    p.up()
+    with pytest.raises(BaseException, match="master-02 is a controlPlane node: hakube rebuilds etcd members "
+                                            "and load balancers only"):
+        p.up(rebuild="master-02")

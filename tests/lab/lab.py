@@ -111,7 +111,7 @@ class Lab:
                  f"({len(self.mocks.steps)} steps)")
         return run
 
-    def apply(self, replace: tuple[str, ...] = ()) -> Run:
+    def apply(self, replace: tuple[str, ...] = (), rebuild: str | None = None) -> Run:
         """One `pulumi up` against the lab, under the engine model: only what
         the real engine would run runs. `replace`: resource names to replace
         (`pulumi up --replace URN`), as `make converge` does."""
@@ -120,7 +120,8 @@ class Lab:
         urns = [name if name.startswith("urn:") else self.urn(name) for name in replace]
         self.log(f"lab: run {self.mocks.run_no} of the program" + (f" (replacing {len(urns)})" if urns else ""))
         try:
-            run = run_program(STACK, self.raw, self.mocks, parallel=PARALLEL, engine=self.engine, replace=urns)
+            run = run_program(STACK, self.raw, self.mocks, parallel=PARALLEL, engine=self.engine, replace=urns,
+                              rebuild=rebuild)
         except Exception as err:
             # what `pulumi up` reports: the first step that failed, in the provider's words
             if self.mocks.failures and err is not self.mocks.failures[0]:

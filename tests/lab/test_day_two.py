@@ -79,13 +79,13 @@ class WriteLoop:
         return worst if start is None else 10 ** 9
 
 
-def apply_under_write_loop(lab, replace=()):
+def apply_under_write_loop(lab, replace=(), rebuild=None):
     """One program run while the write loop runs: (the loop, index of the
     run's first step, seconds the run took)."""
     since = len(lab.mocks.steps)
     t0 = time.monotonic()
     with WriteLoop(lab) as loop:
-        lab.apply(replace=replace)
+        lab.apply(replace=replace, rebuild=rebuild)
     return loop, since, time.monotonic() - t0
 
 
@@ -148,21 +148,34 @@ def test_upgrade_3_4_to_3_5_one_member_at_a_time_with_no_lost_write(lab_day2):
     assert json.loads(cluster)["etcdcluster"] == "3.5.0"
 
 
-def test_going_back_a_minor_version_is_refused(lab_day2):
-    lab = lab_day2
+def refused_upgrade(lab, version: str, settled: str = "3.5.1") -> list[str]:
+    """Set etcd.version, expect the run to fail at the members' install steps
+    with nothing changed (same processes, same versions); what each said."""
     nodes = ("etcd-01", "etcd-02", "etcd-03")
     before, since = pids(lab, nodes), len(lab.mocks.steps)
-    set_etcd(lab, version="3.4.23")
+    set_etcd(lab, version=version)
     try:
         with pytest.raises(Exception):
             lab.apply()
     finally:
-        set_etcd(lab, version="3.5.1")
+        set_etcd(lab, version=settled)
     refused = [s for s in failed_steps(lab, since, "-install") if "-etcd-0" in s.name]
-    assert refused and all("does not support going back a minor version" in " ".join(s.stderr.split())
-                           for s in refused), [s.stderr for s in refused]
+    assert refused, [s.name for s in lab.mocks.steps[since:]]
     assert pids(lab, nodes) == before
-    assert set(versions(lab).values()) == {"3.5.1"}
+    assert set(versions(lab).values()) == {settled}
+    return [" ".join(s.stderr.split()) for s in refused]
+
+
+def test_going_back_a_minor_version_is_refused(lab_day2):
+    said = refused_upgrade(lab_day2, "3.4.23")
+    assert all("does not support going back a minor version" in x for x in said), said
+
+
+def test_the_next_minor_needs_every_member_on_the_floor_patch_first(lab_day2):
+    """3.5 -> 3.6 needs every member on 3.5.32+ (config/versions.py ETCD_LINES):
+    the lab's members run 3.5.1, so 3.6.0 is refused before anything is fetched."""
+    said = refused_upgrade(lab_day2, "3.6.0")
+    assert all("requires every member on 3.5.32 or later first" in x and "runs 3.5.1" in x for x in said), said
 
 
 # --- membership ------------------------------------------------------------------
@@ -406,3 +419,40 @@ def test_a_nospace_alarm_is_surfaced_by_the_timer_and_by_converge_then_cleared(l
     TIMINGS["NOSPACE: remedy (delete, compact, 3 defrags, disarm)"] = time.monotonic() - t2
     lab.apply(replace=lab.outputs["convergeTargets"])
     ok(lab, "etcd-02", "sudo -n systemctl reset-failed hakube-etcd-maintenance.service")
+
+
+# --- changes that replace VMs (issue 13) -------------------------------------------
+
+def test_a_disk_change_replaces_nothing_until_each_member_is_rebuilt_alone(lab_day2):
+    """diskGiB for etcd: a plain run replaces no volume and runs nothing; then
+    `make rebuild NODE=etcd-02` under the write loop: etcd-02 gets a new disk
+    (a new machine id), its old member entry is replaced by a learner that
+    is promoted, no acknowledged write is lost, the other members keep their
+    processes; a plain run afterwards runs nothing."""
+    lab = lab_day2
+    lab.raw["nodes"] = {**lab.raw["nodes"], "etcd": {**lab.raw["nodes"].get("etcd", {}), "diskGiB": 30}}
+    since = len(lab.mocks.steps)
+    run = lab.apply()
+    assert lab.mocks.steps[since:] == [] and run.deleted == []
+    assert [line.split(":")[0] for line in run.outputs["pendingRebuilds"]] == list(ETCD3)
+    machine = ok(lab, "etcd-02", "cat /var/lib/hakube/machine-id").strip()
+    old_ids = {m["name"]: m["ID"] for m in members(lab)}
+    others = pids(lab, ("etcd-01", "etcd-03"))
+    loop, since, seconds = apply_under_write_loop(lab, replace=[lab.outputs["rebuildTargets"]["etcd-02"]],
+                                                  rebuild="etcd-02")
+    acked, failed, lost = loop.verdict()
+    TIMINGS[f"rebuild etcd-02 on a new disk: program run ({acked} writes acked, {failed} failed, "
+            f"{len(lost)} lost)"] = seconds
+    TIMINGS["rebuild: longest write outage"] = loop.longest_outage_ms() / 1000
+    assert acked > 20 and not lost, lost[:20]
+    ran_on = {s.name for s in lab.mocks.steps[since:]}
+    assert ran_on and all("etcd-02" in n for n in ran_on), sorted(ran_on)
+    assert ok(lab, "etcd-02", "cat /var/lib/hakube/machine-id").strip() != machine
+    now = {m["name"]: m for m in members(lab)}
+    assert sorted(now) == list(ETCD3) and not any(m.get("isLearner") for m in now.values())
+    assert now["etcd-02"]["ID"] != old_ids["etcd-02"] and now["etcd-01"]["ID"] == old_ids["etcd-01"]
+    assert pids(lab, ("etcd-01", "etcd-03")) == others
+    assert [line.split(":")[0] for line in lab.outputs["pendingRebuilds"]] == ["etcd-01", "etcd-03"]
+    since = len(lab.mocks.steps)
+    lab.apply()
+    assert lab.mocks.steps[since:] == []
