@@ -40,7 +40,7 @@ state: $(PASSPHRASE_FILE)
 # The releases hakube knows (config/versions.py): pinned etcd checksums,
 # Kubernetes minors with their kubeadm API, CNI defaults, each with its source.
 versions: deps
-	$(PY) -c 'import sys; from config.versions import main; sys.exit(main(sys.argv[1:]))' 
+	$(PY) -c 'import sys; from config.versions import main; sys.exit(main(sys.argv[1:]))'
 
 check-config: deps
 	$(PY) -c "from config import load_stack_file; s = load_stack_file('.', '$(STACK)'); \

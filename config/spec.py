@@ -465,11 +465,6 @@ def _kubernetes(s: Section, network: NetworkSpec, stack: str) -> KubernetesSpec:
                           package_repo=repo.rstrip("/"), cluster_name=f"hakube-{stack}")
 
 
-def _newest_pinned(minor: int) -> str:
-    pinned = [v for v in versions.ETCD_SHA256 if v.startswith(f"3.{minor}.")]
-    return max(pinned, key=lambda v: int(v.split(".")[2])) if pinned else f"3.{minor}.x"
-
-
 def _etcd(s: Section, stack: str) -> EtcdSpec:
     version = s.string("version", DEFAULT_ETCD_VERSION)
     allow_eol = s.boolean("allowEndOfLife", False)
@@ -483,7 +478,7 @@ def _etcd(s: Section, stack: str) -> EtcdSpec:
         elif minor in END_OF_LIFE_ETCD_MINORS and allow_eol is not True:
             s.problems.add(s.key("version"), f"{version}: etcd 3.{minor} is end of life. A cluster that "
                            f"runs it is upgraded in place, one member at a time: set 3.{minor + 1}.x "
-                           f"(e.g. {_newest_pinned(minor + 1)}). To keep running 3.{minor} until then, "
+                           f"(e.g. {versions.newest_pinned(minor + 1) or f'3.{minor + 1}.x'}). To keep running 3.{minor} until then, "
                            "set hakube:etcd.allowEndOfLife: true")
     except (ValueError, TypeError) as exc:
         s.problems.add(s.key("version"), f"{version!r} is not a version ({exc})")

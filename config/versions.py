@@ -124,9 +124,15 @@ CNI = {   # plugin -> (default version, source)
 }
 
 
+def newest_pinned(minor: int | None = None) -> str | None:
+    """The newest etcd release with pinned checksums (of one 3.minor line)."""
+    rows = [v for v in ETCD_SHA256 if minor is None or v.startswith(f"3.{minor}.")]
+    return max(rows, key=lambda v: tuple(int(p) for p in v.split("."))) if rows else None
+
+
 def etcd_default() -> str:
     """The newest etcd release with pinned checksums."""
-    return max(ETCD_SHA256, key=lambda v: tuple(int(p) for p in v.split(".")))
+    return newest_pinned()
 
 
 def etcd_upgrade_floors() -> str:

@@ -51,8 +51,7 @@ def registration(urn: str, request, inputs: dict) -> Registration:
         parent=request.parent,
         options={"delete_before_replace": bool(request.deleteBeforeReplace),
                  "replace_on_changes": list(request.replaceOnChanges),
-                 "ignore_changes": list(request.ignoreChanges),
-                 "retain_on_delete": bool(request.retainOnDelete)})
+                 "ignore_changes": list(request.ignoreChanges)})
 
 
 def drive(monitor: pmocks.MockMonitor, engine: Engine, executor: Executor, urn: str,
@@ -97,9 +96,7 @@ def run_deletes(engine: Engine, executor: Executor, parallel: int = 8) -> list[R
     done: list[Resource] = []
     for batch in engine.deletes():
         def one(res: Resource) -> Resource:
-            # retainOnDelete: the engine drops it from state without calling
-            # the provider's Delete (step_executor / DeleteStep.Apply).
-            if res.custom and not res.options.get("retain_on_delete"):
+            if res.custom:
                 executor.delete(res)
             return res
         with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(batch)))) as pool:

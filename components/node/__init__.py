@@ -67,7 +67,6 @@ class Node(pulumi.ComponentResource):
         # member's data with it). Edits reach a node only when it is rebuilt
         # on its own (`make rebuild NODE=...`); `pendingRebuilds` says which.
         rebuilding = spec.rebuild == node.name
-        self.rebuilding = rebuilding
         root = libvirt.Volume(
             f"{name}-root",
             name=f"{node.domain_name}.qcow2",

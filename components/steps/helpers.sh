@@ -2,8 +2,8 @@
 # $LIB_DIR, where every step sources them. Each is checked by `bash -n` before
 # it replaces the one in use; unchanged files are left alone. Runs before any
 # other step of this node; needs nothing but bash and coreutils.
-# Its stdout is this machine's id alone (MACHINE_ID_FILE, made once per root
-# disk): every later step of the node carries it in its text.
+# Its stdout is this machine's id alone (/var/lib/hakube/machine-id, made once
+# per root disk): every later step of the node carries it in its text.
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 awk -v dir="$work" '

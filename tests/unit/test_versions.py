@@ -15,6 +15,20 @@ from tests.conftest import ROOT
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
+def dev(**sections):
+    """The dev stack's spec with these config sections in place of its own."""
+    raw = raw_from_stack_file(ROOT / "Pulumi.dev.yaml")
+    raw.update(sections)
+    return load(raw, "dev")
+
+
+def refusal(**sections) -> str:
+    """What config validation says of the dev stack with these sections."""
+    with pytest.raises(ConfigError) as err:
+        dev(**sections)
+    return str(err.value)
+
+
 def test_the_default_etcd_has_pinned_checksums_for_every_arch():
     assert DEFAULT_ETCD_VERSION in versions.ETCD_SHA256
     for arch in versions.ETCD_ARCHES:
@@ -40,55 +54,36 @@ def test_shipped_stacks_install_a_pinned_etcd_and_a_known_kubernetes(stack):
 
 
 def test_an_arm64_stack_gets_the_arm64_checksum():
-    raw = raw_from_stack_file(ROOT / "Pulumi.dev.yaml")
-    raw["etcd"] = {"arch": "arm64"}
-    assert load(raw, "dev").etcd.sha256 == versions.ETCD_SHA256[DEFAULT_ETCD_VERSION][1]
+    assert dev(etcd={"arch": "arm64"}).etcd.sha256 == versions.ETCD_SHA256[DEFAULT_ETCD_VERSION][1]
 
 
 def test_a_release_without_a_row_falls_back_to_sha256sums_and_a_pin_wins():
-    raw = raw_from_stack_file(ROOT / "Pulumi.dev.yaml")
-    raw["etcd"] = {"version": "3.5.1"}
-    assert load(raw, "dev").etcd.sha256 is None
-    raw["etcd"] = {"version": DEFAULT_ETCD_VERSION, "sha256": "a" * 64}
-    assert load(raw, "dev").etcd.sha256 == "a" * 64
+    assert dev(etcd={"version": "3.5.1"}).etcd.sha256 is None
+    assert dev(etcd={"version": DEFAULT_ETCD_VERSION, "sha256": "a" * 64}).etcd.sha256 == "a" * 64
 
 
 def test_a_kubernetes_minor_without_a_row_is_refused_listing_those_there_are():
-    raw = raw_from_stack_file(ROOT / "Pulumi.dev.yaml")
-    raw["kubernetes"] = {"version": "1.38.0"}
-    with pytest.raises(ConfigError) as err:
-        load(raw, "dev")
-    said = str(err.value)
+    said = refusal(kubernetes={"version": "1.38.0"})
     assert "hakube:kubernetes.version: 1.38.0" in said and "1.37" in said and "config/versions.py" in said
 
 
 def test_kubernetes_1_37_renders_v1beta4_the_only_api_it_reads():
-    raw = raw_from_stack_file(ROOT / "Pulumi.dev.yaml")
-    raw["kubernetes"] = {"version": "1.37.2"}
-    assert load(raw, "dev").kubernetes.kubeadm_api == "v1beta4"
+    assert dev(kubernetes={"version": "1.37.2"}).kubernetes.kubeadm_api == "v1beta4"
     assert all(api == "v1beta4" for minor, (api, _, _) in versions.KUBERNETES.items() if minor >= 31)
 
 
 def test_etcd_3_7_is_accepted_and_checked_against_its_sums_file_with_a_warning():
-    raw = raw_from_stack_file(ROOT / "Pulumi.dev.yaml")
-    raw["etcd"] = {"version": "3.7.3"}
-    spec = load(raw, "dev")
+    spec = dev(etcd={"version": "3.7.3"})
     assert spec.etcd.minor == 7 and spec.etcd.sha256 is None
 
 
 def test_etcd_3_4_only_with_an_explicit_end_of_life_acknowledgement():
-    raw = raw_from_stack_file(ROOT / "Pulumi.dev.yaml")
-    raw["etcd"] = {"version": "3.4.23"}
-    with pytest.raises(ConfigError) as err:
-        load(raw, "dev")
-    said = str(err.value)
+    said = refusal(etcd={"version": "3.4.23"})
     assert "hakube:etcd.version: 3.4.23: etcd 3.4 is end of life" in said
     assert "set 3.5.x (e.g. 3.5.33)" in said and "hakube:etcd.allowEndOfLife: true" in said
-    raw["etcd"] = {"version": "3.4.23", "allowEndOfLife": True}
-    assert load(raw, "dev").etcd.minor == 4
-    raw["etcd"] = {"version": "3.8.0"}
-    with pytest.raises(ConfigError, match=r"3\.8\.0: supported etcd releases are 3\.4\.x, 3\.5\.x, 3\.6\.x, 3\.7\.x"):
-        load(raw, "dev")
+    assert dev(etcd={"version": "3.4.23", "allowEndOfLife": True}).etcd.minor == 4
+    assert re.search(r"3\.8\.0: supported etcd releases are 3\.4\.x, 3\.5\.x, 3\.6\.x, 3\.7\.x",
+                     refusal(etcd={"version": "3.8.0"}))
 
 
 def test_install_reads_the_upgrade_floors_from_the_table():
