@@ -13,7 +13,7 @@ PASSPHRASE_FILE := $(CURDIR)/.pulumi-passphrase
 # stale one fails every step; hakube's steps authenticate with the stack's key.
 PULUMI_ENV := env -u SSH_AUTH_SOCK PULUMI_BACKEND_URL=file://$(STATE_DIR) PULUMI_CONFIG_PASSPHRASE_FILE=$(PASSPHRASE_FILE)
 
-.PHONY: versions up preview converge rebuild destroy outputs test test-fast lab lab-down deps state check-pulumi check-config clean
+.PHONY: versions up preview review converge rebuild destroy outputs test test-fast lab lab-down deps state check-pulumi check-config clean
 
 $(VENV)/.deps: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,15 @@ preview: check-pulumi deps state check-config
 	$(select_stack)
 	$(PULUMI_ENV) pulumi preview --diff --stack $(STACK)
 
+# What `pulumi up` of STACK would do for the change between BASE (default:
+# the merge base with main) and the working tree, per node, from this
+# checkout alone (no state, passphrase, libvirt or Pulumi CLI): the engine
+# model the lab runs on. FORMAT=markdown|json, SCRIPTS=1 for script diffs,
+# PREVIEW=<file of `pulumi preview --json`> to review the real plan instead.
+review: deps
+	$(PY) -m review --stack $(STACK) $(if $(BASE),--base $(BASE)) $(if $(FORMAT),--format $(FORMAT)) \
+	  $(if $(SCRIPTS),--scripts) $(if $(PREVIEW),--preview-json $(PREVIEW))
+
 # Drift repair: `pulumi up` replacing the stack's convergeTargets (the steps
 # that check and repair: etcd members started or re-joined, firewalls, timers,
 # the cluster gate, HAProxy/keepalived, the VIP, the etcd preflights, the
@@ -80,8 +89,17 @@ rebuild: check-pulumi deps state
 	    print(t[n]) if n in t else sys.exit(f"{n} is not a node of this stack: " + ", ".join(sorted(t)))' "$(NODE)")
 	HAKUBE_REBUILD=$(NODE) $(PULUMI_ENV) pulumi up --stack $(STACK) --replace="$$urn"
 
+# `pulumi destroy`, then the stack's image volumes, which Pulumi keeps
+# (retainOnDelete: a node's disk is an overlay on its image's volume).
 destroy: check-pulumi deps state
+	images=$$($(PULUMI_ENV) pulumi stack output --stack $(STACK) --json imageVolumes 2>/dev/null || echo '{}')
 	$(PULUMI_ENV) pulumi destroy --stack $(STACK)
+	read -r uri pool prefix < <($(PY) -c 'import json, sys; d = json.loads(sys.argv[1] or "{}"); \
+	  print(d.get("uri", "-"), d.get("pool", "-"), d.get("prefix", "-"))' "$$images")
+	[ "$$prefix" != "-" ] || exit 0
+	for vol in $$(virsh -c "$$uri" vol-list --pool "$$pool" --name | grep "^$$prefix" || true); do
+	  virsh -c "$$uri" vol-delete --pool "$$pool" "$$vol"
+	done
 
 # Writes the SSH key and pinned host keys next to the Makefile, for the sshCommands output.
 outputs: check-pulumi state

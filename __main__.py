@@ -40,7 +40,17 @@ if spec.ssh.public_key and ssh_private_key is None:
     raise SystemExit(f"{NAMESPACE}:ssh.publicKey is set but the secret {NAMESPACE}:sshPrivateKey "
                      "is not: pulumi config set --secret hakube:sshPrivateKey < ~/.ssh/id_ed25519")
 
-cluster = Cluster("hakube", ClusterArgs(spec=spec, ssh_private_key=ssh_private_key))
+# A key rotation: the key the running nodes accept until hakube has
+# authorized the new pair (README, "Rotating the admin SSH key").
+ssh_previous_key = pulumi.Config(NAMESPACE).get_secret("sshPreviousPrivateKey")
+if ssh_previous_key is not None and not spec.ssh.public_key:
+    raise SystemExit(f"{NAMESPACE}:sshPreviousPrivateKey is set but {NAMESPACE}:ssh.publicKey is not: a rotation "
+                     f"moves the nodes to your own key pair ({NAMESPACE}:ssh.publicKey and the secret "
+                     f"{NAMESPACE}:sshPrivateKey); the generated key is the previous one "
+                     "(pulumi stack output --show-secrets sshPrivateKey)")
+
+cluster = Cluster("hakube", ClusterArgs(spec=spec, ssh_private_key=ssh_private_key,
+                                        ssh_previous_private_key=ssh_previous_key))
 
 pulumi.export("vip", cluster.vip)
 pulumi.export("apiServerEndpoint", f"https://{spec.kubernetes.endpoint}")
@@ -55,6 +65,10 @@ if cluster.etcd.latest_snapshot:
 pulumi.export("convergeTargets", cluster.converge_targets)
 pulumi.export("rebuildTargets", cluster.rebuild_targets)
 pulumi.export("pendingRebuilds", cluster.pending_rebuilds)
+# Image volumes are kept by `pulumi destroy` (nodes' disks are overlays on
+# them); `make destroy` removes the ones named here afterwards.
+pulumi.export("imageVolumes", {"uri": spec.libvirt.uri, "pool": spec.libvirt.pool,
+                               "prefix": spec.image.volume_prefix})
 pulumi.export("sshUser", spec.ssh.user)
 pulumi.export("sshPrivateKey", cluster.ssh.private_key)
 pulumi.export("sshCommands", cluster.ssh_commands)

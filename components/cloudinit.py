@@ -2,6 +2,12 @@
 
 Pure functions of the spec and a few generated values, dumped with
 `yaml.safe_dump`, so they are validated by the real `cloud-init schema`.
+
+cloud-init reads them once, when a VM first boots, so they hold only what a
+new machine needs to be reached (its name, address, admin key, host key,
+packages) and nothing that changes with the rest of the stack: the other
+nodes' names (/etc/hosts), the VIP and the admin key of a rotation reach
+running nodes by steps (node/hosts, loadbalancer/keepalived, node/ssh-key).
 """
 from __future__ import annotations
 
@@ -14,13 +20,14 @@ from config.topology import NodeSpec
 
 COMMON_PACKAGES = ("ca-certificates", "curl", "nftables", "tar", "qemu-guest-agent")
 ROLE_PACKAGES = {
-    "loadBalancer": ("haproxy",),
+    # keepalived holds the VIP for one load balancer as for two, so going
+    # from one to two (or back) never has it on two hosts (loadbalancer/).
+    "loadBalancer": ("haproxy", "keepalived"),
     "etcd": (),
     "controlPlane": ("apt-transport-https", "gpg", "conntrack", "socat"),
     "workers": ("apt-transport-https", "gpg", "conntrack", "socat"),
 }
-LB_PAIR_PACKAGES = ("keepalived",)
-ALL_PACKAGES = sorted(set(COMMON_PACKAGES + LB_PAIR_PACKAGES).union(*ROLE_PACKAGES.values()))
+ALL_PACKAGES = sorted(set(COMMON_PACKAGES).union(*ROLE_PACKAGES.values()))
 
 SSHD_HARDENING = """\
 # hakube: key-only logins for the admin user; no root, no passwords.
@@ -36,16 +43,25 @@ LoginGraceTime 30
 """
 
 
-def packages(spec: Spec, node: NodeSpec) -> list[str]:
-    extra = LB_PAIR_PACKAGES if node.role == "loadBalancer" and spec.roles["loadBalancer"].count > 1 else ()
-    return sorted(set(COMMON_PACKAGES + ROLE_PACKAGES[node.role] + extra))
+def packages(node: NodeSpec) -> list[str]:
+    return sorted(set(COMMON_PACKAGES + ROLE_PACKAGES[node.role]))
+
+
+HOSTS_HEAD = ["127.0.0.1 localhost", "::1 localhost ip6-localhost ip6-loopback"]
 
 
 def hosts_file(spec: Spec) -> str:
-    lines = ["127.0.0.1 localhost", "::1 localhost ip6-localhost ip6-loopback",
-             "# hakube: every node of the stack, so members can be addressed by name"]
+    """/etc/hosts of every node, written by its hosts step."""
+    lines = HOSTS_HEAD + ["# hakube: every node of the stack, so members can be addressed by name"]
     lines += [f"{ip} {fqdn} {name}" for ip, fqdn, name in spec.topology.hosts_entries()]
     return "\n".join(lines) + "\n"
+
+
+def own_hosts_file(node: NodeSpec) -> str:
+    """/etc/hosts of a new machine until its hosts step runs: its own name
+    only (sudo resolves it on every call; unresolved, each call waits for
+    DNS), nothing that changes with the rest of the stack."""
+    return "\n".join(HOSTS_HEAD + [f"{node.ip} {node.fqdn} {node.name}"]) + "\n"
 
 
 def user_data(spec: Spec, node: NodeSpec, *, authorized_keys: Sequence[str],
@@ -54,7 +70,8 @@ def user_data(spec: Spec, node: NodeSpec, *, authorized_keys: Sequence[str],
         "hostname": node.name,
         "fqdn": node.fqdn,
         "prefer_fqdn_over_hostname": False,
-        # /etc/hosts is ours (below): cloud-init would rewrite it on every boot.
+        # /etc/hosts is written by the node's hosts step (it names every node
+        # of the stack, which changes): cloud-init would rewrite it on every boot.
         "manage_etc_hosts": False,
         # C.UTF-8 is built into glibc: cloud-init's default (en_US.UTF-8) needs
         # a generated locale that minimal images lack, and fails the boot there.
@@ -75,25 +92,20 @@ def user_data(spec: Spec, node: NodeSpec, *, authorized_keys: Sequence[str],
         "ssh_genkeytypes": ["ed25519"],   # already supplied: nothing is generated
         "ssh_keys": {"ed25519_private": host_key_private, "ed25519_public": host_key_public},
         "package_update": spec.image.package_update,
-        "packages": packages(spec, node),
+        "packages": packages(node),
         "write_files": [
             {"path": "/etc/ssh/sshd_config.d/10-hakube.conf", "permissions": "0644",
              "owner": "root:root", "content": SSHD_HARDENING},
             {"path": "/etc/hosts", "permissions": "0644", "owner": "root:root",
-             "content": hosts_file(spec)},
+             "content": own_hosts_file(node)},
         ],
     }
     return "#cloud-config\n" + yaml.safe_dump(doc, sort_keys=False, width=4096)
 
 
 def addresses(spec: Spec, node: NodeSpec) -> list[str]:
-    prefix = spec.network.cidr.prefixlen
-    addrs = [f"{node.ip}/{prefix}"]
-    # A single load balancer carries the VIP as a second static address; a pair
-    # leaves it to keepalived, which moves it between them.
-    if node.role == "loadBalancer" and spec.roles["loadBalancer"].count == 1:
-        addrs.append(f"{spec.kubernetes.vip}/{prefix}")
-    return addrs
+    """The node's own address; never the VIP, which keepalived places."""
+    return [f"{node.ip}/{spec.network.cidr.prefixlen}"]
 
 
 def network_config(spec: Spec, node: NodeSpec) -> str:

@@ -2,6 +2,7 @@
 of one stack, and exposes what the stack exports."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
@@ -17,6 +18,7 @@ from .kubernetes import (Checks, ChecksArgs, ControlPlane, ControlPlaneArgs, Wor
 from .loadbalancer import LoadBalancer, LoadBalancerArgs
 from .network import BaseImage, BaseImageArgs, Network, NetworkArgs
 from .node import Node, NodeArgs
+from . import sshkeys
 from .pki import PRIVATE_OUTPUTS, Pki, PkiArgs
 from .remote import SshAccess
 
@@ -27,6 +29,9 @@ class ClusterArgs:
     # The admin's own key (secret config hakube:sshPrivateKey), when
     # hakube:ssh.publicKey is set; otherwise hakube generates one.
     ssh_private_key: Optional[pulumi.Input[str]] = None
+    # During a rotation (secret config hakube:sshPreviousPrivateKey): the key
+    # the running nodes accept until each node's ssh-key step has run.
+    ssh_previous_private_key: Optional[pulumi.Input[str]] = None
 
 
 class Cluster(pulumi.ComponentResource):
@@ -39,7 +44,7 @@ class Cluster(pulumi.ComponentResource):
         provider = libvirt.Provider(f"{name}-libvirt", uri=spec.libvirt.uri, opts=child)
         on_libvirt = pulumi.ResourceOptions(parent=self, providers={"libvirt": provider})
 
-        self.ssh = self._ssh_access(name, spec, args.ssh_private_key)
+        self.ssh = self._ssh_access(name, spec, args.ssh_private_key, args.ssh_previous_private_key)
         network = Network(f"{name}-network", NetworkArgs(
             spec.network, hosts=tuple((n.fqdn, str(n.ip)) for n in topo.nodes)), opts=on_libvirt)
         image = BaseImage(f"{name}-image", BaseImageArgs(spec.image, spec.libvirt), opts=on_libvirt)
@@ -106,10 +111,20 @@ class Cluster(pulumi.ComponentResource):
             "ssh_commands": self.ssh_commands, "known_hosts": self.known_hosts,
         })
 
-    def _ssh_access(self, name: str, spec: Spec, private_key: Optional[pulumi.Input[str]]) -> SshAccess:
+    def _ssh_access(self, name: str, spec: Spec, private_key: Optional[pulumi.Input[str]],
+                    previous: Optional[pulumi.Input[str]]) -> SshAccess:
         if spec.ssh.public_key:
-            return SshAccess(user=spec.ssh.user, private_key=pulumi.Output.secret(private_key),
-                             public_key=pulumi.Output.from_input(spec.ssh.public_key))
+            public = spec.ssh.public_key
+            # Checked before anything uses either half: a mismatch fails the
+            # run before a VM gets the key or a step dials with it.
+            checked = pulumi.Output.secret(private_key).apply(lambda k: sshkeys.checked_pair(k, public))
+            access = SshAccess(user=spec.ssh.user, private_key=checked,
+                               public_key=pulumi.Output.unsecret(checked.apply(lambda _: public)))
+            if previous is None:
+                return access
+            prev = pulumi.Output.secret(previous).apply(lambda k: sshkeys.checked_previous(k, public))
+            return dataclasses.replace(access, previous_private_key=prev, previous_public_key=pulumi.Output.unsecret(
+                prev.apply(lambda k: sshkeys.public_line(k, "hakube:sshPreviousPrivateKey"))))
         key = tls.PrivateKey(f"{name}-ssh", algorithm="ED25519", opts=pulumi.ResourceOptions(
             parent=self, additional_secret_outputs=PRIVATE_OUTPUTS))
         return SshAccess(user=spec.ssh.user, private_key=pulumi.Output.secret(key.private_key_openssh),

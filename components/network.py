@@ -62,18 +62,26 @@ class BaseImageArgs:
 
 
 class BaseImage(pulumi.ComponentResource):
-    """The cloud image every node's root volume is cloned from (copy-on-write)."""
+    """The cloud image every node's root volume is cloned from (copy-on-write).
+
+    One volume per image, named by a digest of its source: a new image is a
+    new volume next to the old one, never a replacement of it. Root volumes
+    are overlays whose backing file is their image's volume, so an image
+    volume is never deleted by Pulumi (retainOnDelete): when the stack moves
+    to another image the old one stays under the nodes not yet rebuilt onto
+    the new one, and `make destroy` removes every image volume of the stack
+    after `pulumi destroy` (README, "Changes that replace VMs")."""
     volume_id: pulumi.Output
 
     def __init__(self, name: str, args: BaseImageArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("hakube:network:BaseImage", name, None, opts)
         vol = libvirt.Volume(
-            f"{name}-volume",
+            f"{name}-volume-{args.spec.digest}",
             name=args.spec.volume_name,
             pool=args.libvirt.pool,
             source=args.spec.source,
             format=args.spec.format,
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
         )
         self.volume_id = vol.id
         self.register_outputs({"volume_id": self.volume_id})

@@ -47,7 +47,7 @@ DEFAULT_CIPHERS = (
 )
 CNI_DEFAULT_VERSIONS = {plugin: row[0] for plugin, row in versions.CNI.items()}
 
-SECRET_KEYS = ("sshPrivateKey",)
+SECRET_KEYS = ("sshPrivateKey", "sshPreviousPrivateKey")
 
 
 @dataclass(frozen=True)
@@ -98,8 +98,10 @@ class NetworkSpec:
 class ImageSpec:
     source: str                     # URL or absolute path on the libvirt host
     format: str
-    volume_name: str
+    volume_name: str                # one volume per image: hakube-dev-base-<digest>.qcow2
     package_update: bool            # apt-get update on first boot
+    digest: str = ""                # of source and format: names the image's volume and resource
+    volume_prefix: str = ""         # every image volume of the stack starts with it
 
 
 @dataclass(frozen=True)
@@ -367,8 +369,11 @@ def _image(root: Section, stack: str, project: str) -> ImageSpec:
     if path and not path.startswith("/"):
         s.problems.add(s.key("path"), f"{path!r} must be an absolute path on the libvirt host")
     s.finish()
-    return ImageSpec(source=path or url or DEFAULT_IMAGE_URL, format=fmt,
-                     volume_name=f"{project}-{stack}-base.{fmt}", package_update=package_update)
+    source = path or url or DEFAULT_IMAGE_URL
+    digest = hashlib.sha256(f"{source}\0{fmt}".encode()).hexdigest()[:10]
+    prefix = f"{project}-{stack}-base"      # also the name before image volumes had a digest
+    return ImageSpec(source=source, format=fmt, volume_name=f"{prefix}-{digest}.{fmt}",
+                     package_update=package_update, digest=digest, volume_prefix=prefix)
 
 
 def _ssh(s: Section) -> SshSpec:

@@ -36,7 +36,7 @@ class Resource:
     dependencies: list[str]
     property_dependencies: dict[str, list[str]]
     parent: str = ""
-    options: dict = field(default_factory=dict)    # delete_before_replace, replace_on_changes
+    options: dict = field(default_factory=dict)    # delete_before_replace, replace_on_changes, retain_on_delete
 
 
 @dataclass
@@ -77,6 +77,14 @@ class Step:
         return self.script is not None and self.script.strip() not in ("", "true", ":")
 
 
+def provider_deletes(res: Resource) -> bool:
+    """Whether deleting `res` calls its provider: not for a component, and
+    not with retainOnDelete (pulumi/pulumi deploy/step.go, DeleteStep.Apply:
+    the provider's Delete is skipped when the old state has RetainOnDelete;
+    the resource only leaves the state, on a delete, a replace and a destroy)."""
+    return res.custom and not res.options.get("retain_on_delete")
+
+
 class NotRun(RuntimeError):
     """A step the engine does not start: an earlier step of this run failed
     (the step executor stops launching new steps, step_executor.go)."""
@@ -111,6 +119,7 @@ class Engine:
         """A new run. `replace`: URNs to replace whatever their diff
         (`pulumi up --replace URN`: isTargetedReplace in step_generator.go)."""
         self.replace_targets = set(replace)
+        self.run_id = getattr(self, "run_id", 0) + 1
         self.registered: set[str] = set()
         self.steps: list[Step] = []
         self.failed_steps: list[tuple[Step, str]] = []

@@ -17,7 +17,7 @@ from pulumi.runtime import rpc
 from pulumi.runtime.proto import resource_pb2
 
 from . import rules
-from .core import Engine, Registration, Resource, Step, plain
+from .core import Engine, Registration, Resource, Step, plain, provider_deletes
 
 SECRET_SIG = rpc._special_sig_key  # noqa: SLF001 - the wire marker of a secret value
 SECRET_VALUE = rpc._special_secret_sig  # noqa: SLF001
@@ -51,7 +51,8 @@ def registration(urn: str, request, inputs: dict) -> Registration:
         parent=request.parent,
         options={"delete_before_replace": bool(request.deleteBeforeReplace),
                  "replace_on_changes": list(request.replaceOnChanges),
-                 "ignore_changes": list(request.ignoreChanges)})
+                 "ignore_changes": list(request.ignoreChanges),
+                 "retain_on_delete": bool(request.retainOnDelete)})
 
 
 def drive(monitor: pmocks.MockMonitor, engine: Engine, executor: Executor, urn: str,
@@ -74,8 +75,9 @@ def drive(monitor: pmocks.MockMonitor, engine: Engine, executor: Executor, urn: 
         engine.succeeded(step, id_, outputs)
     else:
         for victim in reversed(step.delete_first):       # DBR: dependents first, in reverse order
-            executor.delete(victim)
-        if step.delete_before_replace and step.old is not None:
+            if provider_deletes(victim):
+                executor.delete(victim)
+        if step.delete_before_replace and step.old is not None and provider_deletes(step.old):
             executor.delete(step.old)
         try:
             id_, outputs = executor.execute(step, dict(inputs))
@@ -96,7 +98,7 @@ def run_deletes(engine: Engine, executor: Executor, parallel: int = 8) -> list[R
     done: list[Resource] = []
     for batch in engine.deletes():
         def one(res: Resource) -> Resource:
-            if res.custom:
+            if provider_deletes(res):
                 executor.delete(res)
             return res
         with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(batch)))) as pool:

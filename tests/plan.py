@@ -36,6 +36,7 @@ class Planner:
             self.raw[key] = _merge(self.raw.get(key), value)
         self.engine = Engine(now=now)
         self.executor = EchoExecutor()
+        self.secrets: dict[str, str] = {}          # secret config (hakube:sshPrivateKey ...)
 
     def up(self, change: Callable[[dict], None] | None = None, replace=(), rebuild: str | None = None) -> Run:
         """`pulumi up` (`replace`: URNs, as `pulumi up --replace`; `rebuild`:
@@ -44,8 +45,8 @@ class Planner:
             raw = copy.deepcopy(self.raw)
             change(raw)
             self.raw = raw
-        return run_program(self.stack, self.raw, self.executor, engine=self.engine, replace=replace,
-                           rebuild=rebuild)
+        return run_program(self.stack, self.raw, self.executor, secrets=self.secrets, engine=self.engine,
+                           replace=replace, rebuild=rebuild)
 
 
 def _merge(base, value):

@@ -94,3 +94,13 @@ class MiniCA:
                           issuer_name=self.name, signing_key=self.key, allowed_uses=uses,
                           hours=24, dns_names=dns, ip_addresses=ips)
         return cert, key_pem(key)
+
+
+def ssh_key_pair() -> tuple[str, str]:
+    """A new ed25519 key: (OpenSSH private key, `ssh-ed25519 AAAA...` line)."""
+    key = ed25519.Ed25519PrivateKey.generate()
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                serialization.NoEncryption()).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                           serialization.PublicFormat.OpenSSH).decode()
+    return private, public

@@ -1,6 +1,12 @@
 """The API front door: HAProxy on every load balancer, routing VIP:6443 to the
-control planes' apiservers (checked with `GET /readyz`), and with two load
-balancers a keepalived pair that floats the VIP between them.
+control planes' apiservers (checked with `GET /readyz`), and keepalived,
+which holds the VIP: on the one load balancer, or floating between two.
+
+One mechanism for both counts (rather than a static address for one): going
+from one load balancer to two or back is a keepalived config change and a
+VM added or removed, never a hand-over between a static address and VRRP
+(which would put the VIP on two hosts while the removed one waits for its
+delete, the last thing a `pulumi up` does).
 """
 from __future__ import annotations
 
@@ -38,8 +44,7 @@ class LoadBalancer(pulumi.ComponentResource):
         super().__init__("hakube:loadbalancer:LoadBalancer", name, None, opts)
         spec = args.spec
         k8s = spec.kubernetes
-        pair = len(args.nodes) > 1
-        values = {"API_PORT": k8s.api_port, "VIP": k8s.vip, "NONLOCAL_BIND": int(pair)}
+        values = {"API_PORT": k8s.api_port, "VIP": k8s.vip}
         cfg = payload.haproxy_cfg(spec)
 
         self.haproxy, self.keepalived = {}, {}
@@ -48,17 +53,31 @@ class LoadBalancer(pulumi.ComponentResource):
                 f"{name}-{node.name}-haproxy", node, steps.step_script(HERE / "haproxy.sh", values),
                 stdin=cfg, parent=self, after=[node.ready])
 
-        if pair:
-            secret_key = tls.PrivateKey(f"{name}-vrrp", algorithm="ED25519", opts=pulumi.ResourceOptions(
-                parent=self, additional_secret_outputs=PRIVATE_OUTPUTS))
-            auth = pulumi.Output.secret(secret_key.private_key_pem.apply(payload.auth_pass))
-            for node in args.nodes:
-                n = spec.topology.node(node.name)
-                self.keepalived[node.name] = step(
-                    f"{name}-{node.name}-keepalived", node,
-                    steps.step_script(HERE / "keepalived.sh", values),
-                    stdin=auth.apply(lambda a, n=n: payload.keepalived_conf(spec, n, a)), secret=True,
-                    parent=self, after=[self.haproxy[node.name]])
+        secret_key = tls.PrivateKey(f"{name}-vrrp", algorithm="ED25519", opts=pulumi.ResourceOptions(
+            parent=self, additional_secret_outputs=PRIVATE_OUTPUTS))
+        auth = pulumi.Output.secret(secret_key.private_key_pem.apply(payload.auth_pass))
+        previous: list = []
+        self.leave = {}
+        for node in args.nodes:
+            n = spec.topology.node(node.name)
+            # One at a time, the preferred one first: a joining load balancer
+            # starts as backup under a master it already hears.
+            self.keepalived[node.name] = step(
+                f"{name}-{node.name}-keepalived", node,
+                steps.step_script(HERE / "keepalived.sh", values),
+                stdin=auth.apply(lambda a, n=n: payload.keepalived_conf(spec, n, a)), secret=True,
+                parent=self, after=[self.haproxy[node.name], *previous])
+            previous = [self.keepalived[node.name]]
+            # A load balancer that leaves the stack stops keepalived before
+            # its VM goes (a backup leaves quietly; a master hands the VIP
+            # over at once rather than after ~3 s of silence). A step of its
+            # own that does nothing else and is never replaced: the delete of
+            # a replaced step runs too (after its replacement's create), and
+            # the keepalived step is replaced by `make converge`.
+            self.leave[node.name] = step(
+                f"{name}-{node.name}-keepalived-leave", node.connection, "true",
+                delete=steps.step_script(HERE / "keepalived-stop.sh", {}),
+                parent=self, after=[self.keepalived[node.name]])
 
         first = args.nodes[0]
         self.ready = step(f"{name}-vip", first, steps.step_script(HERE / "vip.sh", values),

@@ -4,13 +4,12 @@
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 checked_stdin "$work/haproxy.cfg" haproxy -c -f
-if [ "$NONLOCAL_BIND" = 1 ]; then
-  # A pair: the backup binds the VIP before keepalived gives it the address.
-  echo "net.ipv4.ip_nonlocal_bind = 1" >"$work/sysctl.conf"
-  put_file "$work/sysctl.conf" /etc/sysctl.d/90-hakube-lb.conf 0644 root:root
-  sysctl -q -w net.ipv4.ip_nonlocal_bind=1
-  CHANGED=0   # a sysctl change alone is no reason to reload haproxy
-fi
+# HAProxy binds the VIP before keepalived gives this host the address (on a
+# backup, and on any load balancer until its keepalived is master).
+echo "net.ipv4.ip_nonlocal_bind = 1" >"$work/sysctl.conf"
+put_file "$work/sysctl.conf" /etc/sysctl.d/90-hakube-lb.conf 0644 root:root
+sysctl -q -w net.ipv4.ip_nonlocal_bind=1
+CHANGED=0   # a sysctl change alone is no reason to reload haproxy
 install -d -m 0755 /run/haproxy
 put_file "$work/haproxy.cfg" /etc/haproxy/haproxy.cfg 0644 root:root
 ensure_running haproxy

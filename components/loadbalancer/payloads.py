@@ -79,15 +79,29 @@ def vrrp_router_id(spec: Spec) -> int:
     return int(hashlib.sha256(f"{spec.project}/{spec.stack}".encode()).hexdigest(), 16) % 255 + 1
 
 
-def keepalived_conf(spec: Spec, node: NodeSpec, auth_pass: str) -> str:
-    """VRRP over unicast between the two load balancers; the track script
-    checks the local HAProxy, not the apiservers (HAProxy already routes
-    around a dead apiserver; moving the VIP would not help)."""
+def vrrp_peers(spec: Spec, node: NodeSpec) -> list[str]:
+    """Where a load balancer sends its VRRP adverts: the other one of a pair;
+    for a single one, the address after its own, where a second one is
+    placed (`nodes.loadBalancer` addresses are consecutive unless `ips`
+    says otherwise). So a second load balancer that joins starts as backup
+    under a master it hears, and one that leaves (its VM goes only after
+    the survivor's config changed) never stops hearing it: the VIP is on
+    one host at every moment of a 1 <-> 2 change."""
     lbs = spec.topology.load_balancers
-    peers = [n for n in lbs if n.name != node.name]
+    if len(lbs) > 1:
+        return [str(n.ip) for n in lbs if n.name != node.name]
+    return [str(node.ip + 1)]
+
+
+def keepalived_conf(spec: Spec, node: NodeSpec, auth_pass: str) -> str:
+    """VRRP over unicast (one load balancer or two: keepalived holds the VIP
+    either way); the track script checks the local HAProxy, not the
+    apiservers (HAProxy already routes around a dead apiserver; moving the
+    VIP would not help)."""
+    lbs = spec.topology.load_balancers
     priority = 150 - lbs.index(node)          # the first LB is preferred
     prefix = spec.network.cidr.prefixlen
-    peer_lines = "\n".join(f"        {p.ip}" for p in peers)
+    peer_lines = "\n".join(f"        {ip}" for ip in vrrp_peers(spec, node))
     return f"""\
 # Managed by hakube: changes are overwritten by `pulumi up`.
 global_defs {{

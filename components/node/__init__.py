@@ -1,5 +1,7 @@
 """One VM: a root volume cloned from the base image, a cloud-init disk, the
-libvirt domain, and a readiness gate that waits for cloud-init over SSH.
+libvirt domain, and the node's first steps over SSH: a readiness gate that
+waits for cloud-init, the admin key, hakube's helpers (and the machine id),
+and /etc/hosts.
 
 The node's SSH host key is generated here and pinned in `connection`, which
 every later step on this node uses.
@@ -41,7 +43,8 @@ class Node(pulumi.ComponentResource):
     ip: str
     connection: remote.ConnectionArgs
     booted: remote.Command          # the cloud-init gate
-    ready: remote.Command           # booted, and hakube's helpers installed: what steps wait for
+    admin_key: remote.Command       # the admin's authorized key, as the stack says
+    ready: remote.Command           # booted, helpers installed, /etc/hosts written: what steps wait for
     host_public_key: pulumi.Output
     domain: libvirt.Domain
 
@@ -49,17 +52,18 @@ class Node(pulumi.ComponentResource):
         super().__init__("hakube:node:Node", name, None, opts)
         spec, node = args.spec, args.node
         self.name, self.ip, self.role = node.name, str(node.ip), node.role
-        child = pulumi.ResourceOptions(parent=self)
 
         host_key = tls.PrivateKey(f"{name}-hostkey", algorithm="ED25519", opts=pulumi.ResourceOptions(
             parent=self, additional_secret_outputs=PRIVATE_OUTPUTS))
         # tls gives "ssh-ed25519 AAAA...\n"; host_key wants the bare key line.
         self.host_public_key = host_key.public_key_openssh.apply(str.strip)
 
+        # A new machine accepts the stack's admin key and, during a key
+        # rotation, the previous one too (the one running nodes accept).
         user_data = pulumi.Output.secret(pulumi.Output.all(
-            args.ssh.public_key, host_key.private_key_openssh, self.host_public_key,
-        ).apply(lambda v: cloudinit.user_data(spec, node, authorized_keys=[v[0].strip()],
-                                              host_key_private=v[1], host_key_public=v[2])))
+            host_key.private_key_openssh, self.host_public_key, *args.ssh.authorized_keys(),
+        ).apply(lambda v: cloudinit.user_data(spec, node, authorized_keys=[k.strip() for k in v[2:]],
+                                              host_key_private=v[0], host_key_public=v[1])))
 
         # A VM's shape (disk size, image, pool, vCPUs, memory) is fixed when
         # it is created: libvirt replaces a volume or domain to change it,
@@ -78,6 +82,11 @@ class Node(pulumi.ComponentResource):
                 "size", "base_volume_id", "pool", "format"]),
         )
         self.root = root
+        # cloud-init reads its disk once, at a machine's first boot: a new
+        # payload would replace the disk of every node (delete-before-replace)
+        # and be swapped into running VMs that never read it. It reaches a
+        # node when the node is rebuilt; what running nodes must learn
+        # (names, the VIP, a new admin key) they learn from steps.
         seed = libvirt.CloudInitDisk(
             f"{name}-cloudinit",
             name=f"{node.domain_name}-cloudinit.iso",
@@ -85,7 +94,8 @@ class Node(pulumi.ComponentResource):
             user_data=user_data,
             network_config=cloudinit.network_config(spec, node),
             meta_data=cloudinit.meta_data(node),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=None if rebuilding else [
+                "user_data", "network_config", "meta_data", "pool"]),
         )
         self.domain = libvirt.Domain(
             f"{name}-domain",
@@ -113,20 +123,34 @@ class Node(pulumi.ComponentResource):
             lambda v: _pending(node.name, wanted, *v))
 
         self.connection = args.ssh.connection(self.ip, self.host_public_key)
+        # The key the node accepts now: the previous one while a rotation
+        # runs (hakube:sshPreviousPrivateKey), else the stack's own.
+        access = args.ssh.connection(self.ip, self.host_public_key, previous=True)
         # A re-created domain is a new machine: wait for it again (triggers).
-        self.booted = step(f"{name}-ready", self.connection, render(HERE / "ready.sh"),
+        self.booted = step(f"{name}-ready", access, render(HERE / "ready.sh"),
                            triggers=[self.domain.id], parent=self, after=[self.domain])
+        # The admin's authorized_keys: exactly the stack's key, written over
+        # the access connection; every later step connects with that key. A
+        # rotation updates this step first (its text names the new key).
+        self.admin_key = step(f"{name}-ssh-key", access, args.ssh.public_key.apply(
+            lambda k: render(HERE / "ssh-key.sh", {"KEY": k.strip()})),
+            triggers=[self.domain.id], parent=self, after=[self.booted])
         # hakube's shell helpers, which every later step on this node sources.
         # Their text is this step's stdin: editing a helper updates this step
         # only. A new machine gets them again (triggers: the domain).
-        self.ready = step(f"{name}-helpers", self.connection, steps.install_helpers(),
-                          stdin=steps.helpers_bundle(), triggers=[self.domain.id], parent=self,
-                          after=[self.booted])
+        helpers = step(f"{name}-helpers", self.connection, steps.install_helpers(),
+                       stdin=steps.helpers_bundle(), triggers=[self.domain.id], parent=self,
+                       after=[self.admin_key])
         # The machine's identity: an id kept on its root disk, printed by the
         # helpers step. Every later step on this node carries it in its text,
         # so a node on a new disk (a rebuild) runs all of them again, while a
         # domain re-created on the same disk, or a helper edit, runs none.
-        self.machine = self.ready.stdout
+        self.machine = helpers.stdout
+        # Every node of the stack by name: a node-set change updates this
+        # step on each node (and touches nothing else of the running ones).
+        self.ready = step(f"{name}-hosts", self, steps.step_script("file", {
+            "DEST": "/etc/hosts", "MODE": "0644", "OWNER": "root:root"}),
+            stdin=cloudinit.hosts_file(spec), parent=self, after=[helpers])
         self.register_outputs({"ip": self.ip, "host_public_key": self.host_public_key})
 
 

@@ -16,7 +16,8 @@ STACKS = {
     "cka": (1, 3, 2, 0, False),
     "minimal": (1, 1, 1, 0, True),
 }
-LB_STEPS = ("haproxy",)                     # per load balancer (+ keepalived in a pair)
+LB_STEPS = ("haproxy", "keepalived", "keepalived-leave")   # per load balancer
+NODE_STEPS = ("ready", "ssh-key", "helpers", "hosts")   # per node, before any other
 CP_STEPS = ("kernel", "containerd", "kube-packages", "etcdctl", "etcd-certs", "etcd-preflight")
 JOIN_STEPS = ("join-credentials", "kubeadm-join")
 FIRST_CP_STEPS = ("kubeadm-config", "kubeadm-init", "cni", "kubeconfig")
@@ -47,13 +48,13 @@ def test_expected_count_of_each_resource_type(stack_run):
     assert counts["libvirt:index/cloudInitDisk:CloudInitDisk"] == nodes
     assert counts["libvirt:index/domain:Domain"] == nodes
     assert counts["hakube:node:Node"] == nodes
-    # SSH key + 2 CAs + per node a host key + per member server/peer + 2 client certs
-    assert counts["tls:index/privateKey:PrivateKey"] == 1 + 2 + nodes + 2 * etcd + 2
+    # SSH key + 2 CAs + per node a host key + per member server/peer + 2 client certs + VRRP
+    assert counts["tls:index/privateKey:PrivateKey"] == 1 + 2 + nodes + 2 * etcd + 2 + 1
     assert counts["tls:index/locallySignedCert:LocallySignedCert"] == 2 * etcd + 2
     kubernetes = len(CP_STEPS) * cp + 3 * wk + (
         len(FIRST_CP_STEPS) + len(JOIN_STEPS) * (cp - 1 + wk) + len(CHECK_STEPS) + cp   # + apiserver restarts
         + 1 if bootstrap else 1)                                    # + kubeadm-config upload
-    assert counts[CMD] == (2 * nodes + len(ETCD_STEPS) * etcd + 2   # ready gates + helpers, etcd, health, membership
+    assert counts[CMD] == (len(NODE_STEPS) * nodes + len(ETCD_STEPS) * etcd + 2   # node steps, etcd, health, membership
                            + len(LB_STEPS) * lb + 1                 # haproxy, VIP gate
                            + kubernetes)
 

@@ -5,6 +5,7 @@ import pytest
 
 from components import steps
 from tests.plan import Planner, ops, ran
+from tests.realtls import ssh_key_pair
 
 MEMBERS = ("etcd-01", "etcd-02", "etcd-03")
 MASTERS = ("master-01", "master-02", "master-03")
@@ -125,7 +126,7 @@ def test_converge_runs_the_checks_and_repairs_again_and_nothing_else():
     scripts = ran(run)
     assert {s for _, _, s in scripts} == {
         "etcd/firewall.sh", "etcd/start.sh", "etcd/job.sh", "etcd/health.sh", "loadbalancer/haproxy.sh",
-        "loadbalancer/vip.sh", "kubernetes/preflight.sh", "kubernetes/nodes-ready.sh", "kubernetes/verify.sh",
+        "loadbalancer/keepalived.sh", "loadbalancer/vip.sh", "kubernetes/preflight.sh", "kubernetes/nodes-ready.sh", "kubernetes/verify.sh",
         "kubernetes/registry.sh"}
     assert all(action == "create" for _, action, _ in scripts)
     starts = [n for n, _, s in scripts if s == "etcd/start.sh"]
@@ -133,6 +134,9 @@ def test_converge_runs_the_checks_and_repairs_again_and_nothing_else():
     order = [n for n, _, _ in scripts]
     assert order.index("hakube-etcd-etcd-03-start") < order.index("hakube-etcd-health")
     assert run.deleted and all(r.name in {s.name for s in run.steps if s.op == "replace"} for r in run.deleted)
+    # the replaced steps' old copies are deleted: none of them has a delete
+    # script that would undo what its replacement just did
+    assert p.executor.deletes and not [r.name for r in run.deleted if r.inputs.get("delete")]
     assert p.up().ran() == []
 
 
@@ -190,7 +194,7 @@ def test_a_rebuild_replaces_one_member_and_runs_only_its_steps_and_it_rejoins():
     # delete-before-replace: the domain on it is deleted first (a dependent
     # replacement), then the volume, then both are created
     assert root.delete_before_replace and sorted(r.name for r in root.delete_first) == [
-        "hakube-etcd-02-domain", "hakube-etcd-02-helpers", "hakube-etcd-02-ready"]
+        "hakube-etcd-02-domain", "hakube-etcd-02-helpers", "hakube-etcd-02-ready", "hakube-etcd-02-ssh-key"]
     assert run.deleted == []
     assert ran(run) and all("etcd-02-" in n for n, _, _ in ran(run)), [n for n, _, _ in ran(run)]
     scripts = [s for _, _, s in ran(run)]
@@ -205,3 +209,113 @@ def test_a_rebuild_of_a_kubernetes_node_is_refused_by_name():
     with pytest.raises(BaseException, match="master-02 is a controlPlane node: hakube rebuilds etcd members "
                                             "and load balancers only"):
         p.up(rebuild="master-02")
+
+
+NODES = ("lb-01", *MEMBERS, *MASTERS)
+
+
+def test_growing_the_stack_rewrites_no_cloud_init_disk_and_names_reach_every_node_by_a_step():
+    """etcd 3 -> 5: a running node's cloud-init disk is the same (cloud-init
+    would never read a new one); each running node's hosts step is updated
+    with the five members' names, and that is all the lb runs."""
+    p = fresh()
+    run = p.up(lambda raw: raw["nodes"]["etcd"].update(count=5))
+    o = ops(run)
+    for node in NODES:
+        assert f"hakube-{node}-cloudinit" not in o and f"hakube-{node}-domain" not in o, node
+        assert o[f"hakube-{node}-hosts"] == "update", node
+    hosts = next(s for s in run.steps if s.name == "hakube-master-01-hosts")
+    assert "192.168.144.205 etcd-05." in hosts.new.inputs["stdin"]
+    assert [n for n, _, _ in ran(run) if "lb-01" in n] == ["hakube-lb-01-hosts"]
+    assert {o[f"hakube-etcd-0{i}-cloudinit"] for i in (4, 5)} == {"create"}
+
+
+def test_one_to_two_load_balancers_adds_a_backup_and_changes_nothing_on_the_first():
+    """lb-01 already sends its VRRP adverts to lb-02's address: going to two
+    leaves its keepalived (and HAProxy) alone; lb-02's keepalived starts
+    after lb-01's is in place, so it starts as backup under a master."""
+    p = fresh()
+    run = p.up(lambda raw: raw["nodes"]["loadBalancer"].update(count=2))
+    o = ops(run)
+    assert "hakube-lb-lb-01-keepalived" not in o and "hakube-lb-lb-01-haproxy" not in o
+    assert o["hakube-lb-lb-02-keepalived"] == "create" and o["hakube-lb-02-domain"] == "create"
+    assert run.depends("hakube-lb-lb-02-keepalived", "hakube-lb-lb-01-keepalived")
+    assert [n for n, _, _ in ran(run) if "lb-01" in n] == ["hakube-lb-01-hosts"]
+
+
+def test_two_to_one_stops_the_leaving_keepalived_before_its_vm_goes():
+    p = Planner("dev", {"nodes": {"loadBalancer": {"count": 2}}})
+    p.up()
+    run = p.up(lambda raw: raw["nodes"]["loadBalancer"].update(count=1))
+    assert "hakube-lb-lb-01-keepalived" not in ops(run)
+    order = [r.name for r in run.deleted]
+    assert order.index("hakube-lb-lb-02-keepalived-leave") < order.index("hakube-lb-02-domain")
+    stop = next(r for r in run.deleted if r.name == "hakube-lb-lb-02-keepalived-leave")
+    assert "# hakube step: loadbalancer/keepalived-stop.sh" in stop.inputs["delete"]
+    assert "hakube-lb-lb-02-keepalived-leave" in p.executor.deletes
+
+
+def test_an_image_change_replaces_no_volume_and_the_old_image_is_kept_under_the_nodes():
+    """A new image is a new volume beside the old one; the old one leaves the
+    state without being deleted (retainOnDelete: the root volumes are its
+    overlays); no root volume, domain or step changes; every node is
+    pending a rebuild, and a rebuild puts that node on the new image."""
+    p = fresh()
+    targets = p.up().outputs["rebuildTargets"]
+    run = p.up(lambda raw: raw.__setitem__("image", {"url": "https://example.test/debian-13.qcow2"}))
+    created = [s.name for s in run.steps if s.op == "create"]
+    assert len(created) == 1 and created[0].startswith("hakube-image-volume-"), created
+    assert not [s for s in run.steps if s.op in ("update", "replace")] and run.ran() == []
+    assert [r.name for r in run.deleted] == [next(r.name for r in run.deleted)]
+    assert run.deleted[0].name.startswith("hakube-image-volume-") and p.executor.deletes == []
+    assert all("image -> the configured one" in line for line in run.outputs["pendingRebuilds"])
+    assert len(run.outputs["pendingRebuilds"]) == len(NODES)
+    rebuild = p.up(replace=[targets["etcd-02"]], rebuild="etcd-02")
+    root = next(s for s in rebuild.steps if s.name == "hakube-etcd-02-root")
+    assert root.op == "replace" and "debian-13" not in root.new.inputs["baseVolumeId"]
+    assert root.new.inputs["baseVolumeId"] == next(
+        r for r in p.engine.state.values() if r.name == created[0]).id
+    assert "etcd-02" not in " ".join(rebuild.outputs["pendingRebuilds"])
+
+
+def _own_key(p: Planner, private: str, public: str, previous: str | None = None):
+    p.secrets = {"sshPrivateKey": private, **({"sshPreviousPrivateKey": previous} if previous else {})}
+    return lambda raw: raw.setdefault("ssh", {}).update(publicKey=public)
+
+
+def test_an_ssh_key_rotation_authorizes_the_new_key_over_the_old_one_first_on_each_node():
+    """ssh.publicKey/sshPrivateKey to a new pair, sshPreviousPrivateKey the
+    old one: on each node the ssh-key step runs first, over the previous
+    key, writing the new one; every other step of the node follows with the
+    new key (a connection change is an update: each runs again, and each
+    is safe to run again); no VM and no cloud-init disk changes. Dropping
+    sshPreviousPrivateKey afterwards re-runs only the two steps that used it."""
+    old_private, old_public = ssh_key_pair()
+    new_private, new_public = ssh_key_pair()
+    p = Planner("dev")
+    p.up(_own_key(p, old_private, old_public))
+    run = p.up(_own_key(p, new_private, new_public, previous=old_private))
+    assert not [s for s in run.steps if s.type in LIBVIRT and s.op != "same"]
+    assert {s.op for s in run.steps if s.type == "command:remote:Command" and s.op != "same"} == {"update"}
+    order = [name for name, _, _ in ran(run)]
+    for node in NODES:
+        first = order.index(f"hakube-{node}-ssh-key")
+        later = [n for n in order if f"-{node}-" in n and not n.endswith(("-ssh-key", "-ready"))]
+        assert later and all(order.index(n) > first for n in later), node
+        key_step = next(s for s in run.steps if s.name == f"hakube-{node}-ssh-key")
+        assert key_step.new.inputs["connection"]["privateKey"] == old_private
+        assert new_public.strip() in key_step.script
+        helpers = next(s for s in run.steps if s.name == f"hakube-{node}-helpers")
+        assert helpers.new.inputs["connection"]["privateKey"] == new_private
+    done = p.up(_own_key(p, new_private, new_public))
+    assert sorted(n for n, _, _ in ran(done)) == sorted(
+        f"hakube-{n}-{s}" for n in NODES for s in ("ready", "ssh-key"))
+
+
+def test_a_private_key_that_does_not_match_the_public_key_is_refused_before_any_step():
+    _, public = ssh_key_pair()
+    other_private, _ = ssh_key_pair()
+    p = Planner("dev")
+    with pytest.raises(BaseException, match="hakube:sshPrivateKey does not belong to hakube:ssh.publicKey"):
+        p.up(_own_key(p, other_private, public))
+    assert not [s for s in p.engine.steps if s.type == "command:remote:Command" and s.op != "same"]

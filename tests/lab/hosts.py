@@ -207,13 +207,19 @@ class Host:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    @property
+    def leader(self) -> str | None:
+        """The PID of the container's init, on this machine (for nsenter)."""
+        if not self.running:
+            return None
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        leader = children.read_text().split()[:1] if children.exists() else []
+        return leader[0] if leader else None
+
     def diagnose(self) -> str:
         """From outside (no SSH needed): why logins may still be refused, what
         systemd is still waiting for. For a failed readiness gate."""
-        if not self.running:
-            return ""
-        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
-        leader = children.read_text().split()[:1] if children.exists() else []
+        leader = [self.leader] if self.leader else []
         if not leader:
             return ""
         probe = ("ls -l /run/nologin 2>&1; systemctl is-system-running; "

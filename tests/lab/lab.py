@@ -12,24 +12,28 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import os
+import pickle
 import shutil
 import signal
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 from urllib.parse import urlparse
 
 from config import load
-from engine import Engine
+from engine import Engine, provider_deletes
 from config.stackfile import raw_from_stack_file
 from tests.harness import ROOT, Run, run_program, unwrap
 from tests.tools import etcd_release
 
 from . import image
 from .hosts import DISKS_DIR, HOSTS_DIR, LAB_ROOT, Bridge, _cgroup_roots, _remove_cgroup, sh
-from .providers import LabMocks
+from .providers import NOT_RUN, LabMocks
 from .ssh import Ssh
 
 STACK = "lab"
@@ -89,6 +93,7 @@ class Lab:
         self.ssh = Ssh(SSH_DIR)
         self.mocks: LabMocks | None = None
         self.engine = Engine()          # the stack's state, between runs of the program
+        self.secrets: dict[str, str] = {}   # secret stack config (hakube:sshPrivateKey ...)
         self.server: ReleaseServer | None = None
         self.runs: list[Run] = []
         self.timings: dict[str, float] = {}
@@ -120,8 +125,8 @@ class Lab:
         urns = [name if name.startswith("urn:") else self.urn(name) for name in replace]
         self.log(f"lab: run {self.mocks.run_no} of the program" + (f" (replacing {len(urns)})" if urns else ""))
         try:
-            run = run_program(STACK, self.raw, self.mocks, parallel=PARALLEL, engine=self.engine, replace=urns,
-                              rebuild=rebuild)
+            run = run_program(STACK, self.raw, self.mocks, secrets=self.secrets, parallel=PARALLEL,
+                              engine=self.engine, replace=urns, rebuild=rebuild)
         except Exception as err:
             # what `pulumi up` reports: the first step that failed, in the provider's words
             if self.mocks.failures and err is not self.mocks.failures[0]:
@@ -135,6 +140,28 @@ class Lab:
         if run.deleted:
             self.log(f"lab: run {self.mocks.run_no} deleted {len(run.deleted)} resources it no longer registers")
         return run
+
+    def predict(self) -> list[tuple[str, str]]:
+        """What `make review` says the next `apply()` runs, from this lab's
+        state and config: sorted (step, create | update | delete) of every
+        script, those the lab does not run (NOT_RUN) left out."""
+        from review import build
+        with tempfile.TemporaryDirectory(prefix="hakube-predict-") as tmp:
+            work = Path(tmp)
+            (work / "state").write_bytes(pickle.dumps((self.engine.state, self.engine.pending_deletes, {}, {})))
+            (work / "config.json").write_text(json.dumps({"raw": self.raw, "secrets": self.secrets}))
+            proc = subprocess.run([sys.executable, "-m", "review.side", "--root", str(ROOT), "--stack", STACK,
+                                   "--state-in", str(work / "state"), "--config", str(work / "config.json"),
+                                   "--report", str(work / "head.json")], cwd=ROOT, capture_output=True, text=True)
+            assert proc.returncode == 0, proc.stderr[-3000:]
+            head = json.loads((work / "head.json").read_text())
+        review = build({"outputs": self.outputs}, head)
+        return sorted((i.name, i.action) for i in review.items if i.kind == "step" and i.action
+                      and not i.name.endswith(tuple(NOT_RUN)))
+
+    def ran_since(self, since: int) -> list[tuple[str, str]]:
+        """Sorted (step, action) of every script the lab ran since step `since`."""
+        return sorted((st.name, st.action) for st in self.mocks.steps[since:])
 
     def urn(self, name: str) -> str:
         """The URN of a resource of the stack's state, by its name."""
@@ -150,7 +177,7 @@ class Lab:
             for batch in self.engine.destroy():
                 for res in batch:
                     try:
-                        if res.custom:
+                        if provider_deletes(res):
                             self.mocks.delete(res)
                     except Exception as err:        # noqa: BLE001 - reported, teardown goes on
                         problems.append(f"{res.name}: {str(err)[-500:]}")

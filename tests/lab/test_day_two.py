@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+from tests.realtls import ssh_key_pair as key_pair
+
 from .conftest import TIMINGS
 from .providers import StepFailed
 from .test_lab import HC, WRITE_LOOP, ok, sudo
@@ -185,7 +187,9 @@ def test_grow_3_to_5_adds_learners_promotes_them_and_loses_no_write(lab_day2):
     lab.apply()                                  # settle on 3.5.1 after the refused run
     set_count(lab, 5)
     running = pids(lab, ("etcd-01", "etcd-02", "etcd-03"))
+    predicted = lab.predict()                    # `make review` of this change, from the lab's own state
     loop, since, seconds = apply_under_write_loop(lab)
+    assert lab.ran_since(since) == predicted, "the review and the lab disagree"
     ms = members(lab)
     assert sorted(m["name"] for m in ms) == [f"etcd-0{i}" for i in range(1, 6)]
     assert all(m.get("clientURLs") and not m.get("isLearner") for m in ms), ms
@@ -203,6 +207,11 @@ def test_grow_3_to_5_adds_learners_promotes_them_and_loses_no_write(lab_day2):
     for new in ("etcd-04", "etcd-05"):
         TIMINGS[f"membership: {new} join (learner added -> promoted)"] = joins[f"hakube-etcd-{new}-start"].seconds
     assert acked > 20 and not lost, lost[:20]
+    # running nodes keep their cloud-init disks; the new names reach them by their hosts step
+    step_ops = {st.name: st.op for st in lab.engine.steps}
+    for node in ("lb-01", *ETCD3, "master-01"):
+        assert step_ops[f"hakube-{node}-cloudinit"] == "same" and step_ops[f"hakube-{node}-hosts"] == "update"
+        assert ok(lab, node, "getent hosts etcd-05").split()[0] == lab.outputs["nodeIps"]["etcd-05"], node
     # the control plane follows: its kubeadm config and its preflight see five
     kubeadm = ok(lab, "master-01", "sudo -n cat /root/kubeadm.yaml")
     assert all(f"https://{lab.outputs['nodeIps'][f'etcd-0{i}']}:2379" in kubeadm for i in range(1, 6))
@@ -232,7 +241,9 @@ def test_removing_more_than_the_cluster_can_lose_is_refused_and_nothing_is_remov
 def test_shrink_5_to_3_removes_members_before_their_vms_go_and_loses_no_write(lab_day2):
     lab = lab_day2
     set_count(lab, 3)
+    predicted = lab.predict()
     loop, since, seconds = apply_under_write_loop(lab)
+    assert lab.ran_since(since) == predicted, "the review and the lab disagree"
     ms = members(lab)
     assert sorted(m["name"] for m in ms) == ["etcd-01", "etcd-02", "etcd-03"]
     step = next(s for s in lab.mocks.steps[since:] if s.name == "hakube-etcd-membership")
@@ -453,6 +464,57 @@ def test_a_disk_change_replaces_nothing_until_each_member_is_rebuilt_alone(lab_d
     assert now["etcd-02"]["ID"] != old_ids["etcd-02"] and now["etcd-01"]["ID"] == old_ids["etcd-01"]
     assert pids(lab, ("etcd-01", "etcd-03")) == others
     assert [line.split(":")[0] for line in lab.outputs["pendingRebuilds"]] == ["etcd-01", "etcd-03"]
+    since = len(lab.mocks.steps)
+    lab.apply()
+    assert lab.mocks.steps[since:] == []
+
+
+def test_an_ssh_key_rotation_moves_every_host_to_the_new_key_and_restarts_nothing(lab_day2):
+    """ssh.publicKey/sshPrivateKey set to a new pair, sshPreviousPrivateKey
+    to the key the hosts accept today (here the generated one): one run
+    under the write loop; afterwards every host takes the new key and
+    refuses the old one, no etcd member was restarted, no write lost.
+    Dropping sshPreviousPrivateKey then re-runs only the steps that used it."""
+    lab = lab_day2
+    old_private = lab.outputs["sshPrivateKey"]
+    new_private, new_public = key_pair()
+    lab.secrets = {"sshPrivateKey": new_private, "sshPreviousPrivateKey": old_private}
+    lab.raw["ssh"] = {**lab.raw.get("ssh", {}), "publicKey": new_public}
+    running = pids(lab, ETCD3)
+    predicted = lab.predict()
+    loop, since, seconds = apply_under_write_loop(lab)
+    assert lab.ran_since(since) == predicted, "the review and the lab disagree"
+    acked, failed, lost = loop.verdict()
+    ran = lab.mocks.steps[since:]
+    TIMINGS[f"ssh key rotation: program run, {len(ran)} steps ({acked} writes acked, {failed} failed, "
+            f"{len(lost)} lost)"] = seconds
+    assert acked > 20 and not lost, lost[:20]
+    assert pids(lab, ETCD3) == running, "a member was restarted"
+    assert ran and all(st.rc == 0 and st.op == "update" for st in ran)
+    for node in lab.outputs["nodeIps"]:
+        assert lab.sh(node, "true").rc == 0, node
+        refused = lab.ssh.run({**lab.connection(node), "privateKey": old_private, "dialErrorLimit": 1}, "true")
+        assert refused.rc == 255 and "Permission denied" in refused.stderr, (node, refused.stderr)
+    lab.secrets = {"sshPrivateKey": new_private}
+    since = len(lab.mocks.steps)
+    lab.apply()
+    assert sorted(st.name for st in lab.mocks.steps[since:]) == sorted(
+        f"hakube-{node}-{step}" for node in lab.outputs["nodeIps"] for step in ("ready", "ssh-key"))
+
+
+def test_a_private_key_that_is_not_the_public_keys_pair_is_refused_before_any_step(lab_day2):
+    lab = lab_day2
+    good = dict(lab.secrets)
+    lab.secrets = {"sshPrivateKey": key_pair()[0]}
+    since = len(lab.mocks.steps)
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(Exception, match="does not belong to hakube:ssh.publicKey"):
+            lab.apply()
+    finally:
+        lab.secrets = good
+    TIMINGS["ssh key not matching the public key: refused after"] = time.monotonic() - t0
+    assert lab.mocks.steps[since:] == []
     since = len(lab.mocks.steps)
     lab.apply()
     assert lab.mocks.steps[since:] == []

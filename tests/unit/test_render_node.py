@@ -52,8 +52,8 @@ def test_network_config_is_parsed_and_rendered_by_cloud_init(spec, node, tmp_pat
     assert f"MACAddress={node.mac}" in rendered
     assert f"Address={node.ip}/24" in rendered
     assert f"Gateway={spec.network.gateway}" in rendered
-    has_vip = f"Address={spec.kubernetes.vip}/24" in rendered
-    assert has_vip == (node.role == "loadBalancer" and spec.roles["loadBalancer"].count == 1)
+    # the VIP is keepalived's to place, for one load balancer as for two
+    assert f"Address={spec.kubernetes.vip}/24" not in rendered
 
 
 def test_every_node_can_resolve_every_other_by_name():
@@ -63,11 +63,26 @@ def test_every_node_can_resolve_every_other_by_name():
         assert f"{node.ip} {node.fqdn} {node.name}" in hosts
 
 
-def test_load_balancer_pair_gets_keepalived_and_no_static_vip():
+@pytest.mark.parametrize("count", [1, 2])
+def test_every_load_balancer_gets_keepalived_and_no_static_vip(count):
     from config import load, raw_from_stack_file
     raw = raw_from_stack_file(ROOT / "Pulumi.dev.yaml")
-    raw["nodes"]["loadBalancer"]["count"] = 2
+    raw["nodes"]["loadBalancer"]["count"] = count
     spec = load(raw, "dev")
     lb = spec.topology.load_balancers[0]
-    assert "keepalived" in cloudinit.packages(spec, lb)
+    assert "keepalived" in cloudinit.packages(lb)
     assert cloudinit.addresses(spec, lb) == [f"{lb.ip}/24"]
+
+
+def test_user_data_names_no_other_node():
+    """/etc/hosts reaches nodes by their hosts step: a node-set change must
+    not change a running node's user-data (its cloud-init disk)."""
+    from config import load, raw_from_stack_file
+    raw = raw_from_stack_file(ROOT / "Pulumi.dev.yaml")
+    small = load(raw, "dev")
+    raw["nodes"]["etcd"] = {**raw["nodes"].get("etcd", {}), "count": 5}
+    big = load(raw, "dev")
+    node = small.topology.node("etcd-01")
+    kw = dict(authorized_keys=["ssh-ed25519 AAAA"], host_key_private="k", host_key_public="p")
+    assert cloudinit.user_data(small, node, **kw) == cloudinit.user_data(big, big.topology.node("etcd-01"), **kw)
+    assert cloudinit.network_config(small, node) == cloudinit.network_config(big, big.topology.node("etcd-01"))
