@@ -52,6 +52,7 @@ if ssh_previous_key is not None and not spec.ssh.public_key:
 cluster = Cluster("hakube", ClusterArgs(spec=spec, ssh_private_key=ssh_private_key,
                                         ssh_previous_private_key=ssh_previous_key))
 
+pulumi.export("summary", cluster.summary)
 pulumi.export("vip", cluster.vip)
 pulumi.export("apiServerEndpoint", f"https://{spec.kubernetes.endpoint}")
 pulumi.export("nodeIps", cluster.node_ips)

@@ -94,6 +94,16 @@ class Cluster(pulumi.ComponentResource):
         # those keys reach a node only when it is rebuilt.
         self.pending_rebuilds = pulumi.Output.all(*[self.nodes[n.name].pending for n in topo.nodes]).apply(
             _warn_pending)
+        # What the stack is, in a few lines whose diff a preview shows on one
+        # screen: versions, members, every certificate's expiry.
+        self.summary = {
+            "etcd": {"version": spec.etcd.version, "members": [n.name for n in topo.etcd]},
+            "kubernetes": {"version": spec.kubernetes.version, "bootstrap": spec.kubernetes.bootstrap,
+                           "controlPlanes": [n.name for n in topo.control_planes],
+                           "workers": [n.name for n in topo.workers]},
+            "loadBalancers": [n.name for n in topo.load_balancers], "vip": str(spec.kubernetes.vip),
+            "certificatesNotAfter": pulumi.Output.all(**self.pki.not_after),
+        }
         self.vip = str(spec.kubernetes.vip)
         self.node_ips = {n.name: str(n.ip) for n in topo.nodes}
         key_file = f"hakube-{spec.stack}.key"

@@ -38,6 +38,7 @@ CA_VALIDITY_HOURS = 10 * 8760
 class IssuedCert:
     cert_pem: pulumi.Output
     key_pem: pulumi.Output          # secret
+    not_after: pulumi.Output        # its expiry (RFC 3339), for people: restart steps and outputs show it
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,9 @@ class Pki(pulumi.ComponentResource):
         self._peer_ca = self._new_ca("etcd-peer-ca", subject_org)
         self.ca_cert_pem = self._ca[1].cert_pem
         self.peer_ca_cert_pem = self._peer_ca[1].cert_pem
+        # every certificate's expiry by name: the `summary` output
+        self.not_after: dict[str, pulumi.Output] = {
+            "etcd-ca": self._ca[1].validity_end_time, "etcd-peer-ca": self._peer_ca[1].validity_end_time}
 
         self.members = {}
         for node in args.topology.etcd:
@@ -136,4 +140,6 @@ class Pki(pulumi.ComponentResource):
             set_subject_key_id=True,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        return IssuedCert(cert_pem=cert.cert_pem, key_pem=pulumi.Output.secret(pk.private_key_pem))
+        self.not_after[key] = cert.validity_end_time
+        return IssuedCert(cert_pem=cert.cert_pem, key_pem=pulumi.Output.secret(pk.private_key_pem),
+                          not_after=cert.validity_end_time)

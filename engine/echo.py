@@ -37,6 +37,7 @@ class EchoMocks(pulumi.runtime.Mocks):
             issued_from = _short(args.inputs.get("certRequestPem", ""))
             outs["cert_pem"] = (f"-----BEGIN CERTIFICATE-----\n{args.name}-gen{gen}-{issued_from}\n"
                                 "-----END CERTIFICATE-----\n")
+            outs["validity_end_time"] = "2027-11-26T00:00:00Z"
         elif args.typ == "tls:index/certRequest:CertRequest":
             subject = _short(json.dumps(args.inputs.get("subject"), sort_keys=True, default=str))
             outs["cert_request_pem"] = (f"-----BEGIN CERTIFICATE REQUEST-----\n{args.name}-{subject}\n"
@@ -82,6 +83,8 @@ class EchoExecutor(EchoMocks):
             for key in ("private_key_pem", "private_key_openssh", "public_key_openssh", "cert_pem"):
                 if key in outs:
                     outs[key] = outs[key].replace(step.name, f"{step.name}-{n}", 1)
+            if "validity_end_time" in outs:         # a re-issued certificate: a later expiry
+                outs["validity_end_time"] = f"2027-11-26T{n - 1:02d}:00:00Z"
         return f"{id_}-{n}", outs
 
     def delete(self, resource) -> None:

@@ -151,6 +151,8 @@ def value_change(key: str, old: str | None, new: str | None) -> str:
         return f"{key} removed (was {_short(old)})"
     if key.endswith(("PAYLOAD", "DIGEST")):
         return f"{key} changed"
+    if key.endswith("NOT_AFTER"):
+        return f"{key} {old} -> {new}"
     if len(old) <= 48 and len(new) <= 48:
         return f"{key} {old or EMPTY} -> {new or EMPTY}"
     a, b = _items(old), _items(new)
@@ -225,7 +227,10 @@ def build(base: dict, head: dict, *, scripts: bool = False) -> Review:
         item = _item(step, nodes, scripts)
         if item is not None:
             review.items.append(item)
+    replaced = {st["urn"] for st in head.get("steps", []) if st["op"] == "replace"}
     for res in sorted(head.get("deleted", []), key=lambda r: r["name"]):
+        if res["urn"] in replaced and not res.get("delete"):
+            continue                # the old copy of a replacement (create-before-delete): said above
         review.items.append(_deleted(res, nodes))
     _secrets(review, base, head)
     _finish(review, base, head)

@@ -83,6 +83,7 @@ class MemberSteps:
     unit: remote.Command
     firewall: Optional[remote.Command]
     payload: pulumi.Output          # digest of everything a restart must pick up
+    certs_not_after: pulumi.Output  # the same, for people: the member's certificates' expiry
     cluster: Optional[remote.Command] = None    # the member's cluster file
     start: Optional[remote.Command] = None      # start, or join a running cluster (in member order)
     restart: Optional[remote.Command] = None
@@ -179,8 +180,10 @@ class EtcdCluster(pulumi.ComponentResource):
                 args.pki.ca_cert_pem, args.pki.peer_ca_cert_pem, certs.server.cert_pem, certs.peer.cert_pem,
                 args.pki.healthcheck_client.cert_pem,
             ).apply(lambda pems, c=restart_config: digest(*pems, c, unit_text, etcd.version))
+            not_after = pulumi.Output.all(certs.server.not_after, certs.peer.not_after).apply(
+                lambda v: f"server {v[0]}, peer {v[1]}")
             self.steps[member.name] = MemberSteps(prepare, install, certs_step, config, unit,
-                                                  firewall, payload_digest, cluster=cluster)
+                                                  firewall, payload_digest, not_after, cluster=cluster)
 
         # Members start (or join) one after another, each once every member's
         # firewall admits the whole membership. A bootstrapping member returns
@@ -221,8 +224,10 @@ class EtcdCluster(pulumi.ComponentResource):
         previous: pulumi.Resource = self.health
         for member in args.members:
             s = self.steps[member.name]
-            restart = s.payload.apply(lambda d: step_script("restart", {
-                **gate, "ETCD_VERSION": etcd.version, "RESTART_PAYLOAD": d}))
+            # CERTS_NOT_AFTER: what a person reads in a preview or review
+            # (the payload is a digest); the script does not use it.
+            restart = pulumi.Output.all(s.payload, s.certs_not_after).apply(lambda v: step_script("restart", {
+                **gate, "ETCD_VERSION": etcd.version, "RESTART_PAYLOAD": v[0], "CERTS_NOT_AFTER": v[1]}))
             s.restart = make_step(f"{name}-{member.name}-restart", member, restart, update=restart,
                                   parent=self, after=[previous, s.install, s.certs, s.config, s.unit, s.cluster])
             previous = s.restart

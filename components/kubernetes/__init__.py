@@ -171,8 +171,11 @@ class ControlPlane(pulumi.ComponentResource):
         servers = ",".join(args.etcd.endpoints)
         client_digest = pulumi.Output.all(args.pki.ca_cert_pem, args.pki.apiserver_etcd_client.cert_pem).apply(
             lambda pems: digest(*pems, servers))
-        restart = client_digest.apply(lambda d: script("apiserver-restart", {
-            "ETCD_ENDPOINTS": servers, "RESTART_PAYLOAD": d, "ETCD_CERT": etcd_payload.KUBEADM_ETCD_CERT}))
+        # CERT_NOT_AFTER: the client cert's expiry, for a person reading the change
+        restart = pulumi.Output.all(client_digest, args.pki.apiserver_etcd_client.not_after).apply(
+            lambda v: script("apiserver-restart", {
+                "ETCD_ENDPOINTS": servers, "RESTART_PAYLOAD": v[0], "CERT_NOT_AFTER": v[1],
+                "ETCD_CERT": etcd_payload.KUBEADM_ETCD_CERT}))
         previous: pulumi.Resource = self.joined
         for node in args.nodes:
             previous = make_step(f"{name}-{node.name}-apiserver-restart", node, restart, update=restart,

@@ -319,3 +319,17 @@ def test_a_private_key_that_does_not_match_the_public_key_is_refused_before_any_
     with pytest.raises(BaseException, match="hakube:sshPrivateKey does not belong to hakube:ssh.publicKey"):
         p.up(_own_key(p, other_private, public))
     assert not [s for s in p.engine.steps if s.type == "command:remote:Command" and s.op != "same"]
+
+
+def test_the_summary_output_names_versions_members_and_each_certificates_expiry():
+    """A few lines whose diff a `pulumi preview` shows on one screen: a
+    rotation changes exactly the re-issued certificates' expiry there."""
+    p = fresh()
+    before = p.up().outputs["summary"]
+    assert before["etcd"] == {"version": "3.6.14", "members": list(MEMBERS)}
+    assert before["kubernetes"]["controlPlanes"] == list(MASTERS) and before["loadBalancers"] == ["lb-01"]
+    run = p.up(lambda raw: raw.setdefault("pki", {}).update(rotation="2026-11"))
+    after = run.outputs["summary"]["certificatesNotAfter"]
+    changed = sorted(k for k in after if after[k] != before["certificatesNotAfter"][k])
+    assert changed == sorted([f"{m}-{kind}" for m in MEMBERS for kind in ("server", "peer")]
+                             + ["apiserver-etcd-client", "healthcheck-client"])

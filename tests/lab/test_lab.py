@@ -4,6 +4,7 @@ socket, systemd) over real SSH. Tests run in file order against one lab."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import re
 import shlex
@@ -453,6 +454,7 @@ def test_rotation_reissues_certs_with_no_write_failing_longer_than_an_election(l
         f"printf %s {shlex.quote(env)} > /tmp/hakube-loop.env; "
         f"nohup bash -c {shlex.quote(WRITE_LOOP)} < /tmp/hakube-loop.env > /tmp/hakube-loop.log 2>&1 &"))
     lab.raw["pki"] = {**lab.raw.get("pki", {}), "rotation": "lab-1"}
+    before = lab.outputs["summary"]["certificatesNotAfter"]
     t0 = time.monotonic()
     try:
         time.sleep(2)
@@ -479,6 +481,16 @@ def test_rotation_reissues_certs_with_no_write_failing_longer_than_an_election(l
             assert "rotation lab-1" in served_subject(lab, asker, member, port), (member, port)
     assert "rotation lab-1" in ok(lab, "master-01", sudo(
         "openssl x509 -noout -subject -in /etc/kubernetes/pki/apiserver-etcd-client.crt"))
+    # the summary output (and each restart step's CERTS_NOT_AFTER) names the
+    # served certificate's real expiry: later than before, the CAs unchanged
+    after = lab.outputs["summary"]["certificatesNotAfter"]
+    served = ok(lab, "etcd-02", sudo("openssl x509 -noout -enddate -in /etc/etcd/pki/server.crt")).split("=", 1)[1]
+    assert dt.datetime.strptime(served.strip(), "%b %d %H:%M:%S %Y %Z").strftime("%Y-%m-%dT%H:%M:%SZ") == \
+        after["etcd-02-server"]
+    assert after["etcd-02-server"] > before["etcd-02-server"] and after["etcd-ca"] == before["etcd-ca"]
+    from review import prelude, unwrap_script
+    values, _ = prelude(unwrap_script(lab.runs[-1].by_name("hakube-etcd-etcd-02-restart").inputs["update"])[1])
+    assert values["CERTS_NOT_AFTER"] == f"server {after['etcd-02-server']}, peer {after['etcd-02-peer']}"
 
 
 # --- restore from a snapshot named in stack config (runs last: it rewrites data) ---
