@@ -217,6 +217,8 @@ class PkiSpec:
     early_renewal_hours: int
     organization: str
     rotation: str | None = None     # a label: changing it re-issues every leaf cert
+    check_days: int = 30            # each node's hakube-cert-check fails this many days before an expiry
+    check_calendar: str = "daily"   # when it runs (systemd OnCalendar=)
 
 
 @dataclass(frozen=True)
@@ -587,6 +589,12 @@ def _pki(s: Section) -> PkiSpec:
     if isinstance(validity, int) and isinstance(renewal, int) and renewal >= validity:
         s.problems.add(s.key("earlyRenewalHours"), f"{renewal} must be less than validityHours "
                        f"({validity}), or every `pulumi up` would re-issue the certificates")
+    check = s.section("check")
+    # By default the check fails when `pulumi up` would re-issue (the early
+    # renewal window): a stack nobody touches is told a month ahead.
+    check_days = check.integer("days", max(1, renewal // 24) if isinstance(renewal, int) else 30, 1, 3650)
+    check_calendar = _calendar(check, "daily")
+    check.finish()
     org = s.string("organization", "hakube")
     rotation = s.string("rotation", None)
     if rotation is not None and not re.match(r"^[A-Za-z0-9._-]{1,64}$", str(rotation)):
@@ -594,7 +602,8 @@ def _pki(s: Section) -> PkiSpec:
                        "(letters, digits, . _ -); changing it re-issues every leaf certificate")
     s.finish()
     return PkiSpec(key_algorithm=algorithm, validity_hours=validity,
-                   early_renewal_hours=renewal, organization=org, rotation=rotation)
+                   early_renewal_hours=renewal, organization=org, rotation=rotation,
+                   check_days=check_days, check_calendar=check_calendar)
 
 
 def _check_addresses(topology: Topology, network: NetworkSpec, k8s: KubernetesSpec,

@@ -231,6 +231,8 @@ def build(base: dict, head: dict, *, scripts: bool = False) -> Review:
     for res in sorted(head.get("deleted", []), key=lambda r: r["name"]):
         if res["urn"] in replaced and not res.get("delete"):
             continue                # the old copy of a replacement (create-before-delete): said above
+        if res["type"].startswith("hakube:"):
+            continue                # a component: its children are listed
         review.items.append(_deleted(res, nodes))
     _secrets(review, base, head)
     _finish(review, base, head)
@@ -475,6 +477,12 @@ def _collapse(items: list[Item], at_least: int = 4) -> list[Item]:
     for item in items:
         if item.kind == "step" and item.op == "update" and item.why:
             groups.setdefault(tuple(item.why), []).append(item)
+    gone = [i for i in items if i.op == "delete" and not i.action]
+    if len(gone) >= at_least and len(gone) == len([i for i in items if i.op == "delete"]) == len(items):
+        # a node that leaves: what goes, in one line
+        things = [i.kind for i in gone]
+        counted = ", ".join(f"{k} x{things.count(k)}" if things.count(k) > 1 else k for k in dict.fromkeys(things))
+        return [Item(node=items[0].node, name="gone", kind="new", op="delete", why=[f"leaves the stack: {counted}"])]
     creates = [i for i in items if i.op == "create"]
     if len(creates) >= at_least and len(creates) == len(items):
         # a new node: one line for its machine, one for its steps
@@ -607,7 +615,7 @@ def render(review: Review, fmt: str = "text") -> str:
             if item.kind == "new":
                 out.append(f"- {item.why[0]}")
                 continue
-            what = item.script if item.kind == "step" else (
+            what = (item.script or item.name) if item.kind == "step" else (
                 f"{item.name}: {item.script}" if item.kind == "steps" else f"{item.kind} {item.name}")
             how = f"{item.op}" + (f", runs its {item.action}" if item.action and item.action != item.op else "")
             line = f"- {'`' + what + '`' if md else what} ({how})"

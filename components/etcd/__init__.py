@@ -209,6 +209,12 @@ class EtcdCluster(pulumi.ComponentResource):
                 self.converge.append(created)
                 if job == "backup":
                     self.backups[member.name] = created
+            # its certificates checked daily against their expiry (fails loudly)
+            values, script = steps.cert_check(args.spec.stack, args.spec.pki.check_days, args.spec.pki.check_calendar,
+                                              [f[0] for f in payload.CERT_FILES if not f[0].endswith(".key")])
+            self.converge.append(make_step(f"{name}-{member.name}-cert-check", member,
+                                           steps.cert_check_step_script(values), stdin=script, parent=self,
+                                           after=[s.certs]))
 
         first = args.members[0]
         self.health = make_step(f"{name}-health", first, step_script("health", base),

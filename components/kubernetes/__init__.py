@@ -30,6 +30,8 @@ from ..remote import step as make_step
 from . import payloads as payload
 
 HERE = Path(__file__).parent
+# kubeadm's own certificates on a control plane (one year; `kubeadm certs renew`)
+KUBEADM_CERTS = ("/etc/kubernetes/pki/*.crt", "/etc/kubernetes/pki/etcd/*.crt")
 # (path, mode, owner, group) of the client certs a control plane gets, in the
 # order of the PEM bundle: CA, apiserver-etcd-client cert, its key.
 KUBEADM_ETCD_FILES = (
@@ -116,6 +118,7 @@ class ControlPlane(pulumi.ComponentResource):
 
         ready: dict[str, list[pulumi.Resource]] = {}
         certs_steps: dict[str, remote.Command] = {}
+        self.cert_checks: dict[str, remote.Command] = {}
         self.preflight = {}
         for node in args.nodes:
             base = prepare_node(self, name, spec, node)
@@ -127,6 +130,14 @@ class ControlPlane(pulumi.ComponentResource):
                 "pem_files", {"PEM_FILES": steps.pem_files_spec(files)}),
                 stdin=bundle, secret=True, after=[node.ready])
             certs_steps[node.name] = certs
+            # hakube's etcd client files and kubeadm's own certificates
+            # checked daily against their expiry (fails loudly, says how)
+            values, check_script = steps.cert_check(
+                spec.stack, spec.pki.check_days, spec.pki.check_calendar,
+                [f[0] for f in files if not f[0].endswith(".key")], KUBEADM_CERTS)
+            self.cert_checks[node.name] = command(self, name, node, "cert-check",
+                                                  steps.cert_check_step_script(values), stdin=check_script,
+                                                  after=[certs])
             self.preflight[node.name] = command(
                 self, name, node, "etcd-preflight", script("preflight", etcd_values),
                 # after the etcd restart chain: never mid-way through a rolling restart
@@ -140,7 +151,7 @@ class ControlPlane(pulumi.ComponentResource):
 
         self.init = self.joined = self.kubeconfig = self.cni = None
         # checks `make converge` runs again: every control plane reaches etcd
-        self.converge: list[remote.Command] = list(self.preflight.values())
+        self.converge: list[remote.Command] = [*self.preflight.values(), *self.cert_checks.values()]
         self.next_steps = payload.practice_commands(spec) if practice else None
         self.settled: list[pulumi.Resource] = [config, *self.preflight.values()]
         if practice:

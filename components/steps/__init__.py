@@ -11,6 +11,7 @@ otherwise make every step on every node an update.
 """
 from __future__ import annotations
 
+import string
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -79,3 +80,24 @@ def pem_bundle(pems: Sequence[str], names: Iterable[str]) -> str:
 def pem_files_spec(files: Iterable[tuple[str, str, str, str]]) -> str:
     """PEM_FILES for pem_files.sh from (path, mode, owner, group) tuples."""
     return " ".join(":".join(f) for f in files)
+
+
+def cert_check(stack: str, days: int, calendar: str, hakube_certs: Sequence[str],
+               kubeadm_certs: Sequence[str] = ()) -> tuple[dict, str]:
+    """The values of a node's cert-check step (etcd/job.sh, the scheduled job
+    step) and the script its timer runs (cert-check.sh): every certificate
+    hakube put on the node, and kubeadm's where given, checked `days` ahead."""
+    unit = "hakube-cert-check"
+    timer = string.Template((COMPONENTS / "etcd" / "job.timer").read_text()).substitute(
+        description="certificates of this node checked against their expiry", calendar=calendar)
+    values = {"JOB": unit, "JOB_ENABLED": 1, "JOB_CALENDAR": calendar, "JOB_CONFIG_KEY": "hakube:pki.check",
+              "JOB_DISABLED_NOTE": "", "JOB_SERVICE": (HERE / f"{unit}.service").read_text(), "JOB_TIMER": timer}
+    script = "#!/bin/bash\n" + prelude({"CHECK_DAYS": days, "HAKUBE_STACK": stack,
+                                         "HAKUBE_CERTS": " ".join(hakube_certs),
+                                         "KUBEADM_CERTS": " ".join(kubeadm_certs)}) + (HERE / "cert-check.sh").read_text()
+    return values, script
+
+
+def cert_check_step_script(values: Mapping[str, object]) -> str:
+    """The step that installs the check's script, service and timer."""
+    return step_script(COMPONENTS / "etcd" / "job.sh", values)

@@ -18,12 +18,12 @@ STACKS = {
 }
 LB_STEPS = ("haproxy", "keepalived", "keepalived-leave")   # per load balancer
 NODE_STEPS = ("ready", "ssh-key", "helpers", "hosts")   # per node, before any other
-CP_STEPS = ("kernel", "containerd", "kube-packages", "etcdctl", "etcd-certs", "etcd-preflight")
+CP_STEPS = ("kernel", "containerd", "kube-packages", "etcdctl", "etcd-certs", "cert-check", "etcd-preflight")
 JOIN_STEPS = ("join-credentials", "kubeadm-join")
 FIRST_CP_STEPS = ("kubeadm-config", "kubeadm-init", "cni", "kubeconfig")
 CHECK_STEPS = ("nodes-ready", "no-local-etcd", "registry")
 ETCD_STEPS = ("prepare", "cluster", "install", "certs", "config", "unit", "firewall-unit", "firewall", "start", "backup",
-              "maintenance", "restart", "firewall-refresh")
+              "maintenance", "cert-check", "restart", "firewall-refresh")
 
 
 def run(stack: str, overrides: dict | None = None, mocks=None):

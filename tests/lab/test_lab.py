@@ -493,6 +493,40 @@ def test_rotation_reissues_certs_with_no_write_failing_longer_than_an_election(l
     assert values["CERTS_NOT_AFTER"] == f"server {after['etcd-02-server']}, peer {after['etcd-02-peer']}"
 
 
+def test_a_certificate_near_its_expiry_fails_each_nodes_check_naming_the_remedy(lab):
+    """pki.validityHours 48 (early renewal 24): every leaf certificate is
+    re-issued for two days; with pki.check.days 3, each node's
+    hakube-cert-check unit (its timer runs it daily) fails: in the journal
+    and `systemctl --failed`, naming the file, the date and `pulumi up`.
+    Back to a year, the same check passes."""
+    saved = dict(lab.raw.get("pki") or {})
+    lab.raw["pki"] = {**saved, "validityHours": 48, "earlyRenewalHours": 24, "check": {"days": 3}}
+    t0 = time.monotonic()
+    try:
+        lab.apply()
+        TIMINGS["cert check: 48 h certificates issued, members restarted (program run)"] = time.monotonic() - t0
+        for node in ("etcd-02", "master-01"):
+            assert ok(lab, node, "systemctl is-active hakube-cert-check.timer").strip() == "active"
+            run = lab.sh(node, "sudo -n systemctl start hakube-cert-check.service")
+            assert run.rc != 0, f"{node}: the check passed with certificates expiring in 2 days"
+            assert "hakube-cert-check.service" in ok(lab, node, "systemctl --failed --no-legend --plain")
+            said = ok(lab, node, sudo("journalctl -u hakube-cert-check -o cat --no-pager -n 30"))
+            crt = "/etc/etcd/pki/server.crt" if node.startswith("etcd") else KUBEADM_CLIENT_CERT
+            line = next((x for x in said.splitlines() if crt in x), "")
+            assert re.search(r"in (1 day|2 days) ", line) and "run `pulumi up` of stack lab" in line, said
+    finally:
+        lab.raw["pki"] = saved
+        lab.apply()
+    for node in ("etcd-02", "master-01"):
+        ok(lab, node, "sudo -n systemctl reset-failed hakube-cert-check.service")
+        ok(lab, node, "sudo -n systemctl start hakube-cert-check.service")
+        assert "valid for more than 30 days" in ok(lab, node, sudo(
+            "journalctl -u hakube-cert-check -o cat --no-pager -n 5"))
+
+
+KUBEADM_CLIENT_CERT = "/etc/kubernetes/pki/apiserver-etcd-client.crt"
+
+
 # --- restore from a snapshot named in stack config (runs last: it rewrites data) ---
 
 def keyspace(lab, node: str) -> list:

@@ -59,3 +59,31 @@ def test_shellcheck_finds_no_warning(path: Path):
     res = subprocess.run(["shellcheck", "-S", "warning", "-s", "bash", "-e", "SC1090,SC1091", "-"],
                          input=body, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout
+
+
+def _cert(tmp_path: Path, name: str, days: int) -> Path:
+    out = tmp_path / f"{name}.crt"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(tmp_path / f"{name}.key"), "-out", str(out), "-days", str(days),
+                    "-subj", f"/O=hakube/CN={name}"], check=True, capture_output=True)
+    return out
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is needed (.ci/run installs it)")
+def test_the_cert_check_fails_naming_a_certificate_inside_its_window_and_the_remedy(tmp_path):
+    """The script hakube-cert-check's timer runs, as cert_check renders it,
+    against real certificates: one expiring in 2 days with a 3-day window
+    fails, naming the file, its subject, the date and `pulumi up`; kubeadm's
+    own name `kubeadm certs renew`; all far from expiry pass."""
+    near, far, kubeadm = _cert(tmp_path, "near", 2), _cert(tmp_path, "far", 400), _cert(tmp_path, "kubeadm", 2)
+    _, script = steps.cert_check("dev", 3, "daily", [str(near), str(far)], [str(tmp_path / "kube*.crt")])
+    res = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
+    assert res.returncode == 1
+    lines = res.stderr.splitlines()
+    assert any(str(near) in x and "CN=near,O=hakube" in x and re.search(r"in (1 day|2 days) ", x)
+               and "`pulumi up` of stack dev" in x for x in lines), res.stderr
+    assert any(str(kubeadm) in x and "kubeadm certs renew all" in x for x in lines), res.stderr
+    assert not any(str(far) in x for x in lines) and "2 of 3 certificates" in res.stderr
+    _, script = steps.cert_check("dev", 3, "daily", [str(far)])
+    res = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
+    assert res.returncode == 0 and "1 certificates" in res.stdout and "more than 3 days" in res.stdout
