@@ -41,3 +41,14 @@ ensure_running() {
     echo "$unit unchanged"
   fi
 }
+# not_ready LISTED NAME... -- the NAMEs not "Ready" in LISTED (the output of
+# `kubectl get nodes --no-headers`), each behind a space; empty when all are.
+not_ready() {
+  local listed=$1 node out=""
+  shift
+  for node in "$@"; do
+    awk -v n="$node" '$1 == n && $2 == "Ready" { found = 1 } END { exit !found }' <<<"$listed" ||
+      out="$out $node"
+  done
+  echo "$out"
+}

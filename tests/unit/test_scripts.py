@@ -87,3 +87,43 @@ def test_the_cert_check_fails_naming_a_certificate_inside_its_window_and_the_rem
     _, script = steps.cert_check("dev", 3, "daily", [str(far)])
     res = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
     assert res.returncode == 0 and "1 certificates" in res.stdout and "more than 3 days" in res.stdout
+
+
+KUBECTL = """#!/bin/bash
+# a stand-in kubectl: `get nodes` prints $NODES_LISTED (lines "name status"); the rest succeeds quietly
+case "$*" in
+  *"get pods"*) exit 0 ;;
+  *"get nodes"*) [ "$*" = "get nodes -o wide" ] && exit 0; printf '%b' "$NODES_LISTED" ;;
+  *) exit 0 ;;
+esac
+"""
+
+
+def _run_check(tmp_path: Path, script: str, values: dict, listed: str):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "kubectl").write_text(KUBECTL)
+    (bin_dir / "kubectl").chmod(0o755)
+    body = steps.prelude(values) + LIBS["common.sh"].read_text() + (COMPONENTS / "kubernetes" / script).read_text()
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "NODES_LISTED": listed, "POLL_SECONDS": "0"}
+    return subprocess.run(["bash", "-c", body], capture_output=True, text=True, env=env)
+
+
+def test_the_kubernetes_checks_count_the_configured_nodes_by_name(tmp_path):
+    """Shrinking 3 -> 2 control planes: master-03 is still listed (its VM goes
+    after the checks) and Ready; both checks pass on the two configured and
+    name the third as not in the stack. A configured node NotReady fails,
+    named."""
+    listed = "master-01 Ready 1d\\nmaster-02 Ready 1d\\nmaster-03 Ready 1d\\n"
+    verify = _run_check(tmp_path, "verify.sh", {"CONTROL_PLANES": "master-01 master-02", "CHECK_NAMESPACE": "x"},
+                        listed)
+    assert verify.returncode == 0, verify.stderr
+    assert "also listed, not in the stack: master-03" in verify.stdout
+    ready = _run_check(tmp_path, "nodes-ready.sh", {"NODES": "master-01 master-02"}, listed)
+    assert ready.returncode == 0, ready.stderr
+    down = "master-01 Ready 1d\\nmaster-02 NotReady 1d\\n"
+    verify = _run_check(tmp_path, "verify.sh", {"CONTROL_PLANES": "master-01 master-02", "CHECK_NAMESPACE": "x"},
+                        down)
+    assert verify.returncode == 1 and "control planes not Ready: master-02" in verify.stderr
+    ready = _run_check(tmp_path, "nodes-ready.sh", {"NODES": "master-01 master-02 worker-01"}, down)
+    assert ready.returncode == 1 and "master-02 worker-01" in ready.stderr
