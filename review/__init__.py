@@ -263,14 +263,12 @@ def _node_names(*reports: dict) -> dict[str, str]:
     return ips
 
 
-def node_of(name: str, nodes, host: str | None = None) -> str:
-    """The node a resource belongs to: a step's by the address it connects
-    to, anything else by the node name in its own name."""
-    if isinstance(nodes, dict):
-        if host and host in nodes:
-            return nodes[host]
-        nodes = nodes.values()
-    for node in sorted(nodes, key=lambda n: (-len(n), n)):
+def node_of(name: str, nodes: dict[str, str], host: str | None = None) -> str:
+    """The node a resource belongs to (`nodes`: address -> name): a step's by
+    the address it connects to, anything else by the node name in its own name."""
+    if host in nodes:
+        return nodes[host]
+    for node in sorted(nodes.values(), key=lambda n: (-len(n), n)):
         if f"-{node}-" in name + "-":
             return node
     return "cluster"
@@ -292,7 +290,7 @@ def _kind(type_: str, name: str) -> str:
     return type_.split(":")[-1]
 
 
-def _item(step: dict, nodes, scripts: bool) -> Item | None:
+def _item(step: dict, nodes: dict[str, str], scripts: bool) -> Item | None:
     if step["type"].startswith("hakube:"):
         return None                 # a component: its children say what happens
     kind = _kind(step["type"], step["name"])
@@ -384,7 +382,7 @@ def _stdin_label(step: dict) -> str:
     return "its input"
 
 
-def _deleted(res: dict, nodes) -> Item:
+def _deleted(res: dict, nodes: dict[str, str]) -> Item:
     item = Item(node=node_of(res["name"], nodes, res.get("host")), name=res["name"], kind=_kind(res["type"], res["name"]),
                 op="delete")
     if res.get("retained"):

@@ -47,11 +47,11 @@ def export(ref: str, into: Path) -> Path:
 
 
 def side(root: Path, stack: str, work: Path, label: str, state_in: Path | None = None,
-         previous_public: str | None = None, extra: tuple[str, ...] = ()) -> dict:
+         previous_public: str | None = None) -> dict:
     """Run one side (review.side) in a process of its own; its report."""
     report = work / f"{label}.json"
     argv = [sys.executable, "-m", "review.side", "--root", str(root), "--stack", stack,
-            "--report", str(report), "--state-out", str(work / f"{label}.state"), *extra]
+            "--report", str(report), "--state-out", str(work / f"{label}.state")]
     if state_in is not None:
         argv += ["--state-in", str(state_in)]
     if previous_public:

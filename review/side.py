@@ -41,8 +41,9 @@ def stand_in_key(public: str) -> tuple[str, str]:
     return private, key.public_key().public_bytes(ser.Encoding.OpenSSH, ser.PublicFormat.OpenSSH).decode()
 
 
-def stack_config(root: Path, stack: str, previous_public: str | None) -> tuple[dict, dict, dict]:
-    """(raw config, secrets, the secure values as written) of `root`'s stack file."""
+def stack_config(root: Path, stack: str, previous_public: str | None) -> tuple[dict, dict, dict, str | None]:
+    """(raw config, secrets, the secure values as written, the admin public
+    key as written) of `root`'s stack file."""
     doc = yaml.safe_load((root / f"Pulumi.{stack}.yaml").read_text()) or {}
     raw, secure = {}, {}
     for key, value in (doc.get("config") or {}).items():
@@ -61,7 +62,7 @@ def stack_config(root: Path, stack: str, previous_public: str | None) -> tuple[d
         secrets["sshPrivateKey"] = private
         if "sshPreviousPrivateKey" in secure and previous_public:
             secrets["sshPreviousPrivateKey"] = stand_in_key(previous_public)[0]
-    return raw, secrets, secure
+    return raw, secrets, secure, public
 
 
 def main(argv: list[str]) -> int:
@@ -83,11 +84,10 @@ def main(argv: list[str]) -> int:
     if args.config:
         given = json.loads(args.config.read_text())
         raw, secrets, secure = given["raw"], given.get("secrets") or {}, {}
+        public = (raw.get("ssh") or {}).get("publicKey")
     else:
-        raw, secrets, secure = stack_config(root, args.stack, args.previous_public)
-    report: dict = {"root": str(root), "stack": args.stack, "secure": secure,
-                    "publicKey": ((yaml.safe_load((root / f"Pulumi.{args.stack}.yaml").read_text()) or {})
-                                  .get("config", {}).get(f"{NAMESPACE}:ssh", {}) or {}).get("publicKey")}
+        raw, secrets, secure, public = stack_config(root, args.stack, args.previous_public)
+    report: dict = {"root": str(root), "stack": args.stack, "secure": secure, "publicKey": public}
     # the checkout's own config and components, not this one's
     for name in [m for m in sys.modules if m.split(".")[0] in ("config", "components")]:
         del sys.modules[name]

@@ -9,22 +9,21 @@
 from __future__ import annotations
 
 import copy
-import re
 from typing import Callable
 
 from config import raw_from_stack_file
 from engine import Engine
+from review import STEP_MARK
 from tests.graph.mocks import EchoExecutor
 from tests.harness import ROOT, Run, run_program
 
-SCRIPT = re.compile(r"^# hakube step: (\S+)$", re.M)
 
 
 def script_of(step) -> str | None:
     """The shipped script a step runs (its `# hakube step:` line), or its text."""
     if not step.runs:
         return None
-    m = SCRIPT.search(step.script)
+    m = STEP_MARK.search(step.script)
     return m.group(1) if m else step.script.strip()
 
 

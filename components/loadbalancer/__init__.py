@@ -57,7 +57,6 @@ class LoadBalancer(pulumi.ComponentResource):
             parent=self, additional_secret_outputs=PRIVATE_OUTPUTS))
         auth = pulumi.Output.secret(secret_key.private_key_pem.apply(payload.auth_pass))
         previous: list = []
-        self.leave = {}
         for node in args.nodes:
             n = spec.topology.node(node.name)
             # One at a time, the preferred one first: a joining load balancer
@@ -74,7 +73,7 @@ class LoadBalancer(pulumi.ComponentResource):
             # own that does nothing else and is never replaced: the delete of
             # a replaced step runs too (after its replacement's create), and
             # the keepalived step is replaced by `make converge`.
-            self.leave[node.name] = step(
+            step(
                 f"{name}-{node.name}-keepalived-leave", node.connection, "true",
                 delete=steps.step_script(HERE / "keepalived-stop.sh", {}),
                 parent=self, after=[self.keepalived[node.name]])

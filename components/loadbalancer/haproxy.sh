@@ -9,6 +9,7 @@ checked_stdin "$work/haproxy.cfg" haproxy -c -f
 echo "net.ipv4.ip_nonlocal_bind = 1" >"$work/sysctl.conf"
 put_file "$work/sysctl.conf" /etc/sysctl.d/90-hakube-lb.conf 0644 root:root
 sysctl -q -w net.ipv4.ip_nonlocal_bind=1
+# shellcheck disable=SC2034 # read by ensure_running (common.sh)
 CHANGED=0   # a sysctl change alone is no reason to reload haproxy
 install -d -m 0755 /run/haproxy
 put_file "$work/haproxy.cfg" /etc/haproxy/haproxy.cfg 0644 root:root
