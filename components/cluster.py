@@ -13,7 +13,7 @@ import pulumi_tls as tls
 from config.spec import Spec
 
 from .etcd import EtcdCluster, EtcdClusterArgs, EtcdRestore, EtcdRestoreArgs
-from .kubernetes import (Checks, ChecksArgs, ControlPlane, ControlPlaneArgs, Workers,
+from .kubernetes import (Checks, ChecksArgs, ControlPlane, ControlPlaneArgs, Upgrade, UpgradeArgs, Workers,
                          WorkersArgs)
 from .loadbalancer import LoadBalancer, LoadBalancerArgs
 from .network import BaseImage, BaseImageArgs, Network, NetworkArgs
@@ -75,9 +75,14 @@ class Cluster(pulumi.ComponentResource):
                 opts=child)
         self.checks = None
         if spec.kubernetes.bootstrap:
+            upgrade = Upgrade(f"{name}-upgrade", UpgradeArgs(
+                spec=spec, control_planes=[self.nodes[n.name] for n in topo.control_planes],
+                workers=[self.nodes[n.name] for n in topo.workers],
+                packages={**self.control_plane.packages, **self.workers.packages},
+                after=[self.workers.last, *self.control_plane.settled]), opts=child)
             self.checks = Checks(f"{name}-checks", ChecksArgs(
                 spec=spec, control_plane=self.control_plane, workers=self.workers,
-                etcd_member=self.nodes[topo.etcd[0].name]), opts=child)
+                etcd_member=self.nodes[topo.etcd[0].name], after=[upgrade.last]), opts=child)
 
         # `make converge`: the steps that check and repair what a node may
         # have drifted from (a stopped member, a missing firewall table, a

@@ -10,7 +10,7 @@ import pulumi
 
 KEY_MARK = "FAKE-PRIVATE-KEY-MATERIAL"
 TOKEN_MARK = "faketoken"
-CERT_KEY_MARK = "fake-certificate-key"
+SHARED_MARK = "FAKE-SHARED-CONTROL-PLANE-KEY"
 
 
 def _short(text) -> str:
@@ -44,9 +44,12 @@ class EchoMocks(pulumi.runtime.Mocks):
                                         "-----END CERTIFICATE REQUEST-----\n")
         elif args.typ == "command:remote:Command":
             outs["stdout"] = ""
-            if "join-credentials" in args.name:
-                outs["stdout"] = json.dumps({"token": f"{TOKEN_MARK}.{args.name}", "caCertHash": "sha256:00",
-                                             "certificateKey": f"{CERT_KEY_MARK}-{args.name}"})
+            if "-join-token-" in args.name:
+                outs["stdout"] = json.dumps({"token": f"{TOKEN_MARK}.{args.name}", "caCertHash": "sha256:00"})
+            elif args.name.endswith("-export-shared-certs"):
+                outs["stdout"] = "".join(f"-----BEGIN {kind}-----\n{SHARED_MARK}-{i}\n-----END {kind}-----\n"
+                                         for i, kind in enumerate(("CERTIFICATE", "PRIVATE KEY", "PRIVATE KEY",
+                                                                   "PUBLIC KEY", "CERTIFICATE", "PRIVATE KEY")))
         return f"{args.name}-id", outs
 
     def call(self, args: pulumi.runtime.MockCallArgs):
@@ -64,11 +67,18 @@ class EchoExecutor(EchoMocks):
         self.creations: dict[str, int] = {}
         self.by_name: dict[str, int] = {}
         self.deletes: list[str] = []
+        self.fail: set[str] = set()        # names of steps whose script fails (tests)
 
     def execute(self, step, inputs: dict):
         from pulumi.runtime import MockResourceArgs
+        if step.name in self.fail:
+            raise RuntimeError(f"{step.name}: its script failed (injected)")
         if step.action == "update" or (step.op == "update" and step.old is not None):
             outs = {**step.old.outputs, **inputs}
+            if "-join-token-" in step.name:       # each run of the script mints a new secret half
+                self.by_name[step.name] = self.by_name.get(step.name, 0) + 1
+                outs["stdout"] = json.dumps({"token": f"{TOKEN_MARK}.{step.name}-{self.by_name[step.name]}",
+                                             "caCertHash": "sha256:00"})
             return step.old.id, outs
         n = self.creations[step.urn] = self.creations.get(step.urn, 0) + 1
         id_, outs = self.new_resource(MockResourceArgs(typ=step.type, name=step.name, inputs=inputs,

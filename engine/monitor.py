@@ -90,13 +90,15 @@ def drive(monitor: pmocks.MockMonitor, engine: Engine, executor: Executor, urn: 
     return resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=obj)
 
 
-def run_deletes(engine: Engine, executor: Executor, parallel: int = 8) -> list[Resource]:
+def run_deletes(engine: Engine, executor: Executor, parallel: int = 8) -> list[list[Resource]]:
     """After a successful program: delete what the engine says, batch by
     batch, the resources of a batch side by side (up to `parallel`, like the
-    step executor's workers). A failed delete stops after its batch and
-    keeps the resource in state."""
-    done: list[Resource] = []
+    step executor's workers; no order among them). A failed delete stops
+    after its batch and keeps the resource in state. Returns the batches."""
+    batches: list[list[Resource]] = []
     for batch in engine.deletes():
+        done: list[Resource] = []
+        batches.append(done)
         def one(res: Resource) -> Resource:
             if provider_deletes(res):
                 executor.delete(res)
@@ -114,4 +116,4 @@ def run_deletes(engine: Engine, executor: Executor, parallel: int = 8) -> list[R
             done.append(res)
         if errors:
             raise errors[0]
-    return done
+    return batches

@@ -97,6 +97,11 @@ class Run:
     monitor: RecordingMonitor
     steps: list = field(default_factory=list)      # engine.Step per registration, in order planned
     deleted: list = field(default_factory=list)    # engine.Resource deleted after the program
+    delete_batches: list = field(default_factory=list)   # the same, batch by batch (a batch has no order)
+
+    def delete_batch(self, name: str) -> int:
+        """The index of the batch that deleted `name` (a later batch runs after)."""
+        return next(i for i, batch in enumerate(self.delete_batches) for r in batch if r.name == name)
 
     def ran(self) -> list:
         """The steps that executed a script on a host."""
@@ -204,6 +209,7 @@ def run_program(stack: str, raw_config: Mapping[str, Any], mocks: pmocks.Mocks,
         os.chdir(cwd)
         sys.path.remove(str(root))
         os.environ.pop("HAKUBE_REBUILD", None)
-    deleted = engine_monitor.run_deletes(engine, mocks, parallel or 8) if engine is not None else []
+    batches = engine_monitor.run_deletes(engine, mocks, parallel or 8) if engine is not None else []
     return Run(registrations=monitor.registrations, outputs=outputs, monitor=monitor,
-               steps=list(engine.steps) if engine is not None else [], deleted=deleted)
+               steps=list(engine.steps) if engine is not None else [],
+               deleted=[r for batch in batches for r in batch], delete_batches=batches)

@@ -44,6 +44,8 @@ DANGER_SCRIPTS = {
     "etcd/restore/data.sh": "each member's data is replaced by the snapshot on {nodes} (the old data dir is "
                             "kept aside); every write after the snapshot is lost",
     "etcd/membership.sh": "members leave the etcd cluster (member remove, on {nodes})",
+    "kubernetes/upgrade.sh": "Kubernetes is upgraded one node at a time on {nodes}: each control plane's "
+                             "static pods restart, each node is drained and its kubelet restarted",
 }
 # Checks only the running cluster can make, at the start of the step that needs them.
 RUNTIME_CHECKS = {
@@ -56,6 +58,11 @@ RUNTIME_CHECKS = {
     "kubernetes/preflight.sh": "every etcd endpoint answers with the apiserver's client certificate",
     "kubernetes/apiserver-restart.sh": "each apiserver is ready again before the next restarts",
     "loadbalancer/vip.sh": "the VIP accepts connections",
+    "kubernetes/upgrade.sh": "Kubernetes' upgrade policy against what each node runs (one minor at a time, never "
+                             "down); each control plane Ready at the new version before the next one starts",
+    "kubernetes/upgrade-drain.sh": "each worker drained (PodDisruptionBudgets honored) before its packages change",
+    "kubernetes/leave-drain.sh": "a leaving node is drained (PodDisruptionBudgets honored) before it is reset and "
+                                 "its VM goes",
 }
 
 

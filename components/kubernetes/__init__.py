@@ -39,6 +39,8 @@ KUBEADM_ETCD_FILES = (
     (etcd_payload.KUBEADM_ETCD_CERT, "0644", "root", "root"),
     (etcd_payload.KUBEADM_ETCD_KEY, "0600", "root", "root"),
 )
+# how long a leaving node's pods get to move (kubectl drain --timeout, seconds)
+DRAIN_TIMEOUT = 300
 PRACTICE_FILES = tuple((f"{payload.PRACTICE_CERTS_DIR}/{name}", mode, "root", "root")
                        for name, mode in (("ca.pem", "0644"), ("client.crt", "0644"), ("client.key", "0600")))
 
@@ -65,6 +67,11 @@ def command(parent: pulumi.Resource, name: str, node: Node, step: str, create: s
                      secret_stdout=secret_stdout, parent=parent, after=after)
 
 
+# marks a node drained by hakube for an upgrade (uncordoned after it; one
+# cordoned by hand stays cordoned)
+DRAINED_MARK = "hakube.io/upgrade-drained"
+
+
 def prepare_node(parent: pulumi.Resource, name: str, spec: Spec, node: Node) -> list[pulumi.Resource]:
     """kernel -> containerd -> kubeadm/kubelet/kubectl on one node."""
     k8s = spec.kubernetes
@@ -78,18 +85,55 @@ def prepare_node(parent: pulumi.Resource, name: str, spec: Spec, node: Node) -> 
 
 
 def join(parent: pulumi.Resource, name: str, spec: Spec, node: Node, *, first: Node,
-         control_plane: bool, after: Sequence[pulumi.Resource]) -> remote.Command:
-    """Mint credentials on the first control plane, then join `node` with
-    them. Both wait for `after`: chaining joins makes them one at a time."""
-    creds = command(parent, name, first, f"join-credentials-{node.name}", script("credentials", {
-        "KUBEADM_CONFIG": payload.KUBEADM_CONFIG, "JOINER": node.name,
-        "CONTROL_PLANE": int(control_plane)}), secret=True, secret_stdout=True, after=after)
+         control_plane: bool, after: Sequence[pulumi.Resource],
+         shared_certs: Optional[remote.Command] = None) -> remote.Command:
+    """`node` joins: a bootstrap token minted on the first control plane, the
+    join with it, the token deleted; one after the other, after `after`
+    (chaining joins makes them one at a time). Under the engine a failed join
+    leaves the token step as it was ("same" next run) and runs the join again:
+    the token has no expiry until its join-done step deletes it, so a retry
+    however late still holds a valid one. Then the steps whose deletes take
+    the node out of the cluster when the stack drops it (leave). Returns the
+    join-done step."""
+    # the token's id follows the joiner's machine: a rebuilt node gets a new one
+    token_id = node.machine.apply(lambda machine: digest(spec.stack, node.name, machine)[:6])
+    token_script = token_id.apply(lambda tid: script("join-token", {"TOKEN_ID": tid, "JOINER": node.name,
+                                                                     "CA_CERT": f"{payload.PKI}/ca.crt"}))
+    done_script = token_id.apply(lambda tid: script("join-done", {"TOKEN_ID": tid, "JOINER": node.name}))
+    # its delete: a node that leaves the stack before it joined leaves no token behind
+    token = make_step(f"{name}-{first.name}-join-token-{node.name}", first, token_script, delete=done_script,
+                      secret=True, secret_stdout=True, parent=parent, after=after)
     n = spec.topology.node(node.name)
-    join_cfg = pulumi.Output.secret(creds.stdout.apply(
+    join_cfg = pulumi.Output.secret(token.stdout.apply(
         lambda out: payload.join_config_yaml(spec, n, json.loads(out), control_plane)))
-    return command(parent, name, node, "kubeadm-join", script("join", {
-        "CONTROL_PLANE": int(control_plane), "ADMIN_USER": spec.ssh.user}),
-        stdin=join_cfg, secret=True, after=[creds, *after])
+    keep = [f[0] for f in KUBEADM_ETCD_FILES] + [f[0] for f in payload.SHARED_CERTS] if control_plane else []
+    joined = command(parent, name, node, "kubeadm-join", script("join", {
+        "CONTROL_PLANE": int(control_plane), "ADMIN_USER": spec.ssh.user, "KEEP_FILES": " ".join(keep)}),
+        stdin=join_cfg, secret=True, after=[token, *([shared_certs] if shared_certs else []), *after])
+    leave(parent, name, spec, node, first=first, joined=joined)
+    return make_step(f"{name}-{first.name}-join-done-{node.name}", first, done_script,
+                     parent=parent, after=[joined])
+
+
+def leave(parent: pulumi.Resource, name: str, spec: Spec, node: Node, *, first: Node,
+          joined: pulumi.Resource) -> None:
+    """What takes a joined node out of the cluster when the stack drops it,
+    as the deletes of three steps that do nothing on create: the engine
+    deletes dependents first, so the order is drain (on the first control
+    plane) -> kubeadm reset (on the node: its kubelet would register it
+    again) -> delete the Node from the API (first control plane); all of it
+    after every create and update of the run (HAProxy has dropped a leaving
+    control plane by then) and before the node's VM, which they depend on.
+    Steps of their own, never replaced: a replaced step runs its delete."""
+    api = {"NODE": node.name, "API_ADDRESS": str(spec.topology.node(first.name).ip),
+           "API_PORT": spec.kubernetes.api_port}
+    forget = make_step(f"{name}-{first.name}-forget-{node.name}", first.connection, "true",
+                       delete=script("leave-forget", api), parent=parent, after=[joined])
+    reset = make_step(f"{name}-{node.name}-reset", node.connection, "true",
+                      delete=script("leave-reset", {}), parent=parent, after=[joined, forget])
+    drain = f"{name}-{first.name}-drain-{node.name}"
+    make_step(drain, first.connection, "true", delete=script("leave-drain", {
+        **api, "DRAIN_TIMEOUT": DRAIN_TIMEOUT, "DRAIN_STEP": drain}), parent=parent, after=[reset])
 
 
 class ControlPlane(pulumi.ComponentResource):
@@ -120,8 +164,10 @@ class ControlPlane(pulumi.ComponentResource):
         certs_steps: dict[str, remote.Command] = {}
         self.cert_checks: dict[str, remote.Command] = {}
         self.preflight = {}
+        self.packages: dict[str, pulumi.Resource] = {}
         for node in args.nodes:
             base = prepare_node(self, name, spec, node)
+            self.packages[node.name] = base[-1]
             # after the members' installs: their upgrade check refuses a bad
             # version before anything (this download included) changes
             etcdctl = command(self, name, node, "etcdctl", install_script(spec.etcd, ("etcdctl",)),
@@ -160,7 +206,8 @@ class ControlPlane(pulumi.ComponentResource):
 
         self.init = command(self, name, first, "kubeadm-init", script("init", {
             "KUBEADM_CONFIG": payload.KUBEADM_CONFIG, "ADMIN_USER": spec.ssh.user,
-            "ETCD_ENDPOINTS": ",".join(args.etcd.endpoints)}),
+            "ETCD_ENDPOINTS": ",".join(args.etcd.endpoints),
+            "KEEP_FILES": " ".join(f[0] for f in KUBEADM_ETCD_FILES)}),
             after=[*ready[first.name], config, args.api_ready])
         self.cni = command(self, name, first, "cni", script("cni", {
             "CNI_PLUGIN": k8s.cni.plugin, "CNI_URL": payload.cni_manifest_url(spec),
@@ -168,10 +215,19 @@ class ControlPlane(pulumi.ComponentResource):
         self.kubeconfig = pulumi.Output.secret(command(
             self, name, first, "kubeconfig", script("kubeconfig", {}),
             secret=True, secret_stdout=True, after=[self.init]).stdout)
+        # what every control plane shares, read once from the first (kubeadm's
+        # CAs and service-account key; secret output) for each joiner's files
+        shared = pulumi.Output.secret(command(
+            self, name, first, "export-shared-certs", script("export-shared-certs", {
+                "SHARED_FILES": " ".join(path for path, _ in payload.SHARED_CERTS)}),
+            secret=True, secret_stdout=True, after=[self.init]).stdout)
+        shared_spec = steps.pem_files_spec((path, mode, "root", "root") for path, mode in payload.SHARED_CERTS)
         self.joined = self.init
         for node in args.nodes[1:]:
+            certs = command(self, name, node, "shared-certs", steps.step_script("pem_files", {
+                "PEM_FILES": shared_spec}), stdin=shared, secret=True, after=[node.ready])
             self.joined = join(self, name, spec, node, first=first, control_plane=True,
-                               after=[self.joined, *ready[node.name]])
+                               after=[self.joined, *ready[node.name]], shared_certs=certs)
         # A re-issued etcd client cert (rotation, validity) or a changed etcd
         # membership: apiservers restart one at a time (the new cert, or the
         # new --etcd-servers in their static manifest), each ready before the
@@ -216,11 +272,58 @@ class Workers(pulumi.ComponentResource):
         super().__init__("hakube:kubernetes:Workers", name, None, opts)
         cp = args.control_plane
         self.last = cp.joined
+        self.packages: dict[str, pulumi.Resource] = {}
         for node in args.nodes:
             base = prepare_node(self, name, args.spec, node)
+            self.packages[node.name] = base[-1]
             if cp.init is not None:
                 self.last = join(self, name, args.spec, node, first=cp.first, control_plane=False,
                                  after=[self.last, *base])
+        self.register_outputs({})
+
+
+@dataclass(frozen=True)
+class UpgradeArgs:
+    spec: Spec
+    control_planes: Sequence[Node]
+    workers: Sequence[Node]
+    packages: dict[str, pulumi.Resource]       # node name -> its kube-packages step
+    after: Sequence[pulumi.Resource]           # every join done
+
+
+class Upgrade(pulumi.ComponentResource):
+    """A change of `kubernetes.version` on a running cluster, as kubeadm's
+    upgrade procedure, one node at a time: the first control plane
+    (`kubeadm upgrade apply`), each other control plane (`kubeadm upgrade
+    node`), then each worker drained (on the first control plane), upgraded,
+    uncordoned. The version is in every step's script text, so a change is an
+    update of each, in this chain's order; on create (a new node, a new
+    cluster) each finds its node at the version and does nothing. The first
+    step refuses a downgrade or a skipped minor before anything changes."""
+    last: pulumi.Resource
+
+    def __init__(self, name: str, args: UpgradeArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("hakube:kubernetes:Upgrade", name, None, opts)
+        spec = args.spec
+        first = args.control_planes[0]
+        common = {"K8S_VERSION": spec.kubernetes.version, "DRAINED_MARK": DRAINED_MARK,
+                  "DRAIN_TIMEOUT": DRAIN_TIMEOUT,
+                  "APISERVER_MANIFEST": "/etc/kubernetes/manifests/kube-apiserver.yaml"}
+        previous: list[pulumi.Resource] = list(args.after)
+        for i, node in enumerate(args.control_planes):
+            step = command(self, name, node, "upgrade", script("upgrade", {
+                **common, "ROLE": "first" if i == 0 else "control-plane"}),
+                after=[*previous, args.packages[node.name]])
+            previous = [step]
+        for node in args.workers:
+            values = {**common, "NODE": node.name}
+            drain = command(self, name, first, f"upgrade-drain-{node.name}", script("upgrade-drain", values),
+                            after=previous)
+            upgraded = command(self, name, node, "upgrade", script("upgrade", {**common, "ROLE": "worker"}),
+                               after=[drain, args.packages[node.name]])
+            previous = [command(self, name, first, f"upgrade-uncordon-{node.name}",
+                                script("upgrade-uncordon", values), after=[upgraded])]
+        self.last = previous[0]
         self.register_outputs({})
 
 
@@ -230,6 +333,7 @@ class ChecksArgs:
     control_plane: ControlPlane
     workers: Workers
     etcd_member: Node
+    after: Sequence[pulumi.Resource] = ()
 
 
 class Checks(pulumi.ComponentResource):
@@ -247,7 +351,7 @@ class Checks(pulumi.ComponentResource):
         # would fail every run of a shrink.
         ready = command(self, name, first, "nodes-ready", script("nodes-ready", {
             "NODES": " ".join(n.name for n in (*topo.control_planes, *topo.workers))}),
-            after=[args.workers.last, cp.cni])
+            after=[args.workers.last, cp.cni, *args.after])
         verify = command(self, name, first, "no-local-etcd", script("verify", {
             "CONTROL_PLANES": " ".join(n.name for n in topo.control_planes),
             "CHECK_NAMESPACE": payload.CHECK_NAMESPACE}), after=[ready])

@@ -23,6 +23,12 @@ CHECK_NAMESPACE = "hakube-external-etcd-check"
 # Practice mode: what the seed's exam scenario hands the learner.
 PRACTICE_CERTS_DIR = "/root/certs"
 PRACTICE_CONFIG = "/root/kubeadm.yaml"
+PKI = "/etc/kubernetes/pki"
+# What every control plane shares (kubeadm's manual certificate distribution),
+# (path, mode): read from the first control plane, written on each joiner.
+SHARED_CERTS = ((f"{PKI}/ca.crt", "0644"), (f"{PKI}/ca.key", "0600"), (f"{PKI}/sa.key", "0600"),
+                (f"{PKI}/sa.pub", "0644"), (f"{PKI}/front-proxy-ca.crt", "0644"),
+                (f"{PKI}/front-proxy-ca.key", "0600"))
 
 
 def _args(api: str, values: Mapping[str, str]) -> object:
@@ -82,8 +88,10 @@ def kubelet_configuration() -> dict:
 
 
 def join_configuration(spec: Spec, node: NodeSpec, *, token: str, ca_cert_hash: str,
-                       certificate_key: str | None) -> dict:
-    """A control plane joins with a certificate key; a worker without."""
+                       control_plane: bool) -> dict:
+    """A control plane joins with the shared certificates already in place
+    (kubeadm's manual certificate distribution: no certificateKey, nothing
+    uploaded to the cluster that expires); a worker joins without them."""
     doc = {
         "apiVersion": f"kubeadm.k8s.io/{spec.kubernetes.kubeadm_api}",
         "kind": "JoinConfiguration",
@@ -94,10 +102,9 @@ def join_configuration(spec: Spec, node: NodeSpec, *, token: str, ca_cert_hash: 
         }},
         "nodeRegistration": _node_registration(spec, node),
     }
-    if certificate_key is not None:
+    if control_plane:
         doc["controlPlane"] = {
             "localAPIEndpoint": {"advertiseAddress": str(node.ip), "bindPort": spec.kubernetes.api_port},
-            "certificateKey": certificate_key,
         }
     return doc
 
@@ -112,9 +119,8 @@ def init_config_yaml(spec: Spec, node: NodeSpec) -> str:
 
 
 def join_config_yaml(spec: Spec, node: NodeSpec, credentials: Mapping[str, str], control_plane: bool) -> str:
-    return dump(join_configuration(
-        spec, node, token=credentials["token"], ca_cert_hash=credentials["caCertHash"],
-        certificate_key=credentials["certificateKey"] if control_plane else None), kubelet_configuration())
+    return dump(join_configuration(spec, node, token=credentials["token"], ca_cert_hash=credentials["caCertHash"],
+                                   control_plane=control_plane), kubelet_configuration())
 
 
 def cni_manifest_url(spec: Spec) -> str:
@@ -141,4 +147,27 @@ def practice_commands(spec: Spec) -> list[str]:
     cmds += [f"on {n.name} ({n.ip}): sudo kubeadm join {spec.kubernetes.endpoint} --token ... "
              "--discovery-token-ca-cert-hash ..." for n in spec.topology.workers]
     cmds.append("kubectl get nodes   # every node Ready; kubectl -n kube-system get pods | grep etcd finds nothing")
+    return cmds + upgrade_commands(spec)
+
+
+def upgrade_commands(spec: Spec) -> list[str]:
+    """kubeadm's upgrade procedure to `kubernetes.version`, node by node, as
+    hakube's upgrade steps run it (practice mode: for the learner, after a
+    `pulumi up` with the new version has moved each node's package repository
+    to its minor; one minor at a time)."""
+    v, topo = spec.kubernetes.version, spec.topology
+    pkg = f"'{v}-*'"
+    install = "sudo apt-get update && sudo apt-get install -y --allow-change-held-packages"
+    kubelet = (f"{install} kubelet={pkg} kubectl={pkg} && sudo apt-mark hold kubelet kubectl "
+               "&& sudo systemctl daemon-reload && sudo systemctl restart kubelet")
+    cmds = [f"# upgrading to {v} (from the minor before it; never skip one): one node at a time, in this order"]
+    for i, n in enumerate(topo.control_planes):
+        upgrade = f"sudo kubeadm upgrade plan && sudo kubeadm upgrade apply v{v}" if i == 0 else "sudo kubeadm upgrade node"
+        cmds.append(f"on {n.name}: {install} kubeadm={pkg} && sudo apt-mark hold kubeadm && {upgrade}; "
+                    f"kubectl drain {n.name} --ignore-daemonsets; {kubelet}; kubectl uncordon {n.name}")
+    first = topo.control_planes[0].name
+    for n in topo.workers:
+        cmds.append(f"on {first}: kubectl drain {n.name} --ignore-daemonsets --delete-emptydir-data; "
+                    f"on {n.name}: {install} kubeadm={pkg} && sudo apt-mark hold kubeadm && sudo kubeadm upgrade node "
+                    f"&& {kubelet}; on {first}: kubectl uncordon {n.name}")
     return cmds

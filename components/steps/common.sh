@@ -52,3 +52,16 @@ not_ready() {
   done
   echo "$out"
 }
+
+# kubeadm_reset_keeping FILE...: `kubeadm reset -f` (a half-done init or
+# join), keeping the named files: reset empties /etc/kubernetes/pki, where
+# hakube's own steps put the etcd client certs and a control plane's shared
+# certs, and those steps would not run again to put them back.
+kubeadm_reset_keeping() {
+  local keep
+  keep=$(mktemp -d)
+  [ "$#" -eq 0 ] || tar -cf "$keep/keep.tar" --absolute-names "$@"
+  kubeadm reset -f >/var/log/hakube/kubeadm-reset.log 2>&1 || true
+  [ "$#" -eq 0 ] || tar -xpf "$keep/keep.tar" --absolute-names
+  rm -rf "$keep"
+}

@@ -19,8 +19,8 @@ STACKS = {
 LB_STEPS = ("haproxy", "keepalived", "keepalived-leave")   # per load balancer
 NODE_STEPS = ("ready", "ssh-key", "helpers", "hosts")   # per node, before any other
 CP_STEPS = ("kernel", "containerd", "kube-packages", "etcdctl", "etcd-certs", "cert-check", "etcd-preflight")
-JOIN_STEPS = ("join-credentials", "kubeadm-join")
-FIRST_CP_STEPS = ("kubeadm-config", "kubeadm-init", "cni", "kubeconfig")
+JOIN_STEPS = ("join-token", "kubeadm-join", "join-done", "forget", "reset", "drain")   # + the leave steps
+FIRST_CP_STEPS = ("kubeadm-config", "kubeadm-init", "cni", "kubeconfig", "export-shared-certs")
 CHECK_STEPS = ("nodes-ready", "no-local-etcd", "registry")
 ETCD_STEPS = ("prepare", "cluster", "install", "certs", "config", "unit", "firewall-unit", "firewall", "start", "backup",
               "maintenance", "cert-check", "restart", "firewall-refresh")
@@ -53,6 +53,8 @@ def test_expected_count_of_each_resource_type(stack_run):
     assert counts["tls:index/locallySignedCert:LocallySignedCert"] == 2 * etcd + 2
     kubernetes = len(CP_STEPS) * cp + 3 * wk + (
         len(FIRST_CP_STEPS) + len(JOIN_STEPS) * (cp - 1 + wk) + len(CHECK_STEPS) + cp   # + apiserver restarts
+        + (cp - 1)                                                  # + the joiners' shared certs
+        + cp + 3 * wk                                               # + the upgrade chain
         + 1 if bootstrap else 1)                                    # + kubeadm-config upload
     assert counts[CMD] == (len(NODE_STEPS) * nodes + len(ETCD_STEPS) * etcd + 2   # node steps, etcd, health, membership
                            + len(LB_STEPS) * lb + 1                 # haproxy, VIP gate

@@ -6,7 +6,7 @@ import yaml
 
 from config import raw_from_stack_file
 from tests.conftest import ROOT
-from tests.graph.mocks import CERT_KEY_MARK, KEY_MARK, TOKEN_MARK, EchoMocks
+from tests.graph.mocks import KEY_MARK, SHARED_MARK, TOKEN_MARK, EchoMocks
 from tests.harness import is_secret, run_program, unwrap
 
 CMD = "command:remote:Command"
@@ -39,7 +39,8 @@ def test_init_runs_once_on_the_first_control_plane(dev):
     assert [r.name for r in inits] == [cp("master-01", "kubeadm-init")]
     assert unwrap(inits[0].inputs["connection"])["host"] == "192.168.144.101"
     script = inits[0].inputs["create"]
-    assert "--upload-certs" in script and "admin.conf" in script   # a second up does not re-init
+    assert "admin.conf" in script                                  # a second up does not re-init
+    assert "--upload-certs" not in script       # nothing uploaded that expires: joiners get the shared certs
 
 
 def test_preflight_gates_init_and_every_join(dev):
@@ -50,40 +51,56 @@ def test_preflight_gates_init_and_every_join(dev):
     assert dev.depends(cp("master-01", "kubeadm-init"), "hakube-lb-vip")
 
 
-def test_joins_are_strictly_serial_with_credentials_minted_just_before(dev):
-    order = [cp("master-02", "kubeadm-join"), cp("master-03", "kubeadm-join"),
-             "hakube-workers-worker-01-kubeadm-join"]
+def test_joins_are_strictly_serial_each_with_its_own_token_deleted_after_it(dev):
+    order = [cp("master-02", "kubeadm-join"), cp("master-01", "join-done-master-02"),
+             cp("master-03", "kubeadm-join"), cp("master-01", "join-done-master-03"),
+             "hakube-workers-worker-01-kubeadm-join", "hakube-workers-master-01-join-done-worker-01"]
     for earlier, later in zip(order, order[1:]):
         assert dev.depends(later, earlier), f"{later} must wait for {earlier}"
         assert not dev.depends(earlier, later)
-    # credentials for master-03 are minted after master-02 has joined
-    assert dev.depends(cp("master-01", "join-credentials-master-03"), cp("master-02", "kubeadm-join"))
-    assert dev.depends(cp("master-03", "kubeadm-join"), cp("master-01", "join-credentials-master-03"))
+    # master-03's token is minted after master-02's token is deleted
+    assert dev.depends(cp("master-01", "join-token-master-03"), cp("master-01", "join-done-master-02"))
+    assert dev.depends(cp("master-03", "kubeadm-join"), cp("master-01", "join-token-master-03"))
 
 
-def test_join_credentials_are_secret_and_per_join(dev):
-    creds = [r for r in dev.of_type(CMD) if "join-credentials" in r.name]
-    assert len(creds) == 3                                   # master-02, master-03, worker-01
-    for r in creds:
+def test_join_tokens_are_secret_per_join_and_carry_no_certificate_key(dev):
+    tokens = [r for r in dev.of_type(CMD) if "-join-token-" in r.name]
+    assert len(tokens) == 3                                   # master-02, master-03, worker-01
+    for r in tokens:
         assert "stdout" in r.options["additional_secret_outputs"]
         assert r.inputs["logging"] == "none"
         assert unwrap(r.inputs["connection"])["host"] == "192.168.144.101"
+        # a node that leaves before it joined takes its token with it
+        assert "kubernetes/join-done.sh" in unwrap(r.inputs["delete"])
     joins = {r.name: r for r in dev.of_type(CMD) if r.name.endswith("kubeadm-join")}
-    tokens = set()
+    seen = set()
     for name, r in joins.items():
         assert is_secret(r.inputs["stdin"]) and r.inputs["logging"] == "none", name
         docs = list(yaml.safe_load_all(unwrap(r.inputs["stdin"])))
         join_cfg = next(d for d in docs if d["kind"] == "JoinConfiguration")
         token = join_cfg["discovery"]["bootstrapToken"]["token"]
         assert token.startswith(TOKEN_MARK)
-        tokens.add(token)
+        seen.add(token)
         assert TOKEN_MARK not in r.inputs["create"]
         if "worker" in name:
             assert "controlPlane" not in join_cfg
         else:
-            assert join_cfg["controlPlane"]["certificateKey"].startswith(CERT_KEY_MARK)
+            assert set(join_cfg["controlPlane"]) == {"localAPIEndpoint"}
             assert join_cfg["controlPlane"]["localAPIEndpoint"]["advertiseAddress"].startswith("192.168.144.10")
-    assert len(tokens) == 3                                  # one token per join
+    assert len(seen) == 3                                     # one token per join
+
+
+def test_joining_control_planes_get_the_shared_certs_by_stdin_only(dev):
+    export = dev.by_name(cp("master-01", "export-shared-certs"))
+    assert "stdout" in export.options["additional_secret_outputs"] and export.inputs["logging"] == "none"
+    assert dev.depends(export.name, cp("master-01", "kubeadm-init"))
+    for n in ("master-02", "master-03"):
+        r = dev.by_name(cp(n, "shared-certs"))
+        assert is_secret(r.inputs["stdin"]) and r.inputs["logging"] == "none"
+        assert SHARED_MARK in unwrap(r.inputs["stdin"]) and SHARED_MARK not in r.inputs["create"]
+        assert "/etc/kubernetes/pki/ca.key:0600" in r.inputs["create"]
+        assert dev.depends(cp(n, "kubeadm-join"), r.name)
+    assert not [r for r in dev.of_type(CMD) if r.name.startswith("hakube-workers") and "shared-certs" in r.name]
 
 
 def test_kubeconfig_is_a_secret_output(dev):
@@ -111,11 +128,15 @@ def test_checks_follow_every_join_and_look_in_etcd(dev):
 
 def test_practice_mode_registers_no_kubeadm_run(cka):
     names = [r.name for r in cka.of_type(CMD)]
-    assert not [n for n in names if "kubeadm-init" in n or "kubeadm-join" in n or "join-credentials" in n]
+    assert not [n for n in names if "kubeadm-init" in n or "kubeadm-join" in n or "join-token" in n]
     assert not [n for n in names if n.startswith("hakube-checks")]
     assert "kubeconfig" not in cka.outputs
     steps = unwrap(cka.outputs["nextSteps"])
     assert any("kubeadm init --config /root/kubeadm.yaml --upload-certs" in s for s in steps)
+    # the upgrade procedure hakube's upgrade steps run, node by node, for the learner
+    upgrades = [s for s in steps if "kubeadm upgrade" in s]
+    assert [s.split(":")[0] for s in upgrades] == ["on master-01", "on master-02"]   # the cka stack's two
+    assert "kubeadm upgrade apply v" in upgrades[0] and "kubeadm upgrade node" in upgrades[1]
     config = cka.by_name("hakube-cp-master-01-kubeadm-config")
     assert "/root/kubeadm.yaml" in config.inputs["create"]
     certs = cka.by_name("hakube-cp-master-01-etcd-certs")

@@ -1,6 +1,8 @@
 """What a user's `pulumi up` runs after a change, under the real engine's
 rules (engine/): which step is same, created, updated or replaced, and which
 script runs on which node, in which order."""
+import json
+
 import pytest
 
 from components import steps
@@ -333,3 +335,112 @@ def test_the_summary_output_names_versions_members_and_each_certificates_expiry(
     changed = sorted(k for k in after if after[k] != before["certificatesNotAfter"][k])
     assert changed == sorted([f"{m}-{kind}" for m in MEMBERS for kind in ("server", "peer")]
                              + ["apiserver-etcd-client", "healthcheck-client"])
+
+
+def test_a_failed_join_retried_later_uses_its_still_valid_token_and_deletes_it_after():
+    """master-03's join fails on the first `up`: its token step stays in state
+    as it ran ("same" on the next run: nothing mints a new one), so a retry
+    however late must find that token valid, which join-token.sh makes so
+    (no expiry until join-done deletes it: test_scripts). The retry runs the
+    join (create: a failed create leaves nothing in state), then deletes the
+    token, then goes on with the worker's join."""
+    p = Planner("dev", {"nodes": {"workers": {"count": 1}}})
+    p.executor.fail = {"hakube-cp-master-03-kubeadm-join"}
+    with pytest.raises(Exception, match="master-03-kubeadm-join"):
+        p.up()
+    first_token = next(r for r in p.engine.state.values()
+                       if r.name == "hakube-cp-master-01-join-token-master-03").outputs["stdout"]
+    p.executor.fail = set()
+    run = p.up()
+    assert ops(run)["hakube-cp-master-03-kubeadm-join"] == "create"
+    assert "hakube-cp-master-01-join-token-master-03" not in ops(run)          # same: not minted again
+    join = next(s for s in run.steps if s.name == "hakube-cp-master-03-kubeadm-join")
+    assert json.loads(first_token)["token"] in join.new.inputs["stdin"]
+    order = [name for name, _, _ in ran(run)]
+    assert order.index("hakube-cp-master-03-kubeadm-join") < order.index("hakube-cp-master-01-join-done-master-03") \
+        < order.index("hakube-workers-master-01-join-token-worker-01") < order.index("hakube-workers-worker-01-kubeadm-join")
+    assert ran(run)[order.index("hakube-cp-master-01-join-done-master-03")][2] == "kubernetes/join-done.sh"
+    assert p.up().ran() == []                                                   # and then nothing
+
+
+def test_a_control_plane_or_worker_that_leaves_is_drained_reset_and_forgotten_before_its_vm_goes():
+    """3 -> 2 control planes and 1 -> 0 workers: HAProxy drops master-03 in
+    the run's updates; then, in the deletes, each leaving node is drained (on
+    master-01), reset (on itself), deleted from the API (on master-01), and
+    only then its VM goes. Nothing of the staying nodes is deleted."""
+    p = Planner("dev", {"nodes": {"workers": {"count": 1}}})
+    p.up()
+
+    def shrink(raw):
+        raw["nodes"]["controlPlane"]["count"] = 2
+        raw["nodes"]["workers"]["count"] = 0
+    run = p.up(shrink)
+    assert ops(run).get("hakube-lb-lb-01-haproxy") == "update"
+    deleted = [r.name for r in run.deleted]
+    for node, comp in (("master-03", "cp"), ("worker-01", "workers")):
+        drain, reset, forget = (f"hakube-{comp}-master-01-drain-{node}", f"hakube-{comp}-{node}-reset",
+                                f"hakube-{comp}-master-01-forget-{node}")
+        batch = run.delete_batch
+        assert batch(drain) < batch(reset) < batch(forget) < batch(f"hakube-{node}-domain"), run.delete_batches
+        # the deletes that ran, on which host, with which script
+        ran_deletes = {r.name: r for r in run.deleted if r.name in (drain, reset, forget)}
+        assert "kubernetes/leave-drain.sh" in ran_deletes[drain].inputs["delete"]
+        assert "kubernetes/leave-reset.sh" in ran_deletes[reset].inputs["delete"]
+        assert "kubernetes/leave-forget.sh" in ran_deletes[forget].inputs["delete"]
+        assert ran_deletes[drain].inputs["connection"]["host"] == "192.168.144.101"
+        assert ran_deletes[reset].inputs["connection"]["host"] != "192.168.144.101"
+    assert set(p.executor.deletes) >= {"hakube-cp-master-01-drain-master-03", "hakube-workers-worker-01-reset"}
+    assert not [n for n in deleted if "master-01" in n and not n.endswith(("-master-03", "-worker-01"))
+                or "master-02" in n]
+    haproxy = next(s for s in run.steps if s.name == "hakube-lb-lb-01-haproxy")
+    assert "192.168.144.103" not in haproxy.new.inputs["stdin"]
+
+
+UPGRADE_SCRIPTS = ("kubernetes/upgrade.sh", "kubernetes/upgrade-drain.sh", "kubernetes/upgrade-uncordon.sh")
+
+
+def test_a_kubernetes_upgrade_is_kubeadms_procedure_one_node_at_a_time():
+    """1.36 -> 1.37 with two workers: `kubeadm upgrade apply` on master-01,
+    `kubeadm upgrade node` on master-02 then master-03, then each worker
+    drained (on master-01), upgraded, uncordoned, strictly one after the
+    other; each node's packages step runs but installs nothing (packages.sh
+    leaves an installed kubeadm to the upgrade); nothing else restarts or
+    re-joins; the checks run after the last worker."""
+    p = Planner("dev", {"nodes": {"workers": {"count": 2}}})
+    p.up()
+    run = p.up(lambda raw: raw.setdefault("kubernetes", {}).update(version="1.37.2"))
+    chain = [(name, script) for name, _, script in ran(run) if script in UPGRADE_SCRIPTS]
+    up = "hakube-upgrade"
+    assert chain == [
+        (f"{up}-master-01-upgrade", "kubernetes/upgrade.sh"),
+        (f"{up}-master-02-upgrade", "kubernetes/upgrade.sh"),
+        (f"{up}-master-03-upgrade", "kubernetes/upgrade.sh"),
+        (f"{up}-master-01-upgrade-drain-worker-01", "kubernetes/upgrade-drain.sh"),
+        (f"{up}-worker-01-upgrade", "kubernetes/upgrade.sh"),
+        (f"{up}-master-01-upgrade-uncordon-worker-01", "kubernetes/upgrade-uncordon.sh"),
+        (f"{up}-master-01-upgrade-drain-worker-02", "kubernetes/upgrade-drain.sh"),
+        (f"{up}-worker-02-upgrade", "kubernetes/upgrade.sh"),
+        (f"{up}-master-01-upgrade-uncordon-worker-02", "kubernetes/upgrade-uncordon.sh"),
+    ]
+    names = [name for name, _ in chain]
+    for earlier, later in zip(names, names[1:]):        # one at a time: each waits for the one before
+        assert run.depends(later, earlier), f"{later} must wait for {earlier}"
+    assert all(ops(run)[name] == "update" for name in names)
+    scripts = {s.name: s.script for s in run.steps if s.name in names}
+    assert "ROLE=first" in scripts[f"{up}-master-01-upgrade"]
+    assert "ROLE=control-plane" in scripts[f"{up}-master-02-upgrade"]
+    assert "ROLE=worker" in scripts[f"{up}-worker-01-upgrade"]
+    assert all("K8S_VERSION=1.37.2" in text for text in scripts.values())
+    # on the first control plane and the workers' drains: the host that runs them
+    assert {s.name for s in run.steps if s.name in names and s.new.inputs["connection"]["host"] == "192.168.144.101"} \
+        == {f"{up}-master-01-upgrade", f"{up}-master-01-upgrade-drain-worker-01",
+            f"{up}-master-01-upgrade-uncordon-worker-01", f"{up}-master-01-upgrade-drain-worker-02",
+            f"{up}-master-01-upgrade-uncordon-worker-02"}
+    others = {script for name, _, script in ran(run) if name not in names}
+    assert others == {"kubernetes/packages.sh", "steps/file.sh"}, others   # + the kubeadm config file
+    for name, _, script in ran(run):
+        if script == "kubernetes/packages.sh":   # each node's packages step waits for nothing of the chain
+            assert not run.depends(name, f"{up}-master-01-upgrade")
+        assert not name.endswith(("-restart", "-join", "-init"))
+    assert run.depends("hakube-checks-master-01-nodes-ready", f"{up}-master-01-upgrade-uncordon-worker-02")
+    assert p.up().ran() == []

@@ -68,16 +68,15 @@ def test_init_config_uses_the_api_of_the_version(version, api):
 
 def test_join_config_for_control_plane_and_worker():
     spec = spec_for("1.34.2")
-    creds = {"token": "abcdef.0123456789abcdef", "caCertHash": "sha256:" + "0" * 64,
-             "certificateKey": "f" * 64}
+    creds = {"token": "abcdef.0123456789abcdef", "caCertHash": "sha256:" + "0" * 64}
     node = spec.topology.control_planes[1]
     join = next(yaml.safe_load_all(kp.join_config_yaml(spec, node, creds, control_plane=True)))
     assert set(join) <= DOCUMENTED["JoinConfiguration"]
     assert join["discovery"]["bootstrapToken"] == {
         "apiServerEndpoint": "192.168.144.100:6443", "token": creds["token"],
         "caCertHashes": [creds["caCertHash"]]}
-    assert join["controlPlane"] == {"localAPIEndpoint": {"advertiseAddress": "192.168.144.102", "bindPort": 6443},
-                                    "certificateKey": creds["certificateKey"]}
+    # the shared certs are in place before the join: no certificateKey (nothing uploaded that expires)
+    assert join["controlPlane"] == {"localAPIEndpoint": {"advertiseAddress": "192.168.144.102", "bindPort": 6443}}
     worker = next(yaml.safe_load_all(kp.join_config_yaml(spec, node, creds, control_plane=False)))
     assert "controlPlane" not in worker
 

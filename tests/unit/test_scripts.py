@@ -4,6 +4,7 @@ nothing in it with the helpers it sources inlined (so their variables and
 functions count as used)."""
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -127,3 +128,126 @@ def test_the_kubernetes_checks_count_the_configured_nodes_by_name(tmp_path):
     assert verify.returncode == 1 and "control planes not Ready: master-02" in verify.stderr
     ready = _run_check(tmp_path, "nodes-ready.sh", {"NODES": "master-01 master-02 worker-01"}, down)
     assert ready.returncode == 1 and "master-02 worker-01" in ready.stderr
+
+
+KUBEADM = """#!/bin/bash
+# a stand-in kubeadm keeping bootstrap tokens in $TOKENS, one "token ttl" per line
+case "$1 $2" in
+  "token create") [ "$4" = --ttl ] || exit 2; echo "$3 $5" >>"$TOKENS"; echo "$3" ;;
+  "token delete") grep -q "^$3\\\\." "$TOKENS" || { echo "bootstrap token \\"$3\\" not found" >&2; exit 1; }
+                  sed -i "/^$3\\\\./d" "$TOKENS" ;;
+  "token list") cat "$TOKENS" ;;
+  *) exit 2 ;;
+esac
+"""
+
+
+def _run_kubeadm_step(tmp_path: Path, script: str, values: dict):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "kubeadm").write_text(KUBEADM)
+    (bin_dir / "kubeadm").chmod(0o755)
+    body = steps.prelude(values) + LIBS["common.sh"].read_text() + (COMPONENTS / "kubernetes" / script).read_text()
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "TOKENS": str(tmp_path / "tokens")}
+    return subprocess.run(["bash", "-c", body], capture_output=True, text=True, env=env)
+
+
+def test_a_join_token_lives_until_its_join_is_done_and_each_run_mints_a_new_secret(tmp_path):
+    """join-token.sh mints `<id>.<16 hex>` with no expiry (a join retried
+    weeks later still holds a valid one), replacing an earlier token of the
+    same id; join-done.sh deletes it and is safe to run again."""
+    (tmp_path / "tokens").write_text("other1.0123456789abcdef 24h0m0s\n")
+    ca = _cert(tmp_path, "ca", 3650)
+    values = {"TOKEN_ID": "a1b2c3", "JOINER": "worker-01", "CA_CERT": str(ca)}
+    first = _run_kubeadm_step(tmp_path, "join-token.sh", values)
+    assert first.returncode == 0, first.stderr
+    creds = json.loads(first.stdout)
+    assert re.fullmatch(r"a1b2c3\.[0-9a-f]{16}", creds["token"])
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", creds["caCertHash"])
+    assert (tmp_path / "tokens").read_text().splitlines() == ["other1.0123456789abcdef 24h0m0s", f"{creds['token']} 0"]
+    again = json.loads(_run_kubeadm_step(tmp_path, "join-token.sh", values).stdout)
+    assert again["token"] != creds["token"]
+    assert (tmp_path / "tokens").read_text().splitlines() == ["other1.0123456789abcdef 24h0m0s", f"{again['token']} 0"]
+    for _ in range(2):
+        done = _run_kubeadm_step(tmp_path, "join-done.sh", values)
+        assert done.returncode == 0, done.stderr
+    assert (tmp_path / "tokens").read_text().splitlines() == ["other1.0123456789abcdef 24h0m0s"]
+
+
+# stand-ins for the package tools: installed versions from $PKG_<name>, every
+# apt-get call recorded in $CALLS (none may happen when the upgrade is refused)
+PKG_TOOLS = {
+    "dpkg-query": '#!/bin/bash\nv="PKG_${@: -1}"; [ -n "${!v}" ] && printf "%s-1.1" "${!v}"\n',
+    "apt-get": '#!/bin/bash\necho "apt-get $*" >>"$CALLS"\n',
+    "apt-mark": "#!/bin/bash\nexit 0\n",
+    "apt-cache": "#!/bin/bash\nexit 0\n",                  # a repository without the wanted release
+}
+
+
+def _run_upgrade(tmp_path: Path, want: str, role: str, cluster: str, kubelet: str, kubeadm: str):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for tool, text in PKG_TOOLS.items():
+        (bin_dir / tool).write_text(text)
+        (bin_dir / tool).chmod(0o755)
+    manifest = tmp_path / "kube-apiserver.yaml"
+    manifest.write_text(f"spec:\n  containers:\n  - command:\n    - kube-apiserver\n"
+                        f"    image: registry.k8s.io/kube-apiserver:v{cluster}\n")
+    calls = tmp_path / "calls"
+    calls.write_text("")
+    values = {"K8S_VERSION": want, "ROLE": role, "DRAINED_MARK": "hakube.io/upgrade-drained",
+              "DRAIN_TIMEOUT": 300, "APISERVER_MANIFEST": str(manifest)}
+    body = steps.prelude(values) + LIBS["common.sh"].read_text() + (COMPONENTS / "kubernetes" / "upgrade.sh").read_text()
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "CALLS": str(calls), "PKG_kubelet": kubelet, "PKG_kubeadm": kubeadm}
+    res = subprocess.run(["bash", "-c", body], capture_output=True, text=True, env=env)
+    return res, calls.read_text()
+
+
+@pytest.mark.parametrize("want, cluster, refusal", [
+    ("1.37.2", "1.35.4", "1.35.4 -> 1.36 -> 1.37"),            # a skipped minor: the path, one `up` per step
+    ("1.38.0", "1.36.4", "1.36.4 -> 1.37 -> 1.38"),
+    ("1.35.9", "1.36.4", "would be a downgrade"),
+    ("1.36.3", "1.36.4", "would be a downgrade"),               # a patch back too
+])
+def test_an_upgrade_that_skips_a_minor_or_goes_back_is_refused_before_anything_changes(tmp_path, want, cluster,
+                                                                                        refusal):
+    res, calls = _run_upgrade(tmp_path, want, "first", cluster, kubelet=cluster, kubeadm=cluster)
+    assert res.returncode == 1 and refusal in res.stderr, res.stderr
+    assert "hakube:kubernetes.version" in res.stderr
+    assert calls == ""                                          # no package touched
+
+
+def test_a_node_already_at_the_version_is_left_alone_and_one_minor_up_proceeds(tmp_path):
+    res, calls = _run_upgrade(tmp_path, "1.36.4", "first", "1.36.4", kubelet="1.36.4", kubeadm="1.36.4")
+    assert res.returncode == 0 and "already runs Kubernetes 1.36.4" in res.stdout and calls == ""
+    # a worker: its own kubelet decides (the cluster's version is the first control plane's business)
+    res, calls = _run_upgrade(tmp_path, "1.37.2", "worker", "1.37.2", kubelet="1.35.0", kubeadm="1.35.0")
+    assert res.returncode == 1 and "1.35.0 -> 1.36 -> 1.37" in res.stderr and calls == ""
+    # one minor up gets past the policy to the package repository (the stand-in apt has no kubeadm)
+    res, calls = _run_upgrade(tmp_path, "1.37.2", "first", "1.36.4", kubelet="1.36.4", kubeadm="1.36.4")
+    assert "no kubeadm 1.37.2 in the package repository" in res.stderr and calls.startswith("apt-get update")
+
+
+@pytest.mark.parametrize("installed, installs", [("", True), ("1.36.4", False), ("1.37.2", False)])
+def test_the_packages_step_installs_only_on_a_node_without_kubeadm(tmp_path, installed, installs):
+    """A version change makes every node's packages step an update (the
+    version is in its text); on a node that has kubeadm it must change no
+    package: each node's turn is its upgrade step."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    tools = {**PKG_TOOLS, "apt-cache": '#!/bin/bash\necho " kubeadm | 1.37.2-1.1 | https://pkgs.k8s.io/x Packages"\n'}
+    for tool, text in tools.items():
+        (bin_dir / tool).write_text(text)
+        (bin_dir / tool).chmod(0o755)
+    calls = tmp_path / "calls"
+    calls.write_text("")
+    # the host's files stay untouched: what writes under /etc is stood in
+    stand_ins = "put_file() { :; }\ninstall() { :; }\ncurl() { :; }\ngpg() { :; }\nsystemctl() { :; }\nCHANGED=0\n"
+    body = (steps.prelude({"K8S_VERSION": "1.37.2", "K8S_MINOR": "1.37", "K8S_PACKAGE_REPO": "https://pkgs.k8s.io/x"})
+            + LIBS["common.sh"].read_text() + stand_ins + (COMPONENTS / "kubernetes" / "packages.sh").read_text())
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "CALLS": str(calls), "PKG_kubelet": installed, "PKG_kubeadm": installed}
+    res = subprocess.run(["bash", "-c", body], capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr
+    assert ("install" in calls.read_text()) == installs, calls.read_text()
+    if installs:
+        assert "kubelet=1.37.2-1.1 kubeadm=1.37.2-1.1 kubectl=1.37.2-1.1" in calls.read_text()
