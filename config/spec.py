@@ -140,6 +140,10 @@ class KubernetesSpec:
     cni: CniSpec
     package_repo: str
     cluster_name: str
+    # kubeadm's certificates renewed on each control plane by a timer
+    renewal_enabled: bool = True
+    renewal_days: int = 60          # renewed when one expires within this many days
+    renewal_calendar: str = "Mon *-*-* 03:00:00"
 
     @property
     def endpoint(self) -> str:
@@ -462,6 +466,13 @@ def _kubernetes(s: Section, network: NetworkSpec, stack: str) -> KubernetesSpec:
     except (ValueError, TypeError) as exc:
         c.problems.add(c.key("version"), f"{cni_version!r} is not a version ({exc})")
     c.finish()
+    r = s.section("certRenewal")
+    renewal_enabled = r.boolean("enabled", True)
+    # weekly by default: 60 days leaves eight runs before an expiry, and the
+    # renewal comes a month before hakube-cert-check's default warning (30)
+    renewal_days = r.integer("days", 60, 7, 300)
+    renewal_calendar = _calendar(r, "Mon *-*-* 03:00:00")
+    r.finish()
     repo = s.string("packageRepository", DEFAULT_K8S_PACKAGES)
     if isinstance(repo, str) and not re.match(r"^https?://\S+$", repo):
         s.problems.add(s.key("packageRepository"), f"{repo!r} is not an http(s) URL")
@@ -469,7 +480,9 @@ def _kubernetes(s: Section, network: NetworkSpec, stack: str) -> KubernetesSpec:
     return KubernetesSpec(version=version, minor=minor, kubeadm_api=api, bootstrap=bootstrap,
                           vip=vip, api_port=api_port, pod_subnet=pod, service_subnet=svc,
                           cni=CniSpec(plugin, str(cni_version).lstrip("v")),
-                          package_repo=repo.rstrip("/"), cluster_name=f"hakube-{stack}")
+                          package_repo=repo.rstrip("/"), cluster_name=f"hakube-{stack}",
+                          renewal_enabled=renewal_enabled, renewal_days=renewal_days,
+                          renewal_calendar=renewal_calendar)
 
 
 def _etcd(s: Section, stack: str) -> EtcdSpec:

@@ -11,6 +11,7 @@ learner, and nothing runs kubeadm.
 from __future__ import annotations
 
 import json
+import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -47,6 +48,30 @@ PRACTICE_FILES = tuple((f"{payload.PRACTICE_CERTS_DIR}/{name}", mode, "root", "r
 
 def script(name: str, values: dict) -> str:
     return steps.step_script(HERE / f"{name}.sh", values)
+
+
+RENEW_JOB = "hakube-kubeadm-certs-renew"
+
+
+def cert_renewal(spec: Spec, index: int) -> tuple[dict, str]:
+    """The values of a control plane's kubeadm-certs-renewal step (the
+    scheduled job step, etcd/job.sh) and the script its timer runs: the
+    `index`-th control plane waits index x 10 minutes after the timer fires,
+    and restarts nothing while another one's apiserver is not ready."""
+    k8s, topo = spec.kubernetes, spec.topology
+    timer = string.Template((HERE.parent / "etcd" / "job.timer").read_text()).substitute(
+        description="kubeadm's certificates on this control plane renewed before they expire",
+        calendar=k8s.renewal_calendar)
+    values = {"JOB": RENEW_JOB, "JOB_ENABLED": int(k8s.renewal_enabled), "JOB_CALENDAR": k8s.renewal_calendar,
+              "JOB_CONFIG_KEY": "hakube:kubernetes.certRenewal",
+              "JOB_DISABLED_NOTE": "hakube:kubernetes.certRenewal.enabled is false",
+              "JOB_SERVICE": (HERE / f"{RENEW_JOB}.service").read_text(), "JOB_TIMER": timer}
+    me = topo.control_planes[index]
+    script_text = "#!/bin/bash\n" + steps.prelude({
+        "RENEW_DAYS": k8s.renewal_days, "DELAY_SECONDS": 600 * index, "API_PORT": k8s.api_port,
+        "PEERS": " ".join(str(n.ip) for n in topo.control_planes if n.name != me.name),
+        "ADMIN_USER": spec.ssh.user}) + (HERE / "kubeadm-certs-renew.sh").read_text()
+    return values, script_text
 
 
 @dataclass(frozen=True)
@@ -184,6 +209,11 @@ class ControlPlane(pulumi.ComponentResource):
             self.cert_checks[node.name] = command(self, name, node, "cert-check",
                                                   steps.cert_check_step_script(values), stdin=check_script,
                                                   after=[certs])
+            if not practice:
+                values, renew_script = cert_renewal(spec, [n.name for n in args.nodes].index(node.name))
+                self.cert_checks[f"{node.name}-renewal"] = command(
+                    self, name, node, "kubeadm-certs-renewal", steps.cert_check_step_script(values),
+                    stdin=renew_script, after=[certs])
             self.preflight[node.name] = command(
                 self, name, node, "etcd-preflight", script("preflight", etcd_values),
                 # after the etcd restart chain: never mid-way through a rolling restart

@@ -55,6 +55,7 @@ def test_expected_count_of_each_resource_type(stack_run):
         len(FIRST_CP_STEPS) + len(JOIN_STEPS) * (cp - 1 + wk) + len(CHECK_STEPS) + cp   # + apiserver restarts
         + (cp - 1)                                                  # + the joiners' shared certs
         + cp + 3 * wk                                               # + the upgrade chain
+        + cp                                                        # + kubeadm's certificate renewal timers
         + 1 if bootstrap else 1)                                    # + kubeadm-config upload
     assert counts[CMD] == (len(NODE_STEPS) * nodes + len(ETCD_STEPS) * etcd + 2   # node steps, etcd, health, membership
                            + len(LB_STEPS) * lb + 1                 # haproxy, VIP gate

@@ -190,3 +190,14 @@ def test_control_plane_etcdctl_waits_for_the_members_upgrade_check(dev):
     for node in ("master-01", "master-02"):
         for member in ("etcd-01", "etcd-02", "etcd-03"):
             assert dev.depends(cp(node, "etcdctl"), f"hakube-etcd-{member}-install")
+
+
+def test_kubeadm_certificates_are_renewed_by_a_timer_on_each_control_plane(dev, cka):
+    """Bootstrap mode: each control plane installs the renewal job (its
+    script on stdin, its place in the order in it); practice mode leaves
+    kubeadm, and so its certificates, to the learner."""
+    for i, n in enumerate(("master-01", "master-02", "master-03")):
+        r = dev.by_name(cp(n, "kubeadm-certs-renewal"))
+        assert "JOB=hakube-kubeadm-certs-renew" in r.inputs["create"]
+        assert f"DELAY_SECONDS={600 * i}" in unwrap(r.inputs["stdin"])
+    assert not [r for r in cka.of_type(CMD) if "kubeadm-certs-renewal" in r.name]

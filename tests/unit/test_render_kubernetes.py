@@ -111,3 +111,31 @@ def test_keepalived_conf_passes_keepalived_check(tmp_path):
     assert "192.168.144.100/24 dev eth0" in conf
     assert "priority 150" in conf and "priority 149" in lbp.keepalived_conf(spec, lb2, "x")
 
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+def test_the_kubeadm_renewal_timer_verifies_and_control_planes_go_one_at_a_time(tmp_path):
+    """What job.sh checks on the node, here (the real systemd-analyze): the
+    service and timer verify, the default calendar parses, the script
+    parses; the i-th control plane waits i x 10 minutes and watches the
+    others' apiservers, not its own."""
+    from components.kubernetes import RENEW_JOB, cert_renewal
+    spec = load(raw_from_stack_file(ROOT / "Pulumi.dev.yaml"), "dev")
+    ips = [str(n.ip) for n in spec.topology.control_planes]
+    for i, ip in enumerate(ips):
+        values, script = cert_renewal(spec, i)
+        d = tmp_path / str(i)
+        d.mkdir()
+        (d / f"{RENEW_JOB}.timer").write_text(values["JOB_TIMER"])
+        (d / f"{RENEW_JOB}.service").write_text(values["JOB_SERVICE"].replace(
+            f"/usr/local/sbin/{RENEW_JOB}", "/bin/true"))
+        for unit in (f"{RENEW_JOB}.timer", f"{RENEW_JOB}.service"):
+            res = subprocess.run(["systemd-analyze", "verify", str(d / unit)], capture_output=True, text=True)
+            assert res.returncode == 0, res.stdout + res.stderr
+        assert f"DELAY_SECONDS={600 * i}\n" in script
+        peers = next(line for line in script.splitlines() if line.startswith("PEERS="))
+        assert ip not in peers and all(other in peers for other in ips if other != ip)
+        assert subprocess.run(["bash", "-n", "-c", script], capture_output=True).returncode == 0
+    cal = subprocess.run(["systemd-analyze", "calendar", spec.kubernetes.renewal_calendar],
+                         capture_output=True, text=True)
+    assert cal.returncode == 0 and "Next elapse" in cal.stdout

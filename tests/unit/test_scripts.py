@@ -251,3 +251,69 @@ def test_the_packages_step_installs_only_on_a_node_without_kubeadm(tmp_path, ins
     assert ("install" in calls.read_text()) == installs, calls.read_text()
     if installs:
         assert "kubelet=1.37.2-1.1 kubeadm=1.37.2-1.1 kubectl=1.37.2-1.1" in calls.read_text()
+
+
+RENEW_TOOLS = {
+    "kubeadm": '#!/bin/bash\necho "kubeadm $*" >>"$CALLS"\n',
+    # containers "<component>-<n>": a stop makes the next `ps` show n+1
+    "crictl": """#!/bin/bash
+echo "crictl $*" >>"$CALLS"
+case "$1" in
+  ps) c=$(sed -n 's/.*--name \\^\\([a-z-]*\\)\\$.*/\\1/p' <<<"$*"); echo "$c-$(cat "$STATE/$c" 2>/dev/null || echo 0)" ;;
+  stop) shift; for id in "$@"; do c=${id%-*}; echo $((${id##*-} + 1)) >"$STATE/$c"; done ;;
+esac
+""",
+    "curl": '#!/bin/bash\nfor a; do url=$a; done\nfor ip in $DOWN; do [[ $url == *"//$ip:"* ]] && exit 7; done\necho ok\n',
+    "sleep": "#!/bin/bash\nexit 0\n",
+}
+
+
+def _run_renewal(tmp_path: Path, apiserver_days: int, admin_days: int, down: str = ""):
+    bin_dir, pki, state = tmp_path / "bin", tmp_path / "pki", tmp_path / "state"
+    for d in (bin_dir, pki, state):
+        d.mkdir(parents=True, exist_ok=True)
+    for tool, text in RENEW_TOOLS.items():
+        (bin_dir / tool).write_text(text)
+        (bin_dir / tool).chmod(0o755)
+    _cert(pki, "apiserver", apiserver_days)
+    admin = _cert(tmp_path, "admin", admin_days)
+    import base64
+    (tmp_path / "admin.conf").write_text("users:\n- name: kubernetes-admin\n  user:\n    client-certificate-data: "
+                                         + base64.b64encode(admin.read_bytes()).decode() + "\n")
+    calls = tmp_path / "calls"
+    calls.write_text("")
+    values = {"RENEW_DAYS": 60, "DELAY_SECONDS": 1200, "API_PORT": 6443, "PEERS": "10.0.0.2 10.0.0.3",
+              "ADMIN_USER": "", "PKI_DIR": str(pki), "KUBE_DIR": str(tmp_path)}
+    body = steps.prelude(values) + (COMPONENTS / "kubernetes" / "kubeadm-certs-renew.sh").read_text()
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "CALLS": str(calls), "STATE": str(state), "DOWN": down,
+           "POLL_SECONDS": "0"}
+    res = subprocess.run(["bash", "-c", body], capture_output=True, text=True, env=env)
+    return res, calls.read_text()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is needed (.ci/run installs it)")
+def test_kubeadm_certificates_are_renewed_inside_the_window_and_each_component_restarted(tmp_path):
+    """The script the renewal timer runs, against real certificates: all
+    valid past the window, nothing runs; the apiserver's (or the admin
+    kubeconfig's) inside it, `kubeadm certs renew all` and the apiserver,
+    controller-manager and scheduler containers restarted one after another,
+    each running anew before the next."""
+    res, calls = _run_renewal(tmp_path, apiserver_days=365, admin_days=365)
+    assert res.returncode == 0 and "nothing to renew" in res.stdout and calls == "", res.stderr
+    for apiserver_days, admin_days in ((30, 365), (365, 30)):
+        res, calls = _run_renewal(tmp_path / f"{apiserver_days}-{admin_days}", apiserver_days, admin_days)
+        assert res.returncode == 0, res.stderr
+        lines = calls.splitlines()
+        assert lines[0] == "kubeadm certs renew all"
+        stops = [line for line in lines if line.startswith("crictl stop")]
+        assert stops == ["crictl stop kube-apiserver-0", "crictl stop kube-controller-manager-0",
+                         "crictl stop kube-scheduler-0"]
+        assert "renewed" in res.stdout
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is needed (.ci/run installs it)")
+def test_kubeadm_certificates_are_not_renewed_while_another_control_plane_is_down(tmp_path):
+    res, calls = _run_renewal(tmp_path, apiserver_days=30, admin_days=365, down="10.0.0.3")
+    assert res.returncode == 1 and "another control plane stayed not ready" in res.stderr
+    assert "the apiserver on 10.0.0.3 is not ready" in res.stdout
+    assert "kubeadm" not in calls and "crictl stop" not in calls
