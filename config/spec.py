@@ -144,6 +144,16 @@ class KubernetesSpec:
     renewal_enabled: bool = True
     renewal_days: int = 60          # renewed when one expires within this many days
     renewal_calendar: str = "Mon *-*-* 03:00:00"
+    # Secrets encrypted at rest in etcd (EncryptionConfiguration): the first
+    # key encrypts, the others only decrypt (a rotation lists the new one first)
+    encryption_enabled: bool = True
+    encryption_provider: str = "secretbox"
+    encryption_keys: tuple[str, ...] = ("key1",)
+    # the apiserver's audit log (off by default: it costs disk and I/O)
+    audit_enabled: bool = False
+    audit_max_age_days: int = 7
+    audit_max_backups: int = 4
+    audit_max_size_mb: int = 100
 
     @property
     def endpoint(self) -> str:
@@ -473,6 +483,27 @@ def _kubernetes(s: Section, network: NetworkSpec, stack: str) -> KubernetesSpec:
     renewal_days = r.integer("days", 60, 7, 300)
     renewal_calendar = _calendar(r, "Mon *-*-* 03:00:00")
     r.finish()
+    e = s.section("encryption")
+    encryption_enabled = e.boolean("enabled", True)
+    # secretbox (XSalsa20-Poly1305) first: kubernetes.io calls aescbc weak to
+    # padding oracle attacks; kms needs a plugin hakube does not run
+    encryption_provider = e.choice("provider", "secretbox", ("secretbox", "aescbc"))
+    keys = e.string_list("keys", ["key1"]) or []
+    if not 1 <= len(keys) <= 4:
+        e.problems.add(e.key("keys"), f"list 1 to 4 key names, the active one first; got {len(keys)}")
+    for key in keys:
+        if not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?", key):
+            e.problems.add(e.key("keys"), f"{key!r} is not a key name (lowercase letters, digits and '-', "
+                           "at most 32)")
+    if len(set(keys)) != len(keys):
+        e.problems.add(e.key("keys"), f"names a key twice: {keys}")
+    e.finish()
+    a = s.section("audit")
+    audit_enabled = a.boolean("enabled", False)
+    audit_age = a.integer("maxAgeDays", 7, 1, 3650)
+    audit_backups = a.integer("maxBackups", 4, 0, 1000)
+    audit_size = a.integer("maxSizeMB", 100, 1, 100000)
+    a.finish()
     repo = s.string("packageRepository", DEFAULT_K8S_PACKAGES)
     if isinstance(repo, str) and not re.match(r"^https?://\S+$", repo):
         s.problems.add(s.key("packageRepository"), f"{repo!r} is not an http(s) URL")
@@ -482,7 +513,10 @@ def _kubernetes(s: Section, network: NetworkSpec, stack: str) -> KubernetesSpec:
                           cni=CniSpec(plugin, str(cni_version).lstrip("v")),
                           package_repo=repo.rstrip("/"), cluster_name=f"hakube-{stack}",
                           renewal_enabled=renewal_enabled, renewal_days=renewal_days,
-                          renewal_calendar=renewal_calendar)
+                          renewal_calendar=renewal_calendar, encryption_enabled=encryption_enabled,
+                          encryption_provider=encryption_provider, encryption_keys=tuple(keys) or ("key1",),
+                          audit_enabled=audit_enabled, audit_max_age_days=audit_age,
+                          audit_max_backups=audit_backups, audit_max_size_mb=audit_size)
 
 
 def _etcd(s: Section, stack: str) -> EtcdSpec:

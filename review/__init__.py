@@ -415,6 +415,11 @@ def _secrets(review: Review, base: dict, head: dict) -> None:
         review.dangers.append("the admin SSH key changes (ssh.publicKey): every step connects with the new key")
 
 
+def _file(item: "Item") -> str:
+    """The shipped script of an item, without what the step is for."""
+    return (item.script or "").split(" (", 1)[0]
+
+
 def _finish(review: Review, base: dict, head: dict) -> None:
     items = review.items
     members = [n for n in ((base.get("outputs") or {}).get("nodeIps") or {}) if n.startswith("etcd-")]
@@ -438,11 +443,17 @@ def _finish(review: Review, base: dict, head: dict) -> None:
                                  f"replaced in one run ({', '.join(touched)}); the cluster survives {limit} at once")
     # restarts, in the order the run makes them
     for script, what in RESTARTS.items():
-        order = [i.node for i in items if i.script == script and any(w.startswith("RESTART_PAYLOAD") for w in i.why)]
+        order = [i.node for i in items if _file(i) == script and any(w.startswith("RESTART_PAYLOAD") for w in i.why)]
         if order:
             review.dangers.append(f"{what} restarts, one at a time, in this order: {', '.join(order)}")
+    keys = [i for i in items if _file(i) == "kubernetes/encryption.sh" and any(w.startswith("KEYS") for w in i.why)
+            and i.name.endswith(("-encryption-add", "-encryption-use"))]
+    if keys:
+        review.dangers.append("the encryption keys change: kube-apiserver restarts, one at a time, in this order: "
+                              + ", ".join(f"{i.node} ({i.name.rsplit('-', 1)[1]})" for i in keys)
+                              + "; then every Secret is written again")
     for script, text in DANGER_SCRIPTS.items():
-        on = list(dict.fromkeys(i.node for i in items if i.script == script))
+        on = list(dict.fromkeys(i.node for i in items if _file(i) == script))
         if on and not (script == "etcd/membership.sh" and not _removes_members(base, head)):
             review.dangers.append(text.format(nodes=", ".join(on)))
     reissued = [i for i in items if i.kind in ("certificate", "key") and i.op in ("replace", "update")]
@@ -451,8 +462,9 @@ def _finish(review: Review, base: dict, head: dict) -> None:
     # what only the live cluster can refuse
     seen = {}
     for item in items:
-        if item.script in RUNTIME_CHECKS:
-            seen.setdefault(item.script, []).append(item.node)
+        # etcd/install.sh checks the policy where it installs etcd itself, not for a control plane's etcdctl
+        if _file(item) in RUNTIME_CHECKS and (item.script == _file(item) or _file(item) != "etcd/install.sh"):
+            seen.setdefault(_file(item), []).append(item.node)
     review.runtime_checks = [f"{RUNTIME_CHECKS[s]} ({s} on {', '.join(dict.fromkeys(n))})" for s, n in seen.items()]
     pending = (head.get("outputs") or {}).get("pendingRebuilds") or []
     if pending:
@@ -482,12 +494,14 @@ def _collapse(items: list[Item], at_least: int = 4) -> list[Item]:
     for item in items:
         if item.kind == "step" and item.op == "update" and item.why:
             groups.setdefault(tuple(item.why), []).append(item)
-    gone = [i for i in items if i.op == "delete" and not i.action]
-    if len(gone) >= at_least and len(gone) == len([i for i in items if i.op == "delete"]) == len(items):
-        # a node that leaves: what goes, in one line
+    deletes = [i for i in items if i.op == "delete"]
+    gone = [i for i in deletes if not i.action]
+    if len(gone) >= at_least and len(deletes) == len(items):
+        # a node that leaves: what goes, in one line; what runs on its way out, each on its own
         things = [i.kind for i in gone]
         counted = ", ".join(f"{k} x{things.count(k)}" if things.count(k) > 1 else k for k in dict.fromkeys(things))
-        return [Item(node=items[0].node, name="gone", kind="new", op="delete", why=[f"leaves the stack: {counted}"])]
+        return [Item(node=items[0].node, name="gone", kind="new", op="delete", why=[f"leaves the stack: {counted}"]),
+                *[i for i in deletes if i.action]]
     creates = [i for i in items if i.op == "create"]
     if len(creates) >= at_least and len(creates) == len(items):
         # a new node: one line for its machine, one for its steps

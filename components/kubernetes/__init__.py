@@ -10,6 +10,8 @@ learner, and nothing runs kubeadm.
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import string
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import pulumi
+import pulumi_tls as tls
 from pulumi_command import remote
 
 from config.spec import Spec
@@ -25,7 +28,7 @@ from .. import steps
 from ..etcd import EtcdCluster, install_script
 from ..etcd import payloads as etcd_payload
 from ..node import Node
-from ..pki import Pki
+from ..pki import PRIVATE_OUTPUTS, Pki
 from ..remote import digest
 from ..remote import step as make_step
 from . import payloads as payload
@@ -51,6 +54,16 @@ def script(name: str, values: dict) -> str:
 
 
 RENEW_JOB = "hakube-kubeadm-certs-renew"
+
+
+def encryption_keys(names: Sequence[str], seed_pem: str) -> str:
+    """stdin of the encryption steps: "name secret" per line, the active key
+    first; each secret 32 bytes (secretbox's size, AES-256 for aescbc)
+    derived from the stack's random seed key and the name, so a name keeps
+    its secret from run to run and a new name gets a new one."""
+    return "".join(f"{name} " + base64.b64encode(hashlib.sha256(
+        b"hakube encryption key\0" + name.encode() + b"\0" + seed_pem.encode()).digest()).decode() + "\n"
+        for name in names)
 
 
 def cert_renewal(spec: Spec, index: int) -> tuple[dict, str]:
@@ -185,6 +198,17 @@ class ControlPlane(pulumi.ComponentResource):
         bundle = pulumi.Output.secret(client_pems.apply(
             lambda p: steps.pem_bundle(list(p) * (2 if practice else 1), [f[0] for f in files])))
 
+        encrypt = k8s.encryption_enabled and not practice
+        enc_values = {"ENC_CONFIG": payload.ENC_CONFIG, "ENC_PROVIDER": k8s.encryption_provider,
+                      "KEYS": " ".join(k8s.encryption_keys), "API_PORT": k8s.api_port,
+                      "APISERVER_MANIFEST": payload.APISERVER_MANIFEST}
+        enc_keys = None
+        if encrypt:
+            # the random secret every encryption key is derived from, kept in state
+            seed = tls.PrivateKey(f"{name}-encryption-seed", algorithm="ED25519", opts=pulumi.ResourceOptions(
+                parent=self, additional_secret_outputs=PRIVATE_OUTPUTS))
+            enc_keys = pulumi.Output.secret(seed.private_key_openssh.apply(
+                lambda pem: encryption_keys(k8s.encryption_keys, pem)))
         ready: dict[str, list[pulumi.Resource]] = {}
         certs_steps: dict[str, remote.Command] = {}
         self.cert_checks: dict[str, remote.Command] = {}
@@ -219,6 +243,14 @@ class ControlPlane(pulumi.ComponentResource):
                 # after the etcd restart chain: never mid-way through a rolling restart
                 after=[etcdctl, certs, args.etcd.health, args.etcd.last_restart])
             ready[node.name] = [*base, self.preflight[node.name]]
+            if encrypt:
+                # in place before kubeadm starts an apiserver that reads it
+                ready[node.name].append(command(self, name, node, "encryption-config", script("encryption", {
+                    **enc_values, "STAGE": "initial"}), stdin=enc_keys, secret=True, after=[node.ready]))
+            if k8s.audit_enabled and not practice:
+                ready[node.name].append(command(self, name, node, "audit-policy", steps.step_script("file", {
+                    "DEST": payload.AUDIT_POLICY, "MODE": "0600", "OWNER": "root:root"}),
+                    stdin=payload.audit_policy_yaml(), after=[node.ready]))
 
         dests = payload.KUBEADM_CONFIG + (f" {payload.PRACTICE_CONFIG}" if practice else "")
         config = command(self, name, first, "kubeadm-config", steps.step_script("file", {
@@ -277,6 +309,20 @@ class ControlPlane(pulumi.ComponentResource):
         for node in args.nodes:
             previous = make_step(f"{name}-{node.name}-apiserver-restart", node, restart, update=restart,
                                  parent=self, after=[previous, certs_steps[node.name]])
+        if encrypt:
+            # A key rotation (kubernetes.io, "Rotating a decryption key"): every
+            # apiserver learns every listed key first (add: the key it encrypts
+            # with stays first), one at a time; then each encrypts with the
+            # first key (use), one at a time; then every Secret is written
+            # again with it. The key names are in the scripts' text (the keys
+            # themselves on stdin): a change of the list is an update of each.
+            for stage in ("add", "use"):
+                for node in args.nodes:
+                    previous = command(self, name, node, f"encryption-{stage}", script("encryption", {
+                        **enc_values, "STAGE": stage}), stdin=enc_keys, secret=True, after=[previous])
+            previous = command(self, name, first, "encryption-rewrite", script("encryption-rewrite", {
+                "ACTIVE_KEY": k8s.encryption_keys[0], "ENC_PROVIDER": k8s.encryption_provider}),
+                after=[previous])
         # kubeadm's own record of the ClusterConfiguration (kube-system/kubeadm-config),
         # which later joins and `kubeadm upgrade` read: the etcd endpoints follow.
         previous = command(self, name, first, "kubeadm-config-upload", script("upload-config", {
@@ -382,13 +428,14 @@ class Checks(pulumi.ComponentResource):
         ready = command(self, name, first, "nodes-ready", script("nodes-ready", {
             "NODES": " ".join(n.name for n in (*topo.control_planes, *topo.workers))}),
             after=[args.workers.last, cp.cni, *args.after])
+        encryption = spec.kubernetes.encryption_provider if spec.kubernetes.encryption_enabled else ""
+        probe = {"CHECK_NAMESPACE": payload.CHECK_NAMESPACE, "CHECK_SECRET": payload.CHECK_SECRET,
+                 "CHECK_PROBE": payload.CHECK_PROBE, "ENCRYPTION": encryption}
         verify = command(self, name, first, "no-local-etcd", script("verify", {
-            "CONTROL_PLANES": " ".join(n.name for n in topo.control_planes),
-            "CHECK_NAMESPACE": payload.CHECK_NAMESPACE}), after=[ready])
+            "CONTROL_PLANES": " ".join(n.name for n in topo.control_planes), **probe}), after=[ready])
         self.converge = [ready, verify]
         self.registry = command(self, name, args.etcd_member, "registry", steps.step_script(
-            HERE / "registry.sh", {"CHECK_NAMESPACE": payload.CHECK_NAMESPACE,
-                                   "PKI_DIR": etcd_payload.PKI_DIR,
+            HERE / "registry.sh", {**probe, "PKI_DIR": etcd_payload.PKI_DIR,
                                    "ETCD_ENDPOINTS": ",".join(topo.etcd_client_endpoints)},
             libs=["etcd.sh"]), after=[verify])
         self.converge.append(self.registry)

@@ -20,10 +20,22 @@ KUBEADM_CONFIG = "/etc/kubernetes/hakube/kubeadm.yaml"
 CRI_SOCKET = "unix:///run/containerd/containerd.sock"
 # The namespace the verification gate creates and then finds in etcd.
 CHECK_NAMESPACE = "hakube-external-etcd-check"
+# ... and with encryption at rest, a Secret in it whose value must not be
+# readable in etcd
+CHECK_SECRET = "hakube-encryption-check"
+CHECK_PROBE = "hakube-plaintext-probe"
 # Practice mode: what the seed's exam scenario hands the learner.
 PRACTICE_CERTS_DIR = "/root/certs"
 PRACTICE_CONFIG = "/root/kubeadm.yaml"
 PKI = "/etc/kubernetes/pki"
+APISERVER_MANIFEST = "/etc/kubernetes/manifests/kube-apiserver.yaml"
+# Encryption of Secrets at rest: a directory of its own, mounted read-only
+# into kube-apiserver (not /etc/kubernetes/hakube: join configs pass there).
+ENC_DIR = "/etc/kubernetes/hakube-encryption"
+ENC_CONFIG = f"{ENC_DIR}/encryption-config.yaml"
+AUDIT_DIR = "/etc/kubernetes/hakube-audit"
+AUDIT_POLICY = f"{AUDIT_DIR}/policy.yaml"
+AUDIT_LOG_DIR = "/var/log/kubernetes/audit"
 # What every control plane shares (kubeadm's manual certificate distribution),
 # (path, mode): read from the first control plane, written on each joiner.
 SHARED_CERTS = ((f"{PKI}/ca.crt", "0644"), (f"{PKI}/ca.key", "0600"), (f"{PKI}/sa.key", "0600"),
@@ -66,8 +78,72 @@ def cluster_configuration(spec: Spec) -> dict:
             "certFile": KUBEADM_ETCD_CERT,
             "keyFile": KUBEADM_ETCD_KEY,
         }},
-        "apiServer": {"certSANs": sans},
+        "apiServer": api_server(spec, sans),
     }
+
+
+def _mount(name: str, path: str, read_only: bool) -> dict:
+    return {"name": name, "hostPath": path, "mountPath": path, "readOnly": read_only,
+            "pathType": "DirectoryOrCreate"}
+
+
+def api_server(spec: Spec, sans: list[str]) -> dict:
+    """certSANs, and when hakube runs kubeadm: the EncryptionConfiguration
+    and the audit policy and log (kube-apiserver flags, each directory
+    mounted from the host). Practice mode leaves both to the learner."""
+    k8s = spec.kubernetes
+    args: dict[str, str] = {}
+    volumes: list[dict] = []
+    if k8s.bootstrap and k8s.encryption_enabled:
+        args["encryption-provider-config"] = ENC_CONFIG
+        volumes.append(_mount("hakube-encryption", ENC_DIR, True))
+    if k8s.bootstrap and k8s.audit_enabled:
+        args.update({"audit-policy-file": AUDIT_POLICY, "audit-log-path": f"{AUDIT_LOG_DIR}/audit.log",
+                     "audit-log-maxage": str(k8s.audit_max_age_days),
+                     "audit-log-maxbackup": str(k8s.audit_max_backups),
+                     "audit-log-maxsize": str(k8s.audit_max_size_mb)})
+        volumes += [_mount("hakube-audit-policy", AUDIT_DIR, True), _mount("hakube-audit-log", AUDIT_LOG_DIR, False)]
+    out: dict = {"certSANs": sans}
+    if args:
+        out["extraArgs"] = _args(k8s.kubeadm_api, args)
+        out["extraVolumes"] = volumes
+    return out
+
+
+def audit_policy() -> dict:
+    """A policy in the spirit of kubernetes.io's example and the one GKE
+    ships: nothing for health probes, events and the system's own routine
+    reads; Secrets, ConfigMaps and token requests at Metadata only (never
+    their contents); other reads at Metadata; every other change with its
+    request body."""
+    core = ""
+    return {
+        "apiVersion": "audit.k8s.io/v1",
+        "kind": "Policy",
+        "omitStages": ["RequestReceived"],
+        "rules": [
+            {"level": "None", "nonResourceURLs": ["/healthz*", "/readyz*", "/livez*", "/version", "/metrics"]},
+            {"level": "None", "resources": [{"group": core, "resources": ["events"]},
+                                            {"group": "events.k8s.io", "resources": ["events"]}]},
+            {"level": "None", "users": ["system:kube-proxy"], "verbs": ["watch"],
+             "resources": [{"group": core, "resources": ["endpoints", "services", "services/status"]},
+                           {"group": "discovery.k8s.io", "resources": ["endpointslices"]}]},
+            {"level": "None", "userGroups": ["system:nodes"], "verbs": ["get"],
+             "resources": [{"group": core, "resources": ["nodes", "nodes/status"]}]},
+            {"level": "None", "users": ["system:kube-controller-manager", "system:kube-scheduler"],
+             "verbs": ["get", "update"], "namespaces": ["kube-system"],
+             "resources": [{"group": "coordination.k8s.io", "resources": ["leases"]}]},
+            {"level": "Metadata", "resources": [
+                {"group": core, "resources": ["secrets", "configmaps", "serviceaccounts/token"]},
+                {"group": "authentication.k8s.io", "resources": ["tokenreviews"]}]},
+            {"level": "Metadata", "verbs": ["get", "list", "watch"]},
+            {"level": "Request"},
+        ],
+    }
+
+
+def audit_policy_yaml() -> str:
+    return dump(audit_policy())
 
 
 def init_configuration(spec: Spec, node: NodeSpec) -> dict:

@@ -1,7 +1,8 @@
 # The seed's checks, as a gate: no etcd pod or manifest (etcd is external),
 # every control plane the stack configures Ready (by name: one the stack is
 # removing may still be listed until its VM goes), and a namespace written
-# through the API for the etcd-side check to find.
+# through the API for the etcd-side check to find (and, with encryption at
+# rest, a Secret it must find unreadable).
 export KUBECONFIG=/etc/kubernetes/admin.conf
 pods=$(kubectl -n kube-system get pods -l component=etcd --no-headers 2>/dev/null | wc -l)
 if [ "$pods" -ne 0 ] || [ -e /etc/kubernetes/manifests/etcd.yaml ]; then
@@ -18,4 +19,10 @@ if [ -n "$missing" ]; then
 fi
 others=$(awk -v want=" $CONTROL_PLANES " 'index(want, " " $1 " ") == 0 { printf " %s", $1 }' <<<"$listed")
 kubectl get namespace "$CHECK_NAMESPACE" >/dev/null 2>&1 || kubectl create namespace "$CHECK_NAMESPACE"
+if [ -n "$ENCRYPTION" ]; then
+  # a Secret written now (so with the active key), for the etcd-side check to
+  # find encrypted: its value must not be readable in etcd
+  kubectl -n "$CHECK_NAMESPACE" delete secret "$CHECK_SECRET" --ignore-not-found >/dev/null
+  kubectl -n "$CHECK_NAMESPACE" create secret generic "$CHECK_SECRET" --from-literal=probe="$CHECK_PROBE" >/dev/null
+fi
 echo "no local etcd; control planes Ready: $CONTROL_PLANES${others:+; also listed, not in the stack:$others}; namespace $CHECK_NAMESPACE present"

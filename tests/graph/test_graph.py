@@ -49,13 +49,15 @@ def test_expected_count_of_each_resource_type(stack_run):
     assert counts["libvirt:index/domain:Domain"] == nodes
     assert counts["hakube:node:Node"] == nodes
     # SSH key + 2 CAs + per node a host key + per member server/peer + 2 client certs + VRRP
-    assert counts["tls:index/privateKey:PrivateKey"] == 1 + 2 + nodes + 2 * etcd + 2 + 1
+    # (+ the encryption seed when hakube runs kubeadm)
+    assert counts["tls:index/privateKey:PrivateKey"] == 1 + 2 + nodes + 2 * etcd + 2 + 1 + bool(bootstrap)
     assert counts["tls:index/locallySignedCert:LocallySignedCert"] == 2 * etcd + 2
     kubernetes = len(CP_STEPS) * cp + 3 * wk + (
         len(FIRST_CP_STEPS) + len(JOIN_STEPS) * (cp - 1 + wk) + len(CHECK_STEPS) + cp   # + apiserver restarts
         + (cp - 1)                                                  # + the joiners' shared certs
         + cp + 3 * wk                                               # + the upgrade chain
         + cp                                                        # + kubeadm's certificate renewal timers
+        + 3 * cp + 1                                                # + encryption: initial, add, use; rewrite
         + 1 if bootstrap else 1)                                    # + kubeadm-config upload
     assert counts[CMD] == (len(NODE_STEPS) * nodes + len(ETCD_STEPS) * etcd + 2   # node steps, etcd, health, membership
                            + len(LB_STEPS) * lb + 1                 # haproxy, VIP gate

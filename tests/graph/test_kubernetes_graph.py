@@ -201,3 +201,31 @@ def test_kubeadm_certificates_are_renewed_by_a_timer_on_each_control_plane(dev, 
         assert "JOB=hakube-kubeadm-certs-renew" in r.inputs["create"]
         assert f"DELAY_SECONDS={600 * i}" in unwrap(r.inputs["stdin"])
     assert not [r for r in cka.of_type(CMD) if "kubeadm-certs-renewal" in r.name]
+
+
+def test_encryption_keys_are_in_place_before_kubeadm_and_only_ever_on_stdin(dev, cka):
+    for n in ("master-01", "master-02", "master-03"):
+        r = dev.by_name(cp(n, "encryption-config"))
+        assert is_secret(r.inputs["stdin"]) and r.inputs["logging"] == "none"
+        keys = unwrap(r.inputs["stdin"]).split()
+        assert keys[0] == "key1" and len(keys) == 2 and keys[1] not in r.inputs["create"]
+        kubeadm = cp(n, "kubeadm-init") if n == "master-01" else cp(n, "kubeadm-join")
+        assert dev.depends(kubeadm, r.name)
+    seed = dev.by_name("hakube-cp-encryption-seed")
+    assert seed.type == "tls:index/privateKey:PrivateKey"
+    assert {"privateKeyPem", "privateKeyOpenssh"} <= set(seed.options["additional_secret_outputs"]) or \
+        {"private_key_pem", "private_key_openssh"} <= set(seed.options["additional_secret_outputs"])
+    # the rewrite after the last apiserver uses the active key; the etcd membership waits for it all
+    assert dev.depends(cp("master-01", "encryption-rewrite"), cp("master-03", "encryption-use"))
+    assert dev.depends(cp("master-01", "kubeadm-config-upload"), cp("master-01", "encryption-rewrite"))
+    assert not [r for r in cka.of_type(CMD) if "encryption" in r.name]
+
+
+def test_audit_policy_is_on_every_control_plane_before_kubeadm_when_enabled(dev):
+    assert not [r for r in dev.of_type(CMD) if "audit-policy" in r.name]          # off by default
+    on = run("dev", kubernetes={"audit": {"enabled": True}})
+    for n in ("master-01", "master-02", "master-03"):
+        r = on.by_name(cp(n, "audit-policy"))
+        assert "/etc/kubernetes/hakube-audit/policy.yaml" in r.inputs["create"]
+        assert "kind: Policy" in r.inputs["stdin"]
+        assert on.depends(cp(n, "kubeadm-init") if n == "master-01" else cp(n, "kubeadm-join"), r.name)

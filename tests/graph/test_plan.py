@@ -444,3 +444,29 @@ def test_a_kubernetes_upgrade_is_kubeadms_procedure_one_node_at_a_time():
         assert not name.endswith(("-restart", "-join", "-init"))
     assert run.depends("hakube-checks-master-01-nodes-ready", f"{up}-master-01-upgrade-uncordon-worker-02")
     assert p.up().ran() == []
+
+
+def test_an_encryption_key_rotation_adds_uses_then_rewrites_one_apiserver_at_a_time():
+    """kubernetes.encryption.keys [key1] -> [key2, key1] (kubernetes.io's
+    "Rotating a decryption key" in one `up`): every control plane learns
+    key2 (add), one at a time; then each encrypts with it (use), one at a
+    time; then every Secret is written again. Nothing else runs. Dropping
+    key1 later rewrites the file (add, use) but not the Secrets."""
+    p = fresh()
+    run = p.up(lambda raw: raw.setdefault("kubernetes", {}).setdefault("encryption", {}).update(
+        keys=["key2", "key1"]))
+    # each node's initial step runs too (its stdin changed) and finds its file present: it leaves it
+    initial = [name for name, _, _ in ran(run) if name.endswith("-encryption-config")]
+    assert sorted(initial) == [f"hakube-cp-{m}-encryption-config" for m in MASTERS]
+    chain = [name for name, _, _ in ran(run) if not name.endswith("-encryption-config")]
+    assert chain == [f"hakube-cp-{m}-encryption-add" for m in MASTERS] + \
+        [f"hakube-cp-{m}-encryption-use" for m in MASTERS] + ["hakube-cp-master-01-encryption-rewrite"], chain
+    for earlier, later in zip(chain, chain[1:]):
+        assert run.depends(later, earlier)
+    assert {script for _, _, script in ran(run)} == {"kubernetes/encryption.sh", "kubernetes/encryption-rewrite.sh"}
+    step = next(s for s in run.steps if s.name == "hakube-cp-master-02-encryption-add")
+    assert "KEYS=" in step.script and "key2 key1" in step.script and "STAGE=add" in step.script
+    drop = p.up(lambda raw: raw["kubernetes"]["encryption"].update(keys=["key2"]))
+    assert [name for name, _, _ in ran(drop) if not name.endswith("-encryption-config")] == \
+        [f"hakube-cp-{m}-encryption-add" for m in MASTERS] + \
+        [f"hakube-cp-{m}-encryption-use" for m in MASTERS]

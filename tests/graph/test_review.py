@@ -70,6 +70,11 @@ CHANGES = {
                   lambda raw: raw["nodes"].setdefault("loadBalancer", {}).update(count=2)),
     "kubernetes-upgrade": (None, lambda c: merge(c, "kubernetes", {"version": "1.37.2"}),
                            lambda raw: raw.setdefault("kubernetes", {}).update(version="1.37.2")),
+    "encryption-key-rotation": (None, lambda c: merge(c, "kubernetes", {"encryption": {"keys": ["key2", "key1"]}}),
+                                lambda raw: raw.setdefault("kubernetes", {}).setdefault("encryption", {}).update(
+                                    keys=["key2", "key1"])),
+    "control-plane-3-to-2": (None, lambda c: merge(c, "nodes", {"controlPlane": {"count": 2}}),
+                             lambda raw: raw["nodes"].setdefault("controlPlane", {}).update(count=2)),
     "ssh-key-rotation": (lambda c: own_key(c, KEY_A), lambda c: own_key(c, KEY_B, previous=True), None),
     "bad-config": (None, lambda c: merge(c, "nodes", {"etcd": {"count": 4}}), None),
     "restore": (None, lambda c: merge(c, "etcd", {"restore": {"snapshot": "snapshot.db"}}), None),

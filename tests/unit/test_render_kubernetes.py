@@ -139,3 +139,77 @@ def test_the_kubeadm_renewal_timer_verifies_and_control_planes_go_one_at_a_time(
     cal = subprocess.run(["systemd-analyze", "calendar", spec.kubernetes.renewal_calendar],
                          capture_output=True, text=True)
     assert cal.returncode == 0 and "Next elapse" in cal.stdout
+
+
+API_SERVER_FIELDS = {"certSANs", "extraArgs", "extraVolumes"}
+HOST_PATH_MOUNT_FIELDS = {"name", "hostPath", "mountPath", "readOnly", "pathType"}
+HOST_PATH_TYPES = {"", "DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket", "CharDevice",
+                   "BlockDevice"}
+# kube-apiserver's flags hakube sets (its command-line reference)
+APISERVER_FLAGS = {"encryption-provider-config", "audit-policy-file", "audit-log-path", "audit-log-maxage",
+                   "audit-log-maxbackup", "audit-log-maxsize"}
+
+
+@pytest.mark.parametrize("version", ["1.30.6", "1.36.4"])
+@pytest.mark.parametrize("audit", [False, True])
+def test_the_apiserver_reads_the_encryption_config_and_the_audit_policy_from_mounted_dirs(version, audit):
+    raw = raw_from_stack_file(ROOT / "Pulumi.dev.yaml")
+    raw["kubernetes"] = {**raw.get("kubernetes", {}), "version": version, "audit": {"enabled": audit}}
+    spec = load(raw, "dev")
+    cluster = next(yaml.safe_load_all(kp.init_config_yaml(spec, spec.topology.control_planes[0])))
+    api = cluster["apiServer"]
+    assert set(api) <= API_SERVER_FIELDS
+    args = api["extraArgs"]
+    # v1beta3: a map; v1beta4: a list of {name, value}
+    args = args if spec.kubernetes.kubeadm_api == "v1beta3" else {a["name"]: a["value"] for a in args}
+    assert set(args) <= APISERVER_FLAGS and all(isinstance(v, str) for v in args.values())
+    assert args["encryption-provider-config"] == kp.ENC_CONFIG
+    assert ("audit-policy-file" in args) == audit
+    mounts = {v["name"]: v for v in api["extraVolumes"]}
+    for m in mounts.values():
+        assert set(m) == HOST_PATH_MOUNT_FIELDS and m["pathType"] in HOST_PATH_TYPES
+    # every file a flag names is inside a mounted directory; only the log's is writable
+    for flag in ("encryption-provider-config", "audit-policy-file", "audit-log-path"):
+        if flag in args:
+            assert any(args[flag].startswith(m["mountPath"] + "/") for m in mounts.values()), flag
+    assert [m["name"] for m in mounts.values() if not m["readOnly"]] == (["hakube-audit-log"] if audit else [])
+
+
+def test_practice_mode_leaves_encryption_and_audit_to_the_learner():
+    spec = load(raw_from_stack_file(ROOT / "Pulumi.cka.yaml"), "cka")
+    cluster = next(yaml.safe_load_all(kp.init_config_yaml(spec, spec.topology.control_planes[0])))
+    assert set(cluster["apiServer"]) == {"certSANs"}
+
+
+# audit.k8s.io/v1 Policy as its reference documents it
+AUDIT_LEVELS = {"None", "Metadata", "Request", "RequestResponse"}
+AUDIT_RULE_FIELDS = {"level", "users", "userGroups", "verbs", "resources", "namespaces", "nonResourceURLs",
+                     "omitStages", "omitManagedFields"}
+AUDIT_STAGES = {"RequestReceived", "ResponseStarted", "ResponseComplete", "Panic"}
+
+
+def test_the_audit_policy_keeps_secret_contents_out_and_follows_the_documented_schema():
+    doc = next(yaml.safe_load_all(kp.audit_policy_yaml()))
+    assert doc["apiVersion"] == "audit.k8s.io/v1" and doc["kind"] == "Policy"
+    assert set(doc) <= {"apiVersion", "kind", "rules", "omitStages", "omitManagedFields"}
+    assert set(doc["omitStages"]) <= AUDIT_STAGES
+    for rule in doc["rules"]:
+        assert set(rule) <= AUDIT_RULE_FIELDS and rule["level"] in AUDIT_LEVELS
+        for res in rule.get("resources", []):
+            assert set(res) <= {"group", "resources", "resourceNames"}
+    # the first rule matching a Secret logs its metadata only (rules are matched in order)
+    def first_level(group, resource, verb):
+        for rule in doc["rules"]:
+            if "nonResourceURLs" in rule or ("verbs" in rule and verb not in rule["verbs"]):
+                continue
+            if "users" in rule or "userGroups" in rule or "namespaces" in rule:
+                continue
+            if "resources" in rule and not any(r["group"] == group and resource in r["resources"]
+                                               for r in rule["resources"]):
+                continue
+            return rule["level"]
+    assert first_level("", "secrets", "create") == "Metadata"
+    assert first_level("", "configmaps", "update") == "Metadata"
+    assert first_level("apps", "deployments", "create") == "Request"
+    assert first_level("apps", "deployments", "list") == "Metadata"
+    assert doc["rules"][-1] == {"level": "Request"}

@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from components import steps
 
@@ -116,14 +117,14 @@ def test_the_kubernetes_checks_count_the_configured_nodes_by_name(tmp_path):
     name the third as not in the stack. A configured node NotReady fails,
     named."""
     listed = "master-01 Ready 1d\\nmaster-02 Ready 1d\\nmaster-03 Ready 1d\\n"
-    verify = _run_check(tmp_path, "verify.sh", {"CONTROL_PLANES": "master-01 master-02", "CHECK_NAMESPACE": "x"},
+    verify = _run_check(tmp_path, "verify.sh", {"CONTROL_PLANES": "master-01 master-02", "CHECK_NAMESPACE": "x", "ENCRYPTION": ""},
                         listed)
     assert verify.returncode == 0, verify.stderr
     assert "also listed, not in the stack: master-03" in verify.stdout
     ready = _run_check(tmp_path, "nodes-ready.sh", {"NODES": "master-01 master-02"}, listed)
     assert ready.returncode == 0, ready.stderr
     down = "master-01 Ready 1d\\nmaster-02 NotReady 1d\\n"
-    verify = _run_check(tmp_path, "verify.sh", {"CONTROL_PLANES": "master-01 master-02", "CHECK_NAMESPACE": "x"},
+    verify = _run_check(tmp_path, "verify.sh", {"CONTROL_PLANES": "master-01 master-02", "CHECK_NAMESPACE": "x", "ENCRYPTION": ""},
                         down)
     assert verify.returncode == 1 and "control planes not Ready: master-02" in verify.stderr
     ready = _run_check(tmp_path, "nodes-ready.sh", {"NODES": "master-01 master-02 worker-01"}, down)
@@ -317,3 +318,122 @@ def test_kubeadm_certificates_are_not_renewed_while_another_control_plane_is_dow
     assert res.returncode == 1 and "another control plane stayed not ready" in res.stderr
     assert "the apiserver on 10.0.0.3 is not ready" in res.stdout
     assert "kubeadm" not in calls and "crictl stop" not in calls
+
+
+ENC_TOOLS = {
+    # a running apiserver when $APISERVER is set: `ps` shows it, a stop is recorded
+    "crictl": '#!/bin/bash\necho "crictl $*" >>"$CALLS"\n[ "$1" = ps ] && [ -n "$APISERVER" ] && echo apiserver-1\nexit 0\n',
+    "curl": "#!/bin/bash\necho ok\n",
+    "sleep": "#!/bin/bash\nexit 0\n",
+}
+
+
+def _run_encryption(tmp_path: Path, stage: str, keys: list[str], provider: str = "secretbox",
+                    apiserver: bool = False, manifest_flag: bool = True):
+    from components.kubernetes import encryption_keys
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for tool, text in ENC_TOOLS.items():
+        (bin_dir / tool).write_text(text)
+        (bin_dir / tool).chmod(0o755)
+    config = tmp_path / "enc" / "encryption-config.yaml"
+    manifest = tmp_path / "kube-apiserver.yaml"
+    flag = f"    - --encryption-provider-config={config}\n" if manifest_flag else ""
+    manifest.write_text("spec:\n  containers:\n  - command:\n    - kube-apiserver\n" + flag)
+    calls = tmp_path / "calls"
+    calls.write_text("")
+    values = {"STAGE": stage, "ENC_CONFIG": str(config), "ENC_PROVIDER": provider, "KEYS": " ".join(keys),
+              "API_PORT": 6443, "APISERVER_MANIFEST": str(manifest)}
+    body = steps.prelude(values) + LIBS["common.sh"].read_text() + \
+        (COMPONENTS / "kubernetes" / "encryption.sh").read_text()
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "CALLS": str(calls), "APISERVER": "1" if apiserver else "",
+           "POLL_SECONDS": "0"}
+    res = subprocess.run(["bash", "-c", body], input=encryption_keys(keys, "SEED"), capture_output=True,
+                         text=True, env=env)
+    doc = yaml.safe_load(config.read_text()) if config.exists() else None
+    return res, doc, calls.read_text()
+
+
+def _active_and_all(doc) -> tuple[str, list[str]]:
+    """The EncryptionConfiguration as kube-apiserver reads it (apiserver.config.k8s.io/v1, as the
+    reference documents it): secrets only, one provider with its keys, identity last."""
+    import base64
+    assert doc["apiVersion"] == "apiserver.config.k8s.io/v1" and doc["kind"] == "EncryptionConfiguration"
+    assert set(doc) == {"apiVersion", "kind", "resources"} and len(doc["resources"]) == 1
+    res = doc["resources"][0]
+    assert set(res) == {"resources", "providers"} and res["resources"] == ["secrets"]
+    first, identity = res["providers"]
+    assert identity == {"identity": {}}
+    (provider, body), = first.items()
+    assert provider in ("secretbox", "aescbc") and set(body) == {"keys"}
+    for key in body["keys"]:
+        assert set(key) == {"name", "secret"}
+        assert len(base64.b64decode(key["secret"], validate=True)) == 32    # secretbox's size; AES-256
+    names = [k["name"] for k in body["keys"]]
+    return names[0], names
+
+
+def test_a_key_rotation_adds_then_uses_the_new_key_and_a_later_run_drops_the_old(tmp_path):
+    """The staged EncryptionConfiguration the steps write, run for real:
+    initial writes the list once and never again; `add` lists the new key
+    but keeps encrypting with the current one; `use` makes the new one
+    active; dropping the old one is the list exactly. A secret for a name is
+    the same every time; a changed file restarts a running apiserver."""
+    res, doc, _ = _run_encryption(tmp_path, "initial", ["key1"])
+    assert res.returncode == 0, res.stderr
+    assert _active_and_all(doc) == ("key1", ["key1"])
+    secret1 = doc["resources"][0]["providers"][0]["secretbox"]["keys"][0]["secret"]
+    res, doc, _ = _run_encryption(tmp_path, "initial", ["key2", "key1"])
+    assert "present" in res.stdout and _active_and_all(doc) == ("key1", ["key1"])      # initial never rewrites
+    res, doc, calls = _run_encryption(tmp_path, "add", ["key2", "key1"], apiserver=True)
+    assert res.returncode == 0, res.stderr
+    assert _active_and_all(doc) == ("key1", ["key1", "key2"]) and "crictl stop apiserver-1" in calls
+    assert doc["resources"][0]["providers"][0]["secretbox"]["keys"][0]["secret"] == secret1
+    res, doc, calls = _run_encryption(tmp_path, "add", ["key2", "key1"], apiserver=True)
+    assert "unchanged" in res.stdout and "crictl stop" not in calls                    # a re-run restarts nothing
+    res, doc, _ = _run_encryption(tmp_path, "use", ["key2", "key1"], apiserver=True)
+    assert res.returncode == 0, res.stderr
+    assert _active_and_all(doc) == ("key2", ["key2", "key1"])
+    res, doc, _ = _run_encryption(tmp_path, "add", ["key2"], apiserver=True)
+    assert res.returncode == 0, res.stderr
+    assert _active_and_all(doc) == ("key2", ["key2"])
+
+
+def test_encryption_refuses_an_apiserver_made_without_it_and_a_provider_change(tmp_path):
+    res, _, calls = _run_encryption(tmp_path, "add", ["key1"], manifest_flag=False, apiserver=True)
+    assert res.returncode == 1 and "created without" in res.stderr and "encryption.enabled: false" in res.stderr
+    assert "crictl stop" not in calls
+    _run_encryption(tmp_path, "initial", ["key1"])
+    res, doc, _ = _run_encryption(tmp_path, "add", ["key1"], provider="aescbc")
+    assert res.returncode == 1 and "not supported" in res.stderr
+    assert _active_and_all(doc)[0] == "key1" and "secretbox" in doc["resources"][0]["providers"][0]
+
+
+def _run_registry(tmp_path: Path, value: bytes, encryption: str = "secretbox"):
+    (tmp_path / "value").write_bytes(value)
+    # etcd as a stand-in for etcdctl_hc: the namespace's key exists; the Secret's value is $VALUE's bytes
+    stand_in = ('etcdctl_hc() { case "$*" in *--keys-only*) echo "$2" ;; '
+                '*--print-value-only*) cat "$VALUE" ;; esac; }\n')
+    values = {"CHECK_NAMESPACE": "ns", "CHECK_SECRET": "s", "CHECK_PROBE": "hakube-plaintext-probe",
+              "ENCRYPTION": encryption, "ETCD_ENDPOINTS": "https://127.0.0.1:2379", "PKI_DIR": "/nonexistent"}
+    body = steps.prelude(values) + LIBS["common.sh"].read_text() + stand_in + \
+        (COMPONENTS / "kubernetes" / "registry.sh").read_text()
+    env = {"PATH": "/usr/bin:/bin", "VALUE": str(tmp_path / "value"), "POLL_SECONDS": "0"}
+    return subprocess.run(["bash", "-c", body], capture_output=True, text=True, env=env)
+
+
+def test_the_registry_check_finds_the_secret_encrypted_and_fails_on_plain_text(tmp_path):
+    """The seed's /registry check, extended: etcd's value of the check
+    Secret must start k8s:enc:<provider>:v1:<key>: and hold no plain text.
+    Values as kube-apiserver stores them: encrypted (prefix, then cipher
+    bytes) or, without encryption, protobuf with the value in the clear."""
+    encrypted = b"k8s:enc:secretbox:v1:key2:" + bytes(range(256))
+    plain = b"k8s\x00\n\x0c\n\x02v1\x12\x06Secret\x12\x40\n\x01s\x12\x02ns" + b"\x1a\x16hakube-plaintext-probe"
+    ok = _run_registry(tmp_path, encrypted)
+    assert ok.returncode == 0 and "stored encrypted (k8s:enc:secretbox:v1:key2)" in ok.stdout, ok.stderr
+    bad = _run_registry(tmp_path, plain)
+    assert bad.returncode == 1 and "plain text" in bad.stderr
+    other = _run_registry(tmp_path, b"k8s:enc:aescbc:v1:key1:" + bytes(range(64)))
+    assert other.returncode == 1 and "not stored with secretbox" in other.stderr
+    off = _run_registry(tmp_path, plain, encryption="")               # encryption off: the namespace only
+    assert off.returncode == 0 and "found in the external etcd" in off.stdout
