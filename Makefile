@@ -13,7 +13,7 @@ PASSPHRASE_FILE := $(CURDIR)/.pulumi-passphrase
 # stale one fails every step; hakube's steps authenticate with the stack's key.
 PULUMI_ENV := env -u SSH_AUTH_SOCK PULUMI_BACKEND_URL=file://$(STATE_DIR) PULUMI_CONFIG_PASSPHRASE_FILE=$(PASSPHRASE_FILE)
 
-.PHONY: versions up preview review converge rebuild destroy outputs test test-fast lab lab-down deps state check-pulumi check-config clean
+.PHONY: versions up preview review converge rebuild destroy outputs kubeconfig test test-fast lab lab-down deps state check-pulumi check-config clean
 
 $(VENV)/.deps: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -107,6 +107,17 @@ outputs: check-pulumi state
 	$(PULUMI_ENV) pulumi stack output --stack $(STACK) --show-secrets sshPrivateKey > hakube-$(STACK).key
 	$(PULUMI_ENV) pulumi stack output --stack $(STACK) knownHosts > hakube-$(STACK).known_hosts
 	$(PULUMI_ENV) pulumi stack output --stack $(STACK) sshCommands
+
+# The admin kubeconfig read fresh from the first control plane. The
+# `kubeconfig` output is admin.conf as it was at kubeadm init: its client
+# certificate lasts a year, and the renewal timer renews the file on the
+# node, not the output.
+kubeconfig: outputs
+	umask 077
+	cmd=$$($(PULUMI_ENV) pulumi stack output --stack $(STACK) --json | $(PY) -c 'import json, sys; \
+	  o = json.load(sys.stdin); print(o["sshCommands"][o["summary"]["kubernetes"]["controlPlanes"][0]])')
+	$$cmd sudo cat /etc/kubernetes/admin.conf > hakube-$(STACK).kubeconfig
+	echo "export KUBECONFIG=$(CURDIR)/hakube-$(STACK).kubeconfig"
 
 .lab/etcd-release: tests/tools/etcd_release.py | deps
 	$(PY) -m tests.tools.etcd_release .lab
