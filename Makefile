@@ -13,7 +13,7 @@ PASSPHRASE_FILE := $(CURDIR)/.pulumi-passphrase
 # stale one fails every step; hakube's steps authenticate with the stack's key.
 PULUMI_ENV := env -u SSH_AUTH_SOCK PULUMI_BACKEND_URL=file://$(STATE_DIR) PULUMI_CONFIG_PASSPHRASE_FILE=$(PASSPHRASE_FILE)
 
-.PHONY: versions up preview review converge rebuild destroy outputs kubeconfig test test-fast lab lab-down deps state check-pulumi check-config clean
+.PHONY: versions up preview review converge rebuild destroy outputs kubeconfig status lab-status test test-fast lab lab-down deps state check-pulumi check-config clean
 
 $(VENV)/.deps: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -108,6 +108,13 @@ outputs: check-pulumi state
 	$(PULUMI_ENV) pulumi stack output --stack $(STACK) knownHosts > hakube-$(STACK).known_hosts
 	$(PULUMI_ENV) pulumi stack output --stack $(STACK) sshCommands
 
+# The running stack on one screen, read live over SSH with the stack's
+# outputs (etcd members, backups, certificates, HAProxy, the VIP): problems
+# first; exit 1 when there is one. JSON=1 prints it as data.
+status: check-pulumi state
+	$(PULUMI_ENV) pulumi stack output --stack $(STACK) --json --show-secrets | \
+	  $(PY) -m ops.status --outputs - --stack $(STACK) $(if $(JSON),--json)
+
 # The admin kubeconfig read fresh from the first control plane. The
 # `kubeconfig` output is admin.conf as it was at kubeadm init: its client
 # certificate lasts a year, and the renewal timer renews the file on the
@@ -136,6 +143,10 @@ test-fast: deps .lab/etcd-release
 # The lab stack, up and left running to explore (prints how to reach each host).
 lab: deps .lab/etcd-release
 	$(PY) -m tests.lab.lab up
+
+# `make status` of the running lab (its outputs, written by `make lab`).
+lab-status: deps
+	$(PY) -m ops.status --outputs .lab/access/outputs.json --stack lab $(if $(JSON),--json)
 
 lab-down: deps
 	$(PY) -m tests.lab.lab down

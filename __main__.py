@@ -7,6 +7,7 @@ import os
 
 import pulumi
 
+from components import monitoring
 from components.cluster import Cluster, ClusterArgs
 from config import NAMESPACE, ConfigError, load
 from config.spec import SECRET_KEYS
@@ -70,6 +71,10 @@ pulumi.export("pendingRebuilds", cluster.pending_rebuilds)
 # them); `make destroy` removes the ones named here afterwards.
 pulumi.export("imageVolumes", {"uri": spec.libvirt.uri, "pool": spec.libvirt.pool,
                                "prefix": spec.image.volume_prefix})
+if spec.monitoring.enabled:
+    # for the Prometheus of monitoring.sources: paste under scrape_configs:, load as a rule file
+    pulumi.export("prometheusScrapeConfigs", monitoring.scrape_configs_yaml(spec))
+    pulumi.export("prometheusRules", monitoring.rules_yaml())
 pulumi.export("sshUser", spec.ssh.user)
 pulumi.export("sshPrivateKey", cluster.ssh.private_key)
 pulumi.export("sshCommands", cluster.ssh_commands)

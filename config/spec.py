@@ -236,6 +236,20 @@ class PkiSpec:
 
 
 @dataclass(frozen=True)
+class MonitoringSpec:
+    """Metrics for a Prometheus outside the cluster: etcd's own metrics
+    listener and HAProxy's exporter, reachable only from `sources` (none:
+    no listener at all)."""
+    sources: tuple[str, ...] = ()
+    etcd_port: int = 2381
+    haproxy_port: int = 8405
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.sources)
+
+
+@dataclass(frozen=True)
 class Spec:
     project: str
     stack: str
@@ -253,6 +267,7 @@ class Spec:
     # node keeps the VM it has (ignore_changes), so no edit of those keys
     # replaces a VM by itself.
     rebuild: str | None = None
+    monitoring: MonitoringSpec = MonitoringSpec()
 
     @property
     def prefix(self) -> str:
@@ -297,6 +312,7 @@ def load(raw: Mapping[str, Any], stack: str, project: str = NAMESPACE,
     kubernetes = _kubernetes(root.section("kubernetes"), network, stack)
     etcd = _etcd(root.section("etcd"), stack)
     pki = _pki(root.section("pki"))
+    monitoring = _monitoring(root.section("monitoring"))
     root.seen.update(SECRET_KEYS)
     root.finish()
     problems.raise_if_any()
@@ -318,7 +334,24 @@ def load(raw: Mapping[str, Any], stack: str, project: str = NAMESPACE,
     problems.raise_if_any()
     return Spec(project=project, stack=stack, libvirt=libvirt, network=network, image=image,
                 ssh=ssh, roles=roles, kubernetes=kubernetes, etcd=etcd, pki=pki, topology=topology,
-                rebuild=rebuild or None)
+                rebuild=rebuild or None, monitoring=monitoring)
+
+
+def _monitoring(s: Section) -> MonitoringSpec:
+    sources = s.string_list("sources", []) or []
+    for src in sources:
+        try:
+            ipaddress.IPv4Network(src, strict=False)
+        except ValueError:
+            s.problems.add(s.key("sources"), f"{src!r} is not an IPv4 address or network (e.g. 192.168.144.1 "
+                           "or 10.0.0.0/24: where Prometheus scrapes from)")
+    etcd_port = s.integer("etcdMetricsPort", 2381, 1024, 65535)
+    haproxy_port = s.integer("haproxyMetricsPort", 8405, 1024, 65535)
+    for key, port in (("etcdMetricsPort", etcd_port), ("haproxyMetricsPort", haproxy_port)):
+        if port in (2379, 2380, 6443):
+            s.problems.add(s.key(key), f"{port} is already taken by etcd or the API")
+    s.finish()
+    return MonitoringSpec(sources=tuple(sources), etcd_port=etcd_port, haproxy_port=haproxy_port)
 
 
 def _libvirt(s: Section) -> LibvirtSpec:

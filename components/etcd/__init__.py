@@ -152,7 +152,9 @@ class EtcdCluster(pulumi.ComponentResource):
             certs_step = step("certs", step_script("pem_files", {
                 "PEM_FILES": steps.pem_files_spec(payload.CERT_FILES)}),
                               stdin=bundle, secret=True, after=[prepare])
-            config_text = payload.etcd_config_yaml(etcd, topo, node)
+            mon = args.spec.monitoring
+            metrics_port = mon.etcd_port if mon.enabled else None
+            config_text = payload.etcd_config_yaml(etcd, topo, node, metrics_port=metrics_port)
             # after install: a refused upgrade leaves the running config alone too
             config = step("config", step_script("file", {
                 "DEST": payload.CONFIG_FILE, "MODE": "0644", "OWNER": "root:root"}),
@@ -169,13 +171,13 @@ class EtcdCluster(pulumi.ComponentResource):
                     stdin=firewall_unit_text, after=[prepare]))
             firewall = step("firewall", step_script("firewall", {"PKI_DIR": payload.PKI_DIR,
                                                                  "FIREWALL": int(etcd.firewall)}),
-                            stdin=payload.firewall_ruleset(topo, node) if etcd.firewall else "", after=fw_after)
+                            stdin=payload.firewall_ruleset(topo, node, mon) if etcd.firewall else "", after=fw_after)
             # What a running member must restart for: its certificates (a new
             # key always comes with a new certificate, so no secret is
             # needed here), config, unit and version. initial-cluster* are
             # read only when a member is created, so a membership change
             # alone restarts nobody.
-            restart_config = payload.etcd_config_yaml(etcd, topo, node, membership=False)
+            restart_config = payload.etcd_config_yaml(etcd, topo, node, membership=False, metrics_port=metrics_port)
             payload_digest = pulumi.Output.all(
                 args.pki.ca_cert_pem, args.pki.peer_ca_cert_pem, certs.server.cert_pem, certs.peer.cert_pem,
                 args.pki.healthcheck_client.cert_pem,
@@ -267,7 +269,8 @@ class EtcdCluster(pulumi.ComponentResource):
             self.settled.append(make_step(
                 f"{name}-{member.name}-firewall-refresh", member,
                 step_script("firewall", {"PKI_DIR": payload.PKI_DIR, "REFRESH": 1}),
-                stdin=payload.firewall_ruleset(args.spec.topology, args.spec.topology.node(member.name)),
+                stdin=payload.firewall_ruleset(args.spec.topology, args.spec.topology.node(member.name),
+                                               args.spec.monitoring),
                 parent=self, after=[self.membership]))
         return self.settled
 

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import yaml
 
-from config.spec import EtcdSpec
+from config.spec import EtcdSpec, MonitoringSpec
 from components.remote import prelude
 from components.steps import pem_bundle
 from config.topology import ETCD_CLIENT_PORT, ETCD_PEER_PORT, NodeSpec, Topology
@@ -40,7 +40,7 @@ KUBEADM_ETCD_KEY = "/etc/kubernetes/pki/apiserver-etcd-client.key"
 
 def etcd_config(spec: EtcdSpec, topology: Topology, node: NodeSpec, *,
                 pki_dir: str = PKI_DIR, data_dir: str | None = None,
-                state: str = "new", membership: bool = True) -> dict:
+                state: str = "new", membership: bool = True, metrics_port: int | None = None) -> dict:
     """etcd's YAML config file (the keys of `etcd --config-file`).
 
     `initial-cluster` lists every configured member with state `new`: what a
@@ -75,8 +75,11 @@ def etcd_config(spec: EtcdSpec, topology: Topology, node: NodeSpec, *,
         "initial-cluster": topology.etcd_initial_cluster,
         "initial-cluster-state": state,
         "initial-cluster-token": spec.cluster_token,
-        # Plain-HTTP metrics and /health on loopback only, for local probes.
-        "listen-metrics-urls": f"http://127.0.0.1:{METRICS_PORT}",
+        # Plain-HTTP metrics and /health on loopback, for local probes; on the
+        # node's address too for Prometheus (monitoring.sources: the firewall
+        # admits only those).
+        "listen-metrics-urls": f"http://127.0.0.1:{METRICS_PORT}"
+                               + (f",http://{node.ip}:{metrics_port}" if metrics_port else ""),
         "heartbeat-interval": spec.heartbeat_interval_ms,
         "election-timeout": spec.election_timeout_ms,
         "quota-backend-bytes": spec.quota_backend_bytes,
@@ -110,12 +113,22 @@ def cert_bundle(pems: Sequence[str]) -> str:
     return pem_bundle(pems, [f[0] for f in CERT_FILES])
 
 
-def firewall_ruleset(topology: Topology, node: NodeSpec) -> str:
+def firewall_ruleset(topology: Topology, node: NodeSpec, monitoring: MonitoringSpec = MonitoringSpec()) -> str:
     """nftables rules for an etcd member, in a table of its own: clients on
     2379 only from control planes, members and itself; peers on 2380 only
-    from members (the seed's port table). Everything else is left alone."""
+    from members (the seed's port table); with monitoring, its metrics port
+    only from monitoring.sources. Everything else is left alone."""
     members = sorted(str(n.ip) for n in topology.etcd)
     clients = sorted({str(n.ip) for n in topology.control_planes} | set(members))
+    metrics = ""
+    if monitoring.enabled:
+        port = monitoring.etcd_port
+        metrics = (f"  set monitoring {{ type ipv4_addr; flags interval; elements = {{ "
+                   f"{', '.join(monitoring.sources)} }} }}\n")
+        metrics_rules = (f"    tcp dport {port} ip saddr @monitoring accept\n"
+                         f"    tcp dport {port} counter drop\n")
+    else:
+        metrics_rules = ""
     return f"""\
 # Managed by hakube: etcd access rules for {node.name}.
 table inet hakube_etcd
@@ -123,13 +136,13 @@ delete table inet hakube_etcd
 table inet hakube_etcd {{
   set etcd_clients {{ type ipv4_addr; elements = {{ {", ".join(clients)} }} }}
   set etcd_peers {{ type ipv4_addr; elements = {{ {", ".join(members)} }} }}
-  chain input {{
+{metrics}  chain input {{
     type filter hook input priority filter - 5; policy accept;
     iifname "lo" accept
     tcp dport {ETCD_CLIENT_PORT} ip saddr @etcd_clients accept
     tcp dport {ETCD_PEER_PORT} ip saddr @etcd_peers accept
     tcp dport {{ {ETCD_CLIENT_PORT}, {ETCD_PEER_PORT} }} counter drop
-  }}
+{metrics_rules}  }}
 }}
 """
 

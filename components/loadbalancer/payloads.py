@@ -26,6 +26,18 @@ def haproxy_cfg(spec: Spec) -> str:
         f"    server {n.name} {n.ip}:{k8s.api_port} check check-ssl verify none "
         f"inter {CHECK_INTER_S}s fall {CHECK_FALL} rise {CHECK_RISE}"
         for n in topo.control_planes)
+    mon = spec.monitoring
+    metrics = "" if not mon.enabled else f"""
+# HAProxy's own Prometheus exporter (built in: USE_PROMEX), for
+# hakube:monitoring.sources only.
+frontend hakube-metrics
+    bind :{mon.haproxy_port}
+    mode http
+    tcp-request connection reject unless {{ src {' '.join(mon.sources)} }}
+    http-request set-log-level silent
+    http-request use-service prometheus-exporter if {{ path /metrics }}
+    http-request return status 404
+"""
     return f"""\
 # Managed by hakube: changes are overwritten by `pulumi up`.
 global
@@ -71,7 +83,7 @@ backend kube-apiservers
     timeout server 20s
     default-server on-marked-down shutdown-sessions
 {servers}
-"""
+{metrics}"""
 
 
 def vrrp_router_id(spec: Spec) -> int:
@@ -102,6 +114,18 @@ def keepalived_conf(spec: Spec, node: NodeSpec, auth_pass: str) -> str:
     priority = 150 - lbs.index(node)          # the first LB is preferred
     prefix = spec.network.cidr.prefixlen
     peer_lines = "\n".join(f"        {ip}" for ip in vrrp_peers(spec, node))
+    mon = spec.monitoring
+    metrics = "" if not mon.enabled else f"""
+# HAProxy's own Prometheus exporter (built in: USE_PROMEX), for
+# hakube:monitoring.sources only.
+frontend hakube-metrics
+    bind :{mon.haproxy_port}
+    mode http
+    tcp-request connection reject unless {{ src {' '.join(mon.sources)} }}
+    http-request set-log-level silent
+    http-request use-service prometheus-exporter if {{ path /metrics }}
+    http-request return status 404
+"""
     return f"""\
 # Managed by hakube: changes are overwritten by `pulumi up`.
 global_defs {{

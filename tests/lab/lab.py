@@ -215,6 +215,10 @@ class Lab:
         key.write_text(out["sshPrivateKey"])
         os.chmod(key, 0o600)
         (ACCESS_DIR / f"hakube-{STACK}.known_hosts").write_text(out["knownHosts"])
+        # the outputs `make lab-status` reads (with the key: root-only, like the key file)
+        outputs = ACCESS_DIR / "outputs.json"
+        outputs.write_text(json.dumps(out))
+        os.chmod(outputs, 0o600)
         return ACCESS_DIR
 
 

@@ -8,11 +8,14 @@ import datetime as dt
 import json
 import re
 import shlex
+import shutil
 import socket
 import ssl
+import subprocess
 import time
 
 import pytest
+import yaml
 
 from tests.realtls import MiniCA
 
@@ -356,6 +359,118 @@ def test_a_config_change_reloads_haproxy_without_dropping_connections(lab):
         assert get().startswith(b"HTTP/1.1 200"), "the established connection was dropped by the reload"
         assert get().startswith(b"HTTP/1.1 200")
     assert "haproxy reloaded" in ok(lab, "lb-01", step["create"], stdin=step["stdin"])
+
+
+# --- operating: make status, metrics -----------------------------------------
+
+def test_status_reads_every_live_host_and_names_a_stopped_member(lab):
+    """`make status`'s probe on every lab host over real SSH: three members,
+    one leader, none behind; backups fresh; certificates; HAProxy's backends
+    (the stand-in apiservers above) and the VIP on lb-01. Then a member
+    stopped by hand is a problem named in words, and the exit status says so."""
+    from ops import status
+    t0 = time.monotonic()
+    seen = status.probe_all(lab.outputs)
+    TIMINGS["status: every host read"] = time.monotonic() - t0
+    st = status.analyse(lab.outputs, seen, stack="lab")
+    # a lab just up may not have its first backups yet (every 10 s): status says so until they come
+    for _ in range(20):
+        if not [p for p in st.problems if "HAProxy backend" not in p]:
+            break
+        time.sleep(2)
+        st = status.analyse(lab.outputs, status.probe_all(lab.outputs), stack="lab")
+    assert [p for p in st.problems if "HAProxy backend" not in p] == [], st.problems
+    assert sorted(m["role"] for m in st.members) == ["follower", "follower", "leader"]
+    assert all(m["behind"] <= 10 and m["version"] == "3.5.1" for m in st.members)
+    assert {b["name"] for b in st.backups if b.get("newestTime") and b["ageSeconds"] < 120} == set(ETCD)
+    assert {b["intervalSeconds"] for b in st.backups} == {10}            # the lab's "*:*:0/10"
+    assert {c["node"] for c in st.certificates if c["path"] == "/etc/etcd/pki/server.crt"} == set(ETCD)
+    assert [lb["name"] for lb in st.load_balancers if lb["holdsVip"]] == ["lb-01"]
+    assert {s["server"] for s in st.load_balancers[0]["servers"]} == {"master-01", "master-02"}
+    ok(lab, "etcd-03", "sudo -n systemctl stop etcd")
+    try:
+        st = status.analyse(lab.outputs, status.probe_all(lab.outputs), stack="lab")
+        assert any(p.startswith("etcd-03: etcd does not answer (inactive") for p in st.problems), st.problems
+        assert status.render(st).splitlines()[2:4] == ["PROBLEMS", f"  {st.problems[0]}"]
+    finally:
+        ok(lab, "etcd-03", "sudo -n systemctl start etcd")
+
+
+def _get(url: str, timeout: float = 5) -> str:
+    import urllib.request
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.read().decode()
+
+
+def test_metrics_reach_the_monitoring_sources_only_and_every_rule_metric_exists(lab):
+    """etcd's metrics listener and HAProxy's exporter answer the lab host (the
+    stack's monitoring.sources) and nobody else; every metric the alert
+    rules use is in what a real etcd 3.5 and HAProxy 2.6 serve."""
+    from components import monitoring
+    ip = ips(lab)
+    etcd_text = _get(f"http://{ip['etcd-01']}:2381/metrics")
+    haproxy_text = _get(f"http://{ip['lb-01']}:8405/metrics")
+    for node, url in (("master-01", f"http://{ip['etcd-02']}:2381/metrics"),
+                      ("master-01", f"http://{ip['lb-01']}:8405/metrics")):
+        res = lab.sh(node, f"curl -s --max-time 3 -o /dev/null {url}")
+        assert res.rc != 0, f"{url} answered {node}, which is not a monitoring source"
+    used = set()
+    for group in monitoring.rules()["groups"]:
+        for rule in group["rules"]:
+            used |= set(re.findall(r"([a-z_]+)(?:_bucket)?\{", rule["expr"])) - {"up", "by", "sum", "count"}
+    for metric in sorted(used):
+        assert re.search(rf"^{metric}(_bucket)?[{{ ]", etcd_text + haproxy_text, re.M), f"{metric} is scraped nowhere"
+    assert 'haproxy_server_status{proxy="kube-apiservers",server="master-01",state="UP"}' in haproxy_text
+
+
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus (Debian; .ci/run installs it)")
+def test_prometheus_scrapes_the_lab_and_a_stopped_member_fires_its_alert(lab, tmp_path):
+    """A real Prometheus on the lab bridge, with the stack's scrape configs and
+    rules as output (scraping every second): every target up; etcd-03
+    stopped: up goes 0 and HakubeEtcdMemberDown fires after its minute."""
+    import urllib.parse
+    jobs = yaml.safe_load(lab.outputs["prometheusScrapeConfigs"])
+    for job in jobs:
+        job["scrape_interval"] = "1s"
+    (tmp_path / "rules.yml").write_text(lab.outputs["prometheusRules"])
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(tmp_path / "rules.yml")], "scrape_configs": jobs}))
+    api = "http://10.231.4.1:19090/api/v1"
+    proc = subprocess.Popen(["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}",
+                             f"--storage.tsdb.path={tmp_path / 'data'}", "--web.listen-address=10.231.4.1:19090"],
+                            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "prometheus.log", "w"))
+
+    def query(q: str) -> list:
+        try:
+            return json.loads(_get(f"{api}/query?query={urllib.parse.quote(q)}"))["data"]["result"]
+        except OSError:
+            return []
+
+    def wait(what: str, cond, limit: float, since: float | None = None) -> float:
+        t0 = time.monotonic() if since is None else since
+        while time.monotonic() - t0 < limit:
+            if cond():
+                return time.monotonic() - t0
+            time.sleep(0.5)
+        raise AssertionError(f"{what}: not within {limit} s; {(tmp_path / 'prometheus.log').read_text()[-2000:]}")
+
+    try:
+        wait("every target up", lambda: len([r for r in query("up == 1")]) == 4, 60)
+        stopped = time.monotonic()
+        ok(lab, "etcd-03", "sudo -n systemctl stop etcd")
+        try:
+            TIMINGS["prometheus: stopped member seen down (from the stop)"] = wait(
+                "etcd-03 down", lambda: query('up{node="etcd-03"} == 0') != [], 30, since=stopped)
+            TIMINGS["prometheus: HakubeEtcdMemberDown firing (from the stop)"] = wait(
+                "the alert firing", lambda: query('ALERTS{alertname="HakubeEtcdMemberDown",alertstate="firing",'
+                                                  'node="etcd-03"}') != [], 90, since=stopped)
+            assert query('ALERTS{alertname="HakubeEtcdInsufficientMembers"}') == []
+        finally:
+            ok(lab, "etcd-03", "sudo -n systemctl start etcd")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def test_etcd_preflight_fails_clearly_when_an_endpoint_is_stopped(lab):

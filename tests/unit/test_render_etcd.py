@@ -158,6 +158,23 @@ def test_firewall_ruleset_passes_nft_check(tmp_path):
     assert "192.168.144.101" in clients and "192.168.144.202" in clients
     assert "192.168.144.91" not in clients          # the load balancer is no etcd client
     assert "192.168.144.101" not in peers           # control planes are no peers
+    assert "2381" not in rules                       # no monitoring: no metrics port open
+
+
+@pytest.mark.skipif(shutil.which("nft") is None, reason="needs nftables")
+def test_with_monitoring_the_metrics_port_opens_to_its_sources_only(tmp_path):
+    raw = raw_from_stack_file(ROOT / "Pulumi.dev.yaml")
+    raw["monitoring"] = {"sources": ["192.168.144.1", "10.9.0.0/24"]}
+    spec = load(raw, "dev")
+    node = spec.topology.etcd[0]
+    rules = payloads.firewall_ruleset(spec.topology, node, spec.monitoring)
+    (tmp_path / "fw.nft").write_text(rules)
+    res = subprocess.run(["nft", "-c", "-f", str(tmp_path / "fw.nft")], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "elements = { 192.168.144.1, 10.9.0.0/24 }" in rules
+    assert rules.index("tcp dport 2381 ip saddr @monitoring accept") < rules.index("tcp dport 2381 counter drop")
+    cfg = payloads.etcd_config(spec.etcd, spec.topology, node, metrics_port=spec.monitoring.etcd_port)
+    assert cfg["listen-metrics-urls"] == "http://127.0.0.1:2381,http://192.168.144.201:2381"
 
 
 

@@ -1,0 +1,84 @@
+"""What a Prometheus outside the cluster needs to watch a stack (stack
+outputs when `monitoring.sources` is set): scrape configs for every etcd
+member's metrics listener and every load balancer's HAProxy exporter, and
+alert rules for the failures that take an external etcd or its front door
+down. The etcd rules follow the etcd project's own mixin
+(etcd-io/etcd contrib/mixin: etcdMembersDown, etcdInsufficientMembers,
+etcdNoLeader, etcdHighNumberOfLeaderChanges, etcdHighFsyncDurations,
+etcdHighCommitDurations, etcdDatabaseQuotaLowSpace), with its thresholds.
+Every metric they use is checked against a real scrape in the lab."""
+from __future__ import annotations
+
+import yaml
+
+from config.spec import Spec
+
+ETCD_JOB = 'job=~"hakube-.+-etcd"'
+HAPROXY_JOB = 'job=~"hakube-.+-haproxy"'
+
+
+def scrape_configs(spec: Spec) -> list[dict]:
+    mon, topo = spec.monitoring, spec.topology
+    labels = {"hakube_stack": spec.stack}
+
+    def job(kind: str, nodes, port: int) -> dict:
+        return {"job_name": f"hakube-{spec.stack}-{kind}", "scrape_interval": "15s",
+                "static_configs": [{"targets": [f"{n.ip}:{port}"], "labels": {**labels, "node": n.name}}
+                                   for n in nodes]}
+    return [job("etcd", topo.etcd, mon.etcd_port), job("haproxy", topo.load_balancers, mon.haproxy_port)]
+
+
+def _alert(name: str, expr: str, for_: str, severity: str, summary: str) -> dict:
+    return {"alert": name, "expr": expr, "for": for_, "labels": {"severity": severity},
+            "annotations": {"summary": summary}}
+
+
+def rules() -> dict:
+    by = "hakube_stack"
+    return {"groups": [
+        {"name": "hakube-etcd", "rules": [
+            _alert("HakubeEtcdMemberDown", f"up{{{ETCD_JOB}}} == 0", "1m", "warning",
+                   "etcd member {{ $labels.node }} of stack {{ $labels.hakube_stack }} is not answering"),
+            _alert("HakubeEtcdInsufficientMembers",
+                   f"sum by ({by}) (up{{{ETCD_JOB}}}) < ((count by ({by}) (up{{{ETCD_JOB}}}) + 1) / 2)",
+                   "1m", "critical", "etcd of stack {{ $labels.hakube_stack }} has lost its quorum: "
+                                     "the Kubernetes API cannot write"),
+            _alert("HakubeEtcdNoLeader", f"etcd_server_has_leader{{{ETCD_JOB}}} == 0", "1m", "critical",
+                   "etcd member {{ $labels.node }} of stack {{ $labels.hakube_stack }} has no leader"),
+            _alert("HakubeEtcdFrequentLeaderChanges",
+                   f"increase(etcd_server_leader_changes_seen_total{{{ETCD_JOB}}}[15m]) >= 4", "5m", "warning",
+                   "etcd member {{ $labels.node }} saw {{ $value }} leader changes in 15 minutes "
+                   "(slow disk or network between members?)"),
+            _alert("HakubeEtcdSlowFsync",
+                   "histogram_quantile(0.99, sum by (hakube_stack, node, le) "
+                   f"(rate(etcd_disk_wal_fsync_duration_seconds_bucket{{{ETCD_JOB}}}[5m]))) > 0.5",
+                   "10m", "warning", "etcd member {{ $labels.node }}: 99th percentile WAL fsync is "
+                                     "{{ $value }} s (etcd wants well under 10 ms)"),
+            _alert("HakubeEtcdSlowCommit",
+                   "histogram_quantile(0.99, sum by (hakube_stack, node, le) "
+                   f"(rate(etcd_disk_backend_commit_duration_seconds_bucket{{{ETCD_JOB}}}[5m]))) > 0.25",
+                   "10m", "warning", "etcd member {{ $labels.node }}: 99th percentile backend commit is "
+                                     "{{ $value }} s"),
+            _alert("HakubeEtcdDatabaseNearQuota",
+                   f"etcd_mvcc_db_total_size_in_bytes{{{ETCD_JOB}}} / "
+                   f"etcd_server_quota_backend_bytes{{{ETCD_JOB}}} > 0.8", "10m", "warning",
+                   "etcd member {{ $labels.node }}: its database is {{ $value | humanizePercentage }} of its "
+                   "quota; defragment or compact before writes are refused (NOSPACE)"),
+        ]},
+        {"name": "hakube-haproxy", "rules": [
+            _alert("HakubeLoadBalancerDown", f"up{{{HAPROXY_JOB}}} == 0", "1m", "warning",
+                   "HAProxy on {{ $labels.node }} of stack {{ $labels.hakube_stack }} is not answering"),
+            _alert("HakubeApiserverBackendDown",
+                   f'haproxy_server_status{{{HAPROXY_JOB}, proxy="kube-apiservers", state="UP"}} == 0', "1m",
+                   "warning", "load balancer {{ $labels.node }} sees the apiserver {{ $labels.server }} "
+                              "down (its /readyz check fails)"),
+        ]},
+    ]}
+
+
+def scrape_configs_yaml(spec: Spec) -> str:
+    return yaml.safe_dump(scrape_configs(spec), sort_keys=False)
+
+
+def rules_yaml() -> str:
+    return yaml.safe_dump(rules(), sort_keys=False, width=200)

@@ -1,0 +1,1 @@
+"""Operating a running stack: `make status` (ops.status)."""
