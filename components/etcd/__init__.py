@@ -108,7 +108,7 @@ class EtcdCluster(pulumi.ComponentResource):
         gate = {"PKI_DIR": payload.PKI_DIR, "WAIT_TRIES": WAIT_TRIES}
         base = {**gate, "ETCD_DATA_DIR": etcd.data_dir, "ETCD_INITIAL_CLUSTER": topo.etcd_initial_cluster,
                 "ETCD_ENDPOINTS": ",".join(self.endpoints)}
-        unit_text = (HERE / "etcd.service").read_text()
+        unit_text = payload.etcd_unit(etcd, (HERE / "etcd.service").read_text())
         firewall_unit_text = (HERE / "firewall.service").read_text()
 
         backup, upkeep = etcd.backup, etcd.maintenance
@@ -126,6 +126,7 @@ class EtcdCluster(pulumi.ComponentResource):
         self.latest_snapshot = f"{backup.dir}/latest.db" if backup.enabled else None
         self.backups: dict[str, remote.Command] = {}
         self.steps = {}
+        disk_checks: dict[str, pulumi.Resource] = {}
         for member in args.members:
             node = topo.node(member.name)
             certs = args.pki.members[member.name]
@@ -161,6 +162,11 @@ class EtcdCluster(pulumi.ComponentResource):
                 stdin=config_text, after=[install])
             unit = step("unit", step_script("unit", {"UNIT": "etcd.service"}),
                         stdin=unit_text, after=[install])
+            if etcd.tuning.fsync_check != "off":
+                # before the member first starts: is the disk fast enough for etcd?
+                disk_checks[member.name] = step("disk-check", step_script(HERE / "disk-check.sh", {
+                    "ETCD_DATA_DIR": etcd.data_dir, "MODE": etcd.tuning.fsync_check,
+                    "FSYNC_LIMIT_MS": etcd.tuning.fsync_limit_ms, "FSYNC_COUNT": 200}), after=[prepare])
             # The firewall step is registered either way: with the firewall
             # off it removes hakube's table (FIREWALL=0), so turning it off
             # takes effect on the nodes.
@@ -202,7 +208,8 @@ class EtcdCluster(pulumi.ComponentResource):
                     "MEMBER_CLIENT_URL": node.client_url, "FIRST_MEMBER": args.members[0].name,
                     "ETCD_CONFIG_FILE": payload.CONFIG_FILE}),
                 parent=self, after=[*(x for x in (s.install, s.certs, s.config, s.unit) if x is not None),
-                                    *firewalls, *([previous_start] if previous_start else [])])
+                                    *firewalls, *([previous_start] if previous_start else []),
+                                    *([disk_checks[member.name]] if member.name in disk_checks else [])])
             previous_start = s.start
             self.converge.append(s.start)
             for job, (values, script) in jobs.items():

@@ -2,6 +2,7 @@
 certificate bundle layout, the firewall ruleset and the etcdctl environment."""
 from __future__ import annotations
 
+import string
 from typing import Sequence
 
 import yaml
@@ -163,3 +164,12 @@ def etcdctl_env(topology: Topology) -> str:
         f"export ETCDCTL_CERT={KUBEADM_ETCD_CERT}\n"
         f"export ETCDCTL_KEY={KUBEADM_ETCD_KEY}\n"
     )
+
+
+def etcd_unit(spec: EtcdSpec, template: str) -> str:
+    """etcd.service with the member's tuning (hakube:etcd.tuning): its I/O
+    class and priority, and Nice= only when set (the defaults render the
+    unit every member has run with, so they restart nobody)."""
+    t = spec.tuning
+    return string.Template(template).substitute(
+        io_class=t.io_class, io_priority=t.io_priority, nice=f"Nice={t.nice}\n" if t.nice else "")

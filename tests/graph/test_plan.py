@@ -470,3 +470,23 @@ def test_an_encryption_key_rotation_adds_uses_then_rewrites_one_apiserver_at_a_t
     assert [name for name, _, _ in ran(drop) if not name.endswith("-encryption-config")] == \
         [f"hakube-cp-{m}-encryption-add" for m in MASTERS] + \
         [f"hakube-cp-{m}-encryption-use" for m in MASTERS]
+
+
+def test_etcd_tuning_restarts_each_member_once_in_turn_and_new_members_check_their_disk_first():
+    """etcd.tuning.nice set on a running cluster: every member's unit is
+    rewritten and each member restarts, one at a time (the unit is in its
+    restart's text); the defaults render the unit members already run, so
+    adding the tuning keys to hakube restarted nobody. A new member's disk
+    is measured before it first starts."""
+    p = fresh()
+    run = p.up(lambda raw: raw.setdefault("etcd", {}).setdefault("tuning", {}).update(nice=-5))
+    assert runs_of(run, "etcd/restart.sh") == [f"hakube-etcd-{m}-restart" for m in MEMBERS]
+    for a, b in zip(MEMBERS, MEMBERS[1:]):
+        assert run.depends(f"hakube-etcd-{b}-restart", f"hakube-etcd-{a}-restart")
+    units = [s for s in run.steps if s.name.endswith("-unit") and s.op == "update"]
+    assert len(units) == 3 and all("Nice=-5" in s.new.inputs["stdin"] for s in units)
+    grow = p.up(lambda raw: raw["nodes"]["etcd"].update(count=5))
+    for m in ("etcd-04", "etcd-05"):
+        assert grow.depends(f"hakube-etcd-{m}-start", f"hakube-etcd-{m}-disk-check")
+        assert (f"hakube-etcd-{m}-disk-check", "create", "etcd/disk-check.sh") in ran(grow)
+    assert not [n for n, _, _ in ran(grow) if n in {f"hakube-etcd-{m}-disk-check" for m in MEMBERS}]

@@ -2,7 +2,9 @@
 real etcd binaries (Debian's 3.4, upstream 3.5.1) serving mutual TLS on
 loopback; the units pass `systemd-analyze verify`; the firewall ruleset
 passes `nft -c`; every step script parses."""
+import dataclasses
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -14,6 +16,7 @@ from components.etcd import HERE as ETCD_DIR
 from components import steps
 from components.etcd import payloads
 from config import load, raw_from_stack_file
+from config.spec import TuningSpec
 from tests.conftest import ROOT
 from tests.realtls import MiniCA
 
@@ -131,6 +134,11 @@ def test_config_keys_follow_the_version():
                                           "maintenance/hakube-etcd-maintenance.service")])
 def test_units_pass_systemd_analyze_verify(unit, source, tmp_path):
     text = (ETCD_DIR / source).read_text()
+    if unit == "etcd.service":     # a template: the tuning's strongest settings
+        spec = load(raw_from_stack_file(ROOT / "Pulumi.dev.yaml"), "dev")
+        tuned = dataclasses.replace(spec.etcd, tuning=TuningSpec(io_class="realtime", io_priority=0, nice=-10))
+        text = payloads.etcd_unit(tuned, text)
+        assert "IOSchedulingClass=realtime\nIOSchedulingPriority=0\nNice=-10\n" in text
     # verify checks ExecStart binaries exist: point them at a stand-in.
     fake = tmp_path / "bin"
     fake.mkdir()
@@ -243,3 +251,33 @@ def test_scheduled_jobs_timer_calendar_and_script_pass_their_checks(job, tmp_pat
     assert script.startswith("#!/bin/bash\nset -euo pipefail\n")
     res = subprocess.run(["bash", "-n", "-c", script], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
+
+
+def _disk_check(tmp_path, mode: str, limit_ms: int, wal: bool = False):
+    data = tmp_path / "data"
+    if wal:
+        (data / "member" / "wal").mkdir(parents=True)
+        (data / "member" / "wal" / "0000000000000000-0000000000000000.wal").write_text("x")
+    body = steps.step_body(ETCD_DIR / "disk-check.sh", {"ETCD_DATA_DIR": str(data), "MODE": mode,
+                                                         "FSYNC_LIMIT_MS": limit_ms, "FSYNC_COUNT": 20})
+    body = body.replace(f". {steps.LIB_DIR}/common.sh\n", (steps.HERE / "common.sh").read_text())
+    return subprocess.run(["bash", "-c", body], capture_output=True, text=True), data
+
+
+@pytest.mark.skipif(subprocess.run(["id", "etcd"], capture_output=True).returncode != 0,
+                    reason="needs the etcd user (Debian's etcd-server; .ci/run installs it)")
+def test_the_disk_check_measures_synced_writes_and_warns_refuses_or_passes(tmp_path):
+    """disk-check.sh for real on this machine's disk: under a generous limit it
+    passes naming the average; under an impossible one (0 ms) warn goes on
+    with a warning and refuse fails naming the remedy; a member with data is
+    not measured; the probe file never stays."""
+    ok, data = _disk_check(tmp_path / "a", "refuse", 1000)
+    assert ok.returncode == 0 and re.search(r"takes \d+\.\d{3} ms on average \(etcd wants under 1000 ms\)",
+                                            ok.stdout), ok.stderr
+    assert list(data.iterdir()) == []
+    warned, _ = _disk_check(tmp_path / "b", "warn", 0)
+    assert warned.returncode == 0 and warned.stderr.startswith("warning:") and "over etcd's 0 ms" in warned.stderr
+    refused, _ = _disk_check(tmp_path / "c", "refuse", 0)
+    assert refused.returncode == 1 and "Not starting etcd" in refused.stderr and "fsyncCheck" in refused.stderr
+    skipped, _ = _disk_check(tmp_path / "d", "refuse", 0, wal=True)
+    assert skipped.returncode == 0 and "not measured again" in skipped.stdout
