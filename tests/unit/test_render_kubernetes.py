@@ -88,8 +88,11 @@ def test_haproxy_cfg_passes_haproxy_check(tmp_path):
     path.write_text(cfg)
     res = subprocess.run(["haproxy", "-c", "-f", str(path)], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
+    # it cut off requests being re-sent when a silent host was marked down (the lab measured it)
+    assert "shutdown-sessions" not in cfg
     for must in ("http-check send meth GET uri /readyz", "check-ssl verify none",
-                 "inter 2s fall 3 rise 2", "on-marked-down shutdown-sessions", "stats socket"):
+                 "inter 1s fastinter 500ms fall 3 rise 2", "observe layer4 error-limit 1 on-error mark-down",
+                 "timeout connect 1s", "retries 3", "option redispatch 1", "stats socket"):
         assert must in cfg
     broken = tmp_path / "broken.cfg"
     broken.write_text(cfg.replace("balance roundrobin", "balance nonsense"))
