@@ -125,18 +125,6 @@ def keepalived_conf(spec: Spec, node: NodeSpec, auth_pass: str) -> str:
     priority = 150 - lbs.index(node)          # the first LB is preferred
     prefix = spec.network.cidr.prefixlen
     peer_lines = "\n".join(f"        {ip}" for ip in vrrp_peers(spec, node))
-    mon = spec.monitoring
-    metrics = "" if not mon.enabled else f"""
-# HAProxy's own Prometheus exporter (built in: USE_PROMEX), for
-# hakube:monitoring.sources only.
-frontend hakube-metrics
-    bind :{mon.haproxy_port}
-    mode http
-    tcp-request connection reject unless {{ src {' '.join(mon.sources)} }}
-    http-request set-log-level silent
-    http-request use-service prometheus-exporter if {{ path /metrics }}
-    http-request return status 404
-"""
     return f"""\
 # Managed by hakube: changes are overwritten by `pulumi up`.
 global_defs {{
