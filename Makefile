@@ -13,7 +13,7 @@ PASSPHRASE_FILE := $(CURDIR)/.pulumi-passphrase
 # stale one fails every step; hakube's steps authenticate with the stack's key.
 PULUMI_ENV := env -u SSH_AUTH_SOCK PULUMI_BACKEND_URL=file://$(STATE_DIR) PULUMI_CONFIG_PASSPHRASE_FILE=$(PASSPHRASE_FILE)
 
-.PHONY: versions up preview review converge rebuild destroy outputs kubeconfig status lab-status test test-fast lab lab-down deps state check-pulumi check-config clean
+.PHONY: versions up preview review converge rebuild destroy outputs kubeconfig status backups lab-status lab-backups test test-fast lab lab-down deps state check-pulumi check-config clean
 
 $(VENV)/.deps: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -115,6 +115,12 @@ status: check-pulumi state
 	$(PULUMI_ENV) pulumi stack output --stack $(STACK) --json --show-secrets | \
 	  $(PY) -m ops.status --outputs - --stack $(STACK) $(if $(JSON),--json)
 
+# The off-host snapshots (etcd.backup.offsite), newest first, each with the
+# sha256 checked when it was copied, and the config that restores the newest.
+backups: check-pulumi state
+	$(PULUMI_ENV) pulumi stack output --stack $(STACK) --json --show-secrets | \
+	  $(PY) -m ops.backups --outputs - $(if $(JSON),--json)
+
 # The admin kubeconfig read fresh from the first control plane. The
 # `kubeconfig` output is admin.conf as it was at kubeadm init: its client
 # certificate lasts a year, and the renewal timer renews the file on the
@@ -147,6 +153,10 @@ lab: deps .lab/etcd-release
 # `make status` of the running lab (its outputs, written by `make lab`).
 lab-status: deps
 	$(PY) -m ops.status --outputs .lab/access/outputs.json --stack lab $(if $(JSON),--json)
+
+# `make backups` of the running lab.
+lab-backups: deps
+	$(PY) -m ops.backups --outputs .lab/access/outputs.json $(if $(JSON),--json)
 
 lab-down: deps
 	$(PY) -m tests.lab.lab down

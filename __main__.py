@@ -8,9 +8,11 @@ import os
 import pulumi
 
 from components import monitoring
+from components.etcd.payloads import offsite_url
 from components.cluster import Cluster, ClusterArgs
 from config import NAMESPACE, ConfigError, load
-from config.spec import SECRET_KEYS
+from config.spec import OFFSITE_SECRET_KEY, SECRET_KEYS
+from config.spec import offsite_secrets as offsite_secrets_of
 
 
 def raw_config() -> dict:
@@ -50,8 +52,26 @@ if ssh_previous_key is not None and not spec.ssh.public_key:
                      f"{NAMESPACE}:sshPrivateKey); the generated key is the previous one "
                      "(pulumi stack output --show-secrets sshPrivateKey)")
 
+# Off-host backups: the remote's secret options, from secret config only.
+offsite_secrets = None
+offsite_raw = pulumi.Config(NAMESPACE).get_object(OFFSITE_SECRET_KEY)
+if offsite_raw is not None:
+    from pulumi.runtime import config as runtime_config
+    if not runtime_config.is_config_secret(f"{NAMESPACE}:{OFFSITE_SECRET_KEY}"):
+        raise SystemExit(f"{NAMESPACE}:{OFFSITE_SECRET_KEY} holds credentials but is stored in plain text in "
+                         f"Pulumi.{pulumi.get_stack()}.yaml: remove it (pulumi config rm {NAMESPACE}:"
+                         f"{OFFSITE_SECRET_KEY}) and set it again with --secret")
+    values, problems = offsite_secrets_of(offsite_raw)
+    if problems:
+        raise SystemExit("invalid stack config:\n  - " + "\n  - ".join(problems))
+    if spec.etcd.backup.offsite is None:
+        pulumi.log.warn(f"{NAMESPACE}:{OFFSITE_SECRET_KEY} is set but {NAMESPACE}:etcd.backup.offsite is not: "
+                        "no snapshot leaves the members")
+    offsite_secrets = pulumi.Output.secret(values)
+
 cluster = Cluster("hakube", ClusterArgs(spec=spec, ssh_private_key=ssh_private_key,
-                                        ssh_previous_private_key=ssh_previous_key))
+                                        ssh_previous_private_key=ssh_previous_key,
+                                        offsite_secrets=offsite_secrets))
 
 pulumi.export("summary", cluster.summary)
 pulumi.export("vip", cluster.vip)
@@ -63,7 +83,10 @@ pulumi.export("etcdctlEnv", cluster.etcd.etcdctl_env)
 if cluster.etcd.latest_snapshot:
     pulumi.export("etcdLatestSnapshot", {
         "path": cluster.etcd.latest_snapshot, "onEachOf": [n.name for n in spec.topology.etcd],
-        "calendar": spec.etcd.backup.calendar, "retention": spec.etcd.backup.retention})
+        "calendar": spec.etcd.backup.calendar, "retention": spec.etcd.backup.retention,
+        **({"offsite": {"url": offsite_url(spec.etcd.backup.offsite), "retention": spec.etcd.backup.offsite.retention,
+                        "copiedBy": "the member leading the cluster at each snapshot"}}
+           if spec.etcd.backup.offsite else {})})
 pulumi.export("convergeTargets", cluster.converge_targets)
 pulumi.export("rebuildTargets", cluster.rebuild_targets)
 pulumi.export("pendingRebuilds", cluster.pending_rebuilds)

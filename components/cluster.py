@@ -32,6 +32,9 @@ class ClusterArgs:
     # During a rotation (secret config hakube:sshPreviousPrivateKey): the key
     # the running nodes accept until each node's ssh-key step has run.
     ssh_previous_private_key: Optional[pulumi.Input[str]] = None
+    # The off-host backup remote's secret rclone options (secret config
+    # hakube:etcdOffsiteSecrets), when etcd.backup.offsite is set.
+    offsite_secrets: Optional[pulumi.Input[dict]] = None
 
 
 class Cluster(pulumi.ComponentResource):
@@ -56,7 +59,8 @@ class Cluster(pulumi.ComponentResource):
             for n in topo.nodes
         }
         self.etcd = EtcdCluster(f"{name}-etcd", EtcdClusterArgs(
-            spec=spec, members=[self.nodes[n.name] for n in topo.etcd], pki=self.pki), opts=child)
+            spec=spec, members=[self.nodes[n.name] for n in topo.etcd], pki=self.pki,
+            offsite_secrets=args.offsite_secrets), opts=child)
         self.lb = LoadBalancer(f"{name}-lb", LoadBalancerArgs(
             spec=spec, nodes=[self.nodes[n.name] for n in topo.load_balancers]), opts=child)
         self.control_plane = ControlPlane(f"{name}-cp", ControlPlaneArgs(

@@ -152,7 +152,14 @@ class Engine:
                 step.op, step.changed, step.replace_keys = d.op, d.changed, d.replace_keys
                 step.delete_before_replace, step.reason = d.delete_before_replace, d.reason
                 if reg.urn in self.replace_targets and reg.custom:
+                    # step_generator.go: a targeted replace is a diff that
+                    # blames "id" and is never asked of the provider, so the
+                    # provider's delete-before-replace (a named libvirt
+                    # resource's) does not apply; only the goal's
+                    # deleteBeforeReplace option decides
+                    # (`if goal.DeleteBeforeReplace != nil`).
                     step.op, step.replace_keys, step.reason = "replace", ("id",), "pulumi up --replace"
+                    step.delete_before_replace = bool(reg.options.get("delete_before_replace"))
                 if step.op == "replace" and step.delete_before_replace:
                     step.delete_first = self._dependent_replacements(old)
             if reg.custom and step.op != "same" and self.cancelled:

@@ -64,6 +64,15 @@ def backups():
     folder = m.group(1).strip("'") if m else "/var/backups/etcd"
     snaps = sorted((os.stat(p).st_mtime, os.stat(p).st_size, p) for p in glob.glob(f"{folder}/etcd-*.db"))
     info = {"enabled": True, "dir": folder, "count": len(snaps)}
+    m = re.search(r"^OFFSITE_URL=(\S+)$", open(BACKUP_SCRIPT).read(), re.M)
+    if m:
+        # etcd.backup.offsite: this member's record of its last off-host copy (the leader copies)
+        info["offsite"] = {"url": m.group(1).strip("'")}
+        try:
+            name, sha, stamp = open(f"{folder}/offsite.last").read().split()[:3]
+            info["offsite"].update(name=name, sha256=sha, time=int(stamp))
+        except (OSError, ValueError):
+            pass
     if snaps:
         info.update(newest=snaps[-1][2], newestTime=snaps[-1][0], newestSize=snaps[-1][1])
     show = run(["systemctl", "show", "hakube-etcd-backup.service", "-p", "Result", "-p",

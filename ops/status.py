@@ -11,6 +11,7 @@ Reads only: each node runs ops/probe.py as root and prints what it has.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
@@ -34,18 +35,22 @@ class Status:
     notes: list[str] = field(default_factory=list)
     members: list[dict] = field(default_factory=list)
     backups: list[dict] = field(default_factory=list)
+    offsite: dict = field(default_factory=dict)       # the newest off-host copy, when etcd.backup.offsite is set
     certificates: list[dict] = field(default_factory=list)
     load_balancers: list[dict] = field(default_factory=list)
     unreachable: dict[str, str] = field(default_factory=dict)
 
     def as_json(self) -> dict:
         return {"stack": self.stack, "ok": not self.problems, "problems": self.problems, "notes": self.notes,
-                "etcd": self.members, "backups": self.backups, "certificates": self.certificates,
+                "etcd": self.members, "backups": self.backups, "offsite": self.offsite,
+                "certificates": self.certificates,
                 "loadBalancers": self.load_balancers, "unreachable": self.unreachable}
 
 
-def probe_all(outputs: dict, timeout: float = 40) -> dict[str, dict]:
-    """node -> what its probe printed, or {"error": ...}: every node at once, over SSH."""
+@contextlib.contextmanager
+def ssh_to(outputs: dict):
+    """A function (node, remote command) -> ssh argv, with the stack's admin
+    key and pinned host keys in a private temporary directory while open."""
     ips, user = outputs["nodeIps"], outputs["sshUser"]
     with tempfile.TemporaryDirectory() as tmp:
         key = Path(tmp) / "key"
@@ -53,14 +58,22 @@ def probe_all(outputs: dict, timeout: float = 40) -> dict[str, dict]:
         key.chmod(0o600)
         known = Path(tmp) / "known_hosts"
         known.write_text(outputs["knownHosts"])
-        script = PROBE.read_text()
 
+        def argv(node: str, command: str) -> list[str]:
+            return ["ssh", "-i", str(key), "-o", f"UserKnownHostsFile={known}", "-o", "StrictHostKeyChecking=yes",
+                    "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "IdentitiesOnly=yes",
+                    f"{user}@{ips[node]}", command]
+        yield argv
+
+
+def probe_all(outputs: dict, timeout: float = 40) -> dict[str, dict]:
+    """node -> what its probe printed, or {"error": ...}: every node at once, over SSH."""
+    script = PROBE.read_text()
+    with ssh_to(outputs) as argv:
         def one(node: str) -> tuple[str, dict]:
-            cmd = ["ssh", "-i", str(key), "-o", f"UserKnownHostsFile={known}", "-o", "StrictHostKeyChecking=yes",
-                   "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "IdentitiesOnly=yes",
-                   f"{user}@{ips[node]}", "sudo -n python3 -"]
             try:
-                p = subprocess.run(cmd, input=script, capture_output=True, text=True, timeout=timeout)
+                p = subprocess.run(argv(node, "sudo -n python3 -"), input=script, capture_output=True, text=True,
+                                   timeout=timeout)
             except subprocess.TimeoutExpired:
                 return node, {"error": f"no answer within {timeout:.0f} s"}
             if p.returncode != 0:
@@ -69,8 +82,24 @@ def probe_all(outputs: dict, timeout: float = 40) -> dict[str, dict]:
                 return node, json.loads(p.stdout)
             except json.JSONDecodeError:
                 return node, {"error": "its probe printed no status"}
-        with ThreadPoolExecutor(max_workers=min(16, len(ips))) as pool:
-            return dict(pool.map(one, list(ips)))
+        with ThreadPoolExecutor(max_workers=min(16, len(outputs["nodeIps"]))) as pool:
+            return dict(pool.map(one, list(outputs["nodeIps"])))
+
+
+def read_outputs(source: str, what: str) -> dict:
+    """The stack's outputs (JSON, `-`: stdin) with the secrets SSH needs; raises ValueError saying why not."""
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text()
+        outputs = json.loads(text)
+        for key in ("nodeIps", "sshUser", "sshPrivateKey", "knownHosts"):
+            if key not in outputs:
+                raise KeyError(key)
+        if "[secret]" in str(outputs["sshPrivateKey"]):
+            raise ValueError("sshPrivateKey is hidden: read the outputs with --show-secrets")
+    except (OSError, ValueError, KeyError) as err:
+        raise ValueError(f"{what}: cannot read the stack's outputs ({err!s}); has `pulumi up` run for this stack?") \
+            from None
+    return outputs
 
 
 def _size(n: float) -> str:
@@ -167,6 +196,24 @@ def analyse(outputs: dict, seen: dict[str, dict], now: float | None = None, stac
                 st.problems.append(f"{m}: no backup for {_age(age)} (the timer runs every {_age(interval)})")
         if b.get("lastResult") not in ("success", "", None):
             st.problems.append(f"{m}: the last backup run failed ({b['lastResult']}): journalctl -u hakube-etcd-backup")
+    # off-host copies: made by whichever member led at each snapshot, so the
+    # newest record of any member is the store's newest copy
+    records = [b["offsite"] for b in st.backups if b.get("enabled") and b.get("offsite")]
+    if records:
+        done = [r for r in records if "time" in r]
+        newest = max(done, key=lambda r: r["time"]) if done else None
+        intervals = [b["intervalSeconds"] for b in st.backups if b.get("intervalSeconds")]
+        interval = min(intervals) if intervals else None
+        st.offsite = {"url": records[0]["url"], **(newest or {})}
+        if newest is None:
+            st.problems.append(f"no off-host copy yet in {records[0]['url']} (the leader copies each snapshot): "
+                               "journalctl -t hakube-etcd-backup on the leader")
+        else:
+            age = now - newest["time"]
+            st.offsite["ageSeconds"] = age
+            if interval and age > 2 * interval + 300:
+                st.problems.append(f"no off-host copy for {_age(age)} in {records[0]['url']} (snapshots every "
+                                   f"{_age(interval)}): journalctl -t hakube-etcd-backup on the leader")
     # certificates
     for node, got in sorted(seen.items()):
         for c in got.get("certificates", []):
@@ -226,6 +273,13 @@ def render(st: Status) -> str:
                 every = f", every {_age(b['intervalSeconds'])}" if b.get("intervalSeconds") else ""
                 out.append(f"  {b['name']:10} {_age(b.get('ageSeconds', 0))} old, {_size(b['newestSize'])}, "
                            f"{b['count']} kept, last run: {b.get('lastResult') or '-'}{every}")
+    if st.offsite:
+        o = st.offsite
+        out += ["", "off-host copies"]
+        if "name" in o:
+            out.append(f"  {o['url']}: newest {o['name']}, {_age(o.get('ageSeconds', 0))} old, sha256 {o['sha256']}")
+        else:
+            out.append(f"  {o['url']}: none yet")
     if st.certificates:
         out += ["", "certificates (soonest expiry first)"]
         for c in st.certificates[:12]:
@@ -247,16 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     try:
-        text = sys.stdin.read() if args.outputs == "-" else Path(args.outputs).read_text()
-        outputs = json.loads(text)
-        for key in ("nodeIps", "sshUser", "sshPrivateKey", "knownHosts"):
-            if key not in outputs:
-                raise KeyError(key)
-        if "[secret]" in str(outputs["sshPrivateKey"]):
-            raise ValueError("sshPrivateKey is hidden: read the outputs with --show-secrets")
-    except (OSError, ValueError, KeyError) as err:
-        print(f"make status: cannot read the stack's outputs ({err!s}); has `pulumi up` run for this stack?",
-              file=sys.stderr)
+        outputs = read_outputs(args.outputs, "make status")
+    except ValueError as err:
+        print(err, file=sys.stderr)
         return 2
     st = analyse(outputs, probe_all(outputs), stack=args.stack)
     print(json.dumps(st.as_json(), indent=2) if args.json else render(st), end="" if not args.json else "\n")

@@ -72,6 +72,9 @@ class EtcdClusterArgs:
     spec: Spec
     members: Sequence[Node]
     pki: Pki
+    # The off-host remote's secret rclone options (secret config
+    # hakube:etcdOffsiteSecrets, checked by config.spec.offsite_secrets).
+    offsite_secrets: Optional[pulumi.Input[dict]] = None
 
 
 @dataclass
@@ -116,7 +119,8 @@ class EtcdCluster(pulumi.ComponentResource):
             "backup": timer_job(
                 "backup", "scheduled etcd snapshots", backup.enabled, backup.calendar,
                 "snapshots in " + backup.dir + " are kept", HERE / "backup" / "snapshot.sh",
-                {"BACKUP_DIR": backup.dir, "BACKUP_RETENTION": backup.retention, "PKI_DIR": payload.PKI_DIR}),
+                {"BACKUP_DIR": backup.dir, "BACKUP_RETENTION": backup.retention, "PKI_DIR": payload.PKI_DIR,
+                 **payload.offsite_values(backup.offsite)}),
             "maintenance": timer_job(
                 "maintenance", "etcd maintenance (defragmentation, alarms)", upkeep.enabled, upkeep.calendar,
                 "nothing kept", HERE / "maintenance" / "maintain.sh",
@@ -125,6 +129,16 @@ class EtcdCluster(pulumi.ComponentResource):
         }
         self.latest_snapshot = f"{backup.dir}/latest.db" if backup.enabled else None
         self.backups: dict[str, remote.Command] = {}
+        self.offsite: dict[str, remote.Command] = {}
+        # The off-host step is registered either way (as the firewall step
+        # is): with etcd.backup.offsite unset it removes the remote's config
+        # (OFFSITE=0). A delete script would not do: it also runs when the
+        # step is replaced, after the new one's create.
+        offsite_values = payload.offsite_values(backup.offsite) or {"OFFSITE": 0, "OFFSITE_DIR": payload.OFFSITE_DIR}
+        offsite_stdin = None
+        if backup.offsite is not None:
+            offsite_stdin = pulumi.Output.secret(pulumi.Output.from_input(args.offsite_secrets or {}).apply(
+                lambda secrets: payload.rclone_config(backup.offsite, secrets)))
         self.steps = {}
         disk_checks: dict[str, pulumi.Resource] = {}
         for member in args.members:
@@ -199,6 +213,21 @@ class EtcdCluster(pulumi.ComponentResource):
         # would deadlock); a joining one returns promoted and serving.
         firewalls = [s.firewall for s in self.steps.values() if s.firewall is not None]
         previous_start: Optional[pulumi.Resource] = None
+        # Lost quorum (etcd.recover.from): a one-member cluster from the
+        # survivor's data, before any member starts or joins in this run (a
+        # rebuilt one then joins it). On the bare connection, without the
+        # machine id: the step runs when the key is added, and a later
+        # rebuild of that member does not run it again.
+        self.recover: Optional[remote.Command] = None
+        if etcd.recover is not None:
+            source = next(m for m in args.members if m.name == etcd.recover.source)
+            s, node = self.steps[source.name], topo.node(source.name)
+            self.recover = make_step(
+                f"{name}-recover-{source.name}", source.connection, step_script("recover", {
+                    **gate, "ETCD_DATA_DIR": etcd.data_dir, "ETCD_ENDPOINTS": ",".join(self.endpoints),
+                    "MEMBER_NAME": source.name, "MEMBER_PEER_URL": node.peer_url,
+                    "MEMBER_CLIENT_URL": node.client_url, "ETCD_CONFIG_FILE": payload.CONFIG_FILE}),
+                parent=self, after=[x for x in (s.install, s.certs, s.config, s.unit, s.firewall) if x is not None])
         self.converge = list(firewalls)
         for member in args.members:
             s, node = self.steps[member.name], topo.node(member.name)
@@ -209,12 +238,17 @@ class EtcdCluster(pulumi.ComponentResource):
                     "ETCD_CONFIG_FILE": payload.CONFIG_FILE}),
                 parent=self, after=[*(x for x in (s.install, s.certs, s.config, s.unit) if x is not None),
                                     *firewalls, *([previous_start] if previous_start else []),
+                                    *([self.recover] if self.recover else []),
                                     *([disk_checks[member.name]] if member.name in disk_checks else [])])
             previous_start = s.start
             self.converge.append(s.start)
+            # the remote configured and answering before a snapshot counts on it
+            self.offsite[member.name] = make_step(
+                f"{name}-{member.name}-offsite", member, step_script(HERE / "backup" / "offsite.sh", offsite_values),
+                stdin=offsite_stdin, secret=backup.offsite is not None, parent=self, after=[s.install])
             for job, (values, script) in jobs.items():
                 created = make_step(f"{name}-{member.name}-{job}", member, step_script("job", values),
-                                    stdin=script, parent=self, after=[s.start])
+                                    stdin=script, parent=self, after=[s.start, self.offsite[member.name]])
                 self.converge.append(created)
                 if job == "backup":
                     self.backups[member.name] = created
@@ -306,8 +340,11 @@ class EtcdRestore(pulumi.ComponentResource):
         topo = spec.topology
         sha = restore.sha256
         upload_dir = "/var/lib/hakube/upload"
-        upload = f"{upload_dir}/restore-{sha[:16]}.db"
-        values = {"RESTORE_SHA": sha, "RESTORE_DIR": "/var/lib/hakube/restore", "RESTORE_UPLOAD": upload,
+        restore_dir = "/var/lib/hakube/restore"
+        # a file of this machine is copied up by the provider; an off-host
+        # one, fetched by each member into its own restore dir
+        upload = f"{restore_dir}/fetched-{sha[:16]}.db" if restore.offsite else f"{upload_dir}/restore-{sha[:16]}.db"
+        values = {"RESTORE_SHA": sha, "RESTORE_DIR": restore_dir, "RESTORE_UPLOAD": upload,
                   "RESTORE_TOKEN": f"{spec.etcd.cluster_token}-restore-{sha[:8]}",
                   "ETCD_DATA_DIR": spec.etcd.data_dir, "ETCD_INITIAL_CLUSTER": topo.etcd_initial_cluster,
                   "ETCD_ENDPOINTS": ",".join(args.etcd.endpoints), "PKI_DIR": payload.PKI_DIR,
@@ -326,12 +363,19 @@ class EtcdRestore(pulumi.ComponentResource):
             return make_step(f"{name}-{sha[:8]}-{node.name}-{step}", node, create,
                              delete=script("abandon", PART=undo) if undo else None, parent=self, after=after)
 
-        dirs = [run(m, "upload-dir", script("upload", UPLOAD_DIR=upload_dir, UPLOAD_USER=spec.ssh.user),
-                    args.after) for m in args.members]
-        copies = [remote.CopyToRemote(
-            f"{name}-{sha[:8]}-{m.name}-copy", connection=m.connection, remote_path=upload,
-            source=pulumi.FileAsset(restore.snapshot),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[d])) for m, d in zip(args.members, dirs)]
+        copies: list[pulumi.Resource]
+        if restore.offsite:
+            copies = [run(m, "fetch", script("fetch", RESTORE_NAME=restore.offsite,
+                                             **payload.offsite_values(spec.etcd.backup.offsite)),
+                          [*args.after, *([args.etcd.offsite[m.name]] if m.name in args.etcd.offsite else [])])
+                      for m in args.members]
+        else:
+            dirs = [run(m, "upload-dir", script("upload", UPLOAD_DIR=upload_dir, UPLOAD_USER=spec.ssh.user),
+                        args.after) for m in args.members]
+            copies = [remote.CopyToRemote(
+                f"{name}-{sha[:8]}-{m.name}-copy", connection=m.connection, remote_path=upload,
+                source=pulumi.FileAsset(restore.snapshot),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[d])) for m, d in zip(args.members, dirs)]
         apiservers = args.control_planes if spec.kubernetes.bootstrap else []   # practice mode: none
         paused = [run(cp, "apiserver-stop", script("apiserver", ACTION="stop"), copies, undo="apiserver")
                   for cp in apiservers]

@@ -3,11 +3,11 @@ certificate bundle layout, the firewall ruleset and the etcdctl environment."""
 from __future__ import annotations
 
 import string
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import yaml
 
-from config.spec import EtcdSpec, MonitoringSpec
+from config.spec import EtcdSpec, MonitoringSpec, OffsiteSpec
 from components.remote import prelude
 from components.steps import pem_bundle
 from config.topology import ETCD_CLIENT_PORT, ETCD_PEER_PORT, NodeSpec, Topology
@@ -173,3 +173,44 @@ def etcd_unit(spec: EtcdSpec, template: str) -> str:
     t = spec.tuning
     return string.Template(template).substitute(
         io_class=t.io_class, io_priority=t.io_priority, nice=f"Nice={t.nice}\n" if t.nice else "")
+
+
+OFFSITE_DIR = "/etc/hakube/offsite"     # rclone's config and the pinned host keys (root only)
+
+
+def offsite_url(offsite: OffsiteSpec) -> str:
+    """Where the off-host copies go, for people (messages, outputs, status)."""
+    o = dict(offsite.remote)
+    if o.get("host"):
+        user = f"{o['user']}@" if o.get("user") else ""
+        port = f":{o['port']}" if o.get("port") else ""
+        return f"{o['type']}://{user}{o['host']}{port}/{offsite.path}"
+    return f"{o['type']}:{offsite.path}"
+
+
+def offsite_values(offsite: OffsiteSpec | None) -> dict:
+    """What the backup job and the off-host steps need (none of it secret).
+    Nothing without off-host copies: the job's text, and so every stack that
+    has none, stays as it was."""
+    if offsite is None:
+        return {}
+    return {"OFFSITE": 1, "OFFSITE_DIR": OFFSITE_DIR, "OFFSITE_PATH": offsite.path,
+            "OFFSITE_URL": offsite_url(offsite), "OFFSITE_RETENTION": offsite.retention}
+
+
+def rclone_config(offsite: OffsiteSpec, secrets: Mapping[str, str]) -> str:
+    """The stdin of a member's offsite step: rclone's config of the remote
+    `offsite` (its options, then the secret ones), and behind a
+    `#=== known_hosts` line the pinned host keys, which an sftp remote is
+    made to check (known_hosts_file)."""
+    options = dict(offsite.remote)
+    clash = sorted(set(options) & set(secrets))
+    if clash:
+        raise ValueError(f"rclone option(s) {', '.join(clash)} set both in etcd.backup.offsite.remote "
+                         "and in the secret hakube:etcdOffsiteSecrets: keep each in one place")
+    if offsite.known_hosts and options["type"] == "sftp":
+        options["known_hosts_file"] = f"{OFFSITE_DIR}/known_hosts"
+    lines = ["# written by hakube (etcd.backup.offsite): the remote off-host snapshots go to", "[offsite]"]
+    ordered = [("type", options.pop("type")), *options.items()]        # type first, as rclone writes it
+    lines += [f"{k} = {v}" for k, v in ordered] + [f"{k} = {v}" for k, v in sorted(secrets.items())]
+    return "\n".join(lines) + "\n#=== known_hosts\n" + offsite.known_hosts

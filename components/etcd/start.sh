@@ -80,6 +80,19 @@ if ! ep=$(healthy_other); then
       echo "Bring its members back (the health gate of the next pulumi up shows which) before adding one." >&2
       exit 1
     fi
+    # A cluster decides its version once its first quorum forms, and a member
+    # keeps it across restarts: a peer that knows it belongs to a cluster
+    # that has run and lost its quorum. An empty member started in place of
+    # a lost one would vote with no memory of what it acknowledged: refuse.
+    version=$(curl -sf --http1.1 --max-time 3 --cacert "$PKI_DIR/peer-ca.crt" --cert "$PKI_DIR/peer.crt" \
+              --key "$PKI_DIR/peer.key" "$peer/version" 2>/dev/null || true)
+    if grep -q '"etcdcluster":"[0-9]' <<<"$version"; then
+      echo "refusing to start $MEMBER_NAME with no data: the cluster at $peer has run ($version)" >&2
+      echo "and has no quorum now, so its other members are down or lost. If they come back, run" >&2
+      echo "pulumi up again. If they are gone for good, recover: set hakube:etcd.recover.from to a member" >&2
+      echo "whose data survived, run pulumi up, then rebuild the others one per run (README 'Lost quorum')." >&2
+      exit 1
+    fi
   done
   if [ -z "$answered" ] && [ "$MEMBER_NAME" != "$FIRST_MEMBER" ]; then
     echo "refusing to start $MEMBER_NAME with no data: no other member answers on its peer port," >&2

@@ -78,7 +78,12 @@ class Node(pulumi.ComponentResource):
             base_volume_id=args.image.volume_id,
             format="qcow2",
             size=node.disk_gib * GIB,
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=None if rebuilding else [
+            # delete-before-replace also for a bare `pulumi up --replace` of it
+            # (`make rebuild` with no key changed): with no diff the provider
+            # does not ask for it, and a new volume of the same name would
+            # collide with the old one; its domain, whose disk it is, is
+            # replaced with it (ENGINE.md).
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True, ignore_changes=None if rebuilding else [
                 "size", "base_volume_id", "pool", "format"]),
         )
         self.root = root

@@ -22,7 +22,7 @@ CP_STEPS = ("kernel", "containerd", "kube-packages", "etcdctl", "etcd-certs", "c
 JOIN_STEPS = ("join-token", "kubeadm-join", "join-done", "forget", "reset", "drain")   # + the leave steps
 FIRST_CP_STEPS = ("kubeadm-config", "kubeadm-init", "cni", "kubeconfig", "export-shared-certs")
 CHECK_STEPS = ("nodes-ready", "no-local-etcd", "registry")
-ETCD_STEPS = ("prepare", "cluster", "install", "certs", "config", "unit", "disk-check", "firewall-unit", "firewall", "start", "backup",
+ETCD_STEPS = ("prepare", "cluster", "install", "certs", "config", "unit", "disk-check", "firewall-unit", "firewall", "offsite", "start", "backup",
               "maintenance", "cert-check", "restart", "firewall-refresh")
 
 

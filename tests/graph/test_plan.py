@@ -6,7 +6,7 @@ import json
 import pytest
 
 from components import steps
-from tests.plan import Planner, ops, ran
+from tests.plan import Planner, ops, ran, script_of
 from tests.realtls import ssh_key_pair
 
 MEMBERS = ("etcd-01", "etcd-02", "etcd-03")
@@ -490,3 +490,95 @@ def test_etcd_tuning_restarts_each_member_once_in_turn_and_new_members_check_the
         assert grow.depends(f"hakube-etcd-{m}-start", f"hakube-etcd-{m}-disk-check")
         assert (f"hakube-etcd-{m}-disk-check", "create", "etcd/disk-check.sh") in ran(grow)
     assert not [n for n, _, _ in ran(grow) if n in {f"hakube-etcd-{m}-disk-check" for m in MEMBERS}]
+
+
+# --- off-host backups, restore from off-host, lost quorum ---------------------------
+
+OFFSITE = {"remote": {"type": "sftp", "host": "192.0.2.10", "user": "etcd"}, "path": "etcd/dev",
+           "knownHosts": "192.0.2.10 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMj7"}
+
+
+def _offsite(p: Planner, config=OFFSITE, key_pem="-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----\n"):
+    p.secrets = {"etcdOffsiteSecrets": json.dumps({"key_pem": key_pem})}
+    return lambda raw: raw.setdefault("etcd", {}).setdefault("backup", {}).update(offsite=config)
+
+
+def test_turning_off_host_backups_on_configures_each_member_then_its_job_and_restarts_nothing():
+    """Per member: the offsite step (registered either way, like the
+    firewall's) is updated to write rclone's config through a secret stdin
+    and check the remote, then the backup job is updated to copy; nothing
+    else runs, no etcd restarts. A later change of the secret alone updates
+    the offsite steps only. Turning it off updates them to remove the
+    config (no delete script: a replaced step's delete runs after the new
+    one's create) and the jobs back; nothing is deleted."""
+    p = fresh()
+    run = p.up(_offsite(p))
+    assert ops(run) == {**{f"hakube-etcd-{m}-offsite": "update" for m in MEMBERS},
+                        **{f"hakube-etcd-{m}-backup": "update" for m in MEMBERS}}
+    for m in MEMBERS:
+        step = next(s for s in run.steps if s.name == f"hakube-etcd-{m}-offsite")
+        assert script_of(step) == "etcd/backup/offsite.sh" and "OFFSITE=1" in step.script
+        assert step.new.inputs["logging"] == "none"          # the stdin carries credentials
+        assert "[offsite]\ntype = sftp\n" in step.new.inputs["stdin"]
+        assert "known_hosts_file = /etc/hakube/offsite/known_hosts" in step.new.inputs["stdin"]
+        assert "key_pem = -----BEGIN OPENSSH PRIVATE KEY-----\\nx\\n" in step.new.inputs["stdin"]
+        assert not step.new.inputs.get("delete")
+        assert run.depends(f"hakube-etcd-{m}-backup", f"hakube-etcd-{m}-offsite")
+    rotated = p.up(_offsite(p, key_pem="-----BEGIN OPENSSH PRIVATE KEY-----\ny\n-----END OPENSSH PRIVATE KEY-----\n"))
+    assert ops(rotated) == {f"hakube-etcd-{m}-offsite": "update" for m in MEMBERS}
+    off = p.up(lambda raw: raw["etcd"]["backup"].pop("offsite"))
+    assert off.deleted == []
+    assert ops(off) == {**{f"hakube-etcd-{m}-offsite": "update" for m in MEMBERS},
+                        **{f"hakube-etcd-{m}-backup": "update" for m in MEMBERS}}
+    assert all("OFFSITE=0" in s.script for s in off.steps if s.name.endswith("-offsite"))
+
+
+def test_a_rebuild_with_no_vm_key_changed_still_puts_the_member_on_a_new_disk():
+    """`make rebuild NODE=etcd-02` for a member lost with its disk, its VM
+    keys unchanged: with no diff the provider asks for no
+    delete-before-replace, so the root volume carries the option itself;
+    its domain is replaced with it and the new machine runs every step."""
+    p = fresh()
+    targets = p.up().outputs["rebuildTargets"]
+    run = p.up(replace=[targets["etcd-02"]], rebuild="etcd-02")
+    root = next(s for s in run.steps if s.name == "hakube-etcd-02-root")
+    assert root.op == "replace" and root.delete_before_replace
+    assert "hakube-etcd-02-domain" in [r.name for r in root.delete_first]
+    assert ops(run)["hakube-etcd-02-domain"] == "create"
+    assert "hakube-etcd-etcd-02-start" in runs_of(run, "etcd/start.sh")
+
+
+def test_a_restore_from_off_host_fetches_on_each_member_and_copies_nothing_from_this_machine():
+    p = fresh()
+    p.up(_offsite(p))
+    name, sha = "etcd-etcd-02-20261126T060000Z.db", "ab" * 32
+    run = p.up(lambda raw: raw.setdefault("etcd", {}).update(restore={"offsite": name, "sha256": sha}))
+    fetches = runs_of(run, "etcd/restore/fetch.sh")
+    assert sorted(fetches) == sorted(f"hakube-etcd-restore-{sha[:8]}-{m}-fetch" for m in MEMBERS)
+    assert not [s for s in run.steps if s.type == "command:remote:CopyToRemote"]
+    order = [n for n, _, _ in ran(run)]
+    for m in MEMBERS:
+        assert order.index(f"hakube-etcd-restore-{sha[:8]}-{m}-fetch") < order.index(
+            f"hakube-etcd-restore-{sha[:8]}-{m}-stop")
+        fetch = next(s for s in run.steps if s.name == f"hakube-etcd-restore-{sha[:8]}-{m}-fetch")
+        assert f"RESTORE_NAME={name}" in fetch.script and f"RESTORE_SHA={sha}" in fetch.script
+    assert p.up().ran() == []
+
+
+def test_recovering_from_a_survivor_runs_one_step_on_it_and_a_rebuild_then_joins():
+    """etcd.recover.from added: one step on the survivor and nothing else;
+    a rebuild of a lost member in the same run starts it only after the
+    recovery; removing the key deletes the step and runs nothing."""
+    p = fresh()
+    run = p.up(lambda raw: raw.setdefault("etcd", {}).update(recover={"from": "etcd-02"}))
+    assert ops(run) == {"hakube-etcd-recover-etcd-02": "create"}
+    assert runs_of(run, "etcd/recover.sh") == ["hakube-etcd-recover-etcd-02"]
+    lost = p.up(replace=[run.outputs["rebuildTargets"]["etcd-01"]], rebuild="etcd-01")
+    assert "hakube-etcd-etcd-01-start" in runs_of(lost, "etcd/start.sh")
+    assert lost.depends("hakube-etcd-etcd-01-start", "hakube-etcd-recover-etcd-02")
+    # the survivor itself rebuilt later, the key still set: no machine id in it, not run again
+    rebuilt = p.up(replace=[run.outputs["rebuildTargets"]["etcd-02"]], rebuild="etcd-02")
+    assert "hakube-etcd-etcd-02-start" in runs_of(rebuilt, "etcd/start.sh")
+    assert "hakube-etcd-recover-etcd-02" not in ops(rebuilt)
+    gone = p.up(lambda raw: raw["etcd"].pop("recover"))
+    assert [r.name for r in gone.deleted] == ["hakube-etcd-recover-etcd-02"] and gone.ran() == []

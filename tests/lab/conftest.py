@@ -25,7 +25,7 @@ def lab_unavailable() -> str | None:
     return None
 
 
-def lab_fixture(label: str, overrides: dict | None = None):
+def lab_fixture(label: str, overrides: dict | None = None, offsite: bool = False):
     """One lab per test module (module scope: two labs never overlap, they
     share the bridge and addresses)."""
     why = lab_unavailable()
@@ -34,7 +34,7 @@ def lab_fixture(label: str, overrides: dict | None = None):
     t0 = time.monotonic()
     LOG.parent.mkdir(parents=True, exist_ok=True)
     log = open(LOG, "a", buffering=1)
-    lab = Lab(log=lambda line: print(line, file=log), overrides=overrides)
+    lab = Lab(log=lambda line: print(line, file=log), overrides=overrides, offsite=offsite)
     try:
         lab.up()
     except Exception:
@@ -42,6 +42,8 @@ def lab_fixture(label: str, overrides: dict | None = None):
         raise
     TIMINGS[f"{label}: bring-up (program run 1, {len(lab.mocks.steps)} steps)"] = lab.timings["bring_up"]
     TIMINGS[f"{label}: image (build or cache)"] = lab.timings["image"]
+    if "offsite_store" in lab.timings:
+        TIMINGS[f"{label}: off-host store (SFTP host) boot"] = lab.timings["offsite_store"]
     yield lab
     t1 = time.monotonic()
     problems = lab.down()
@@ -55,7 +57,8 @@ def lab_fixture(label: str, overrides: dict | None = None):
 
 @pytest.fixture(scope="module")
 def lab():
-    yield from lab_fixture("lab")
+    """The lab stack, copying its snapshots to an SFTP store on a lab host of its own."""
+    yield from lab_fixture("lab", offsite=True)
 
 
 @pytest.fixture(scope="module")

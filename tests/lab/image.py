@@ -31,6 +31,8 @@ LAB_PACKAGES = [
     # the lab hosts have no mirror, so it is in the image and the step's
     # configure-and-restart path is what runs.
     "containerd",
+    # The off-host step installs Debian's rclone when missing (etcd.backup.offsite), likewise.
+    "rclone",
 ]
 # Every package a node's cloud-init asks for is already in the image: the lab
 # hosts have no mirror, and cloud-init's install finds them installed.

@@ -32,6 +32,7 @@ from tests.harness import ROOT, Run, run_program, unwrap
 from tests.tools import etcd_release
 
 from . import image
+from .offsite import OffsiteStore
 from .hosts import DISKS_DIR, HOSTS_DIR, LAB_ROOT, Bridge, _cgroup_roots, _remove_cgroup, sh
 from .providers import NOT_RUN, LabMocks
 from .ssh import Ssh
@@ -79,9 +80,11 @@ class ReleaseServer:
 
 
 class Lab:
-    def __init__(self, log=print, overrides: dict | None = None):
+    def __init__(self, log=print, overrides: dict | None = None, offsite: bool = False):
         """`overrides`: stack config keys merged over Pulumi.lab.yaml's (one
-        level deep), e.g. {"nodes": {"loadBalancer": {"count": 2}}}."""
+        level deep), e.g. {"nodes": {"loadBalancer": {"count": 2}}}.
+        `offsite`: an SFTP store on a lab host of its own, where the stack
+        copies its snapshots (etcd.backup.offsite, offsite.py)."""
         self.log = log
         self.raw = raw_from_stack_file(ROOT / f"Pulumi.{STACK}.yaml")
         for key, value in (overrides or {}).items():
@@ -94,6 +97,14 @@ class Lab:
         self.mocks: LabMocks | None = None
         self.engine = Engine()          # the stack's state, between runs of the program
         self.secrets: dict[str, str] = {}   # secret stack config (hakube:sshPrivateKey ...)
+        self.offsite: OffsiteStore | None = None
+        if offsite:
+            self.offsite = OffsiteStore(net.cidr, net.gateway, self.bridge)
+            etcd = dict(self.raw.get("etcd") or {})
+            etcd["backup"] = {**(etcd.get("backup") or {}), "offsite": self.offsite.stack_config()}
+            self.raw["etcd"] = etcd
+            self.secrets.update(self.offsite.secrets())
+            self.spec = load(self.raw, STACK)
         self.server: ReleaseServer | None = None
         self.runs: list[Run] = []
         self.timings: dict[str, float] = {}
@@ -108,6 +119,9 @@ class Lab:
         self.bridge.up()
         self.server = ReleaseServer(self.spec.etcd.download_url, str(self.spec.network.gateway))
         self.server.start()
+        if self.offsite:
+            self.timings["offsite_store"] = self.offsite.boot(root, self.ssh)
+            self.log(f"lab: off-host store (SFTP) up at {self.offsite.ip} in {self.timings['offsite_store']:.1f} s")
         self.mocks = LabMocks(self.bridge, root, self.ssh, log=self.log)
         t1 = time.monotonic()
         run = self.apply()
@@ -183,6 +197,8 @@ class Lab:
                         problems.append(f"{res.name}: {str(err)[-500:]}")
                     self.engine.deleted(res)
             self.mocks.discard_all()
+        if self.offsite:
+            self.offsite.discard()
         if self.server:
             self.server.stop()
         problems += down_all(quiet=True)
@@ -278,7 +294,7 @@ def main(argv: list[str]) -> int:
     if cmd != "up":
         print(f"usage: {argv[0]} up|down", file=sys.stderr)
         return 2
-    lab = Lab()
+    lab = Lab(offsite=True)
     try:
         lab.up()
     except Exception:

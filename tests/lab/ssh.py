@@ -73,6 +73,11 @@ class Ssh:
             argv += ["--", command]
         return argv
 
+    def start(self, conn: dict, command: str) -> subprocess.Popen:
+        """The command started in the background (its stdout a pipe), with
+        the same pinned connection; no dial retries (the host is up)."""
+        return subprocess.Popen(self.argv(conn, command), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
+
     def run(self, conn: dict, command: str, stdin: str | None = None, timeout: float = 900) -> Result:
         limit = int(conn.get("dialErrorLimit") or 10)
         started = time.monotonic()

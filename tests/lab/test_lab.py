@@ -6,17 +6,21 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import os
 import re
 import shlex
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
 
 import pytest
 import yaml
 
+from tests.harness import ROOT
 from tests.realtls import MiniCA
 
 from .conftest import TIMINGS
@@ -253,6 +257,61 @@ def test_timer_made_snapshots_are_checked_and_retention_deletes_the_oldest(lab):
     assert status["revision"] > 0 and status["hash"] != 0
 
 
+def leader_of(lab) -> str:
+    eps = ",".join(f"https://{ips(lab)[m]}:2379" for m in ETCD)
+    statuses = json.loads(ok(lab, "etcd-01", sudo(f"{HC} --endpoints={eps} endpoint status -w json")))
+    leader = statuses[0]["Status"]["leader"]
+    ip = next(s["Endpoint"] for s in statuses if s["Status"]["header"]["member_id"] == leader).split("//")[1].split(":")[0]
+    return next(m for m in ETCD if ips(lab)[m] == ip)
+
+
+def offsite_snapshots(lab) -> list[str]:
+    return sorted((n for n in lab.offsite.listing(lab.ssh) if n.endswith(".db")), key=lambda n: n.rsplit("-", 1)[1])
+
+
+def test_snapshots_are_copied_off_host_by_the_leader_checked_and_kept_to_the_retention(lab):
+    """etcd.backup.offsite (an SFTP store on a lab host of its own): each
+    timer snapshot of the leader is copied there with its sha256 next to it,
+    read back and compared; the oldest copies past the off-host retention go;
+    followers copy nothing."""
+    keep = lab.spec.etcd.backup.offsite.retention
+    t0 = time.monotonic()
+    first = None
+    while True:
+        names = offsite_snapshots(lab)
+        if names and first is None:
+            first = names[0]
+            TIMINGS["off-host: first copy on the SFTP store (from the first check)"] = time.monotonic() - t0
+        if first and first not in names:
+            break
+        assert time.monotonic() - t0 < 150, f"off-host retention never deleted {first}: {names}"
+        time.sleep(1)
+    TIMINGS[f"off-host: first copy deleted by the off-host retention (keep {keep})"] = time.monotonic() - t0
+    listing = lab.offsite.listing(lab.ssh)
+    names = offsite_snapshots(lab)
+    assert keep - 1 <= len(names) <= keep, names
+    for name in names:
+        sidecar = lab.offsite.read(lab.ssh, f"{name}.sha256").split()
+        assert sidecar[1] == name
+        assert ok_offsite(lab, f"sha256sum etcd/lab/{name}").split()[0] == sidecar[0]
+        assert listing[name] > 0
+    leader = leader_of(lab)
+    journal = {m: ok(lab, m, sudo("journalctl -t hakube-etcd-backup -o cat --no-pager -n 200")) for m in ETCD}
+    assert re.search(r"off-host copy sftp://offsite@\S+/etcd/lab/\S+ ok: sha256 [0-9a-f]{64} read back",
+                     journal[leader]), journal[leader][-800:]
+    followers = [m for m in ETCD if m != leader]
+    assert all("does not lead the cluster; the leader copies" in journal[m] for m in followers)
+    # the member's record of its last copy, which `make status` reads
+    last = ok(lab, leader, sudo("cat /var/backups/etcd/offsite.last")).split()
+    assert last[0] in names or last[0] > names[-1], (last, names)
+
+
+def ok_offsite(lab, command: str) -> str:
+    res = lab.ssh.run(lab.offsite.connection(), command)
+    assert res.rc == 0, f"offsite: {command}\n{res.stdout}\n{res.stderr}"
+    return res.stdout
+
+
 def test_a_snapshot_never_starts_a_stopped_etcd_it_fails_loudly(lab):
     ok(lab, "etcd-03", "sudo -n systemctl stop etcd")
     try:
@@ -351,12 +410,8 @@ def _under_load(lab, break_it, restore, duration=16, at=3):
     """Run the request loop, break master-02 `at` s in, and return
     (seconds until HAProxy marked it DOWN, the requests as (start, ms, ok) from the moment it was broken,
     and how long breaking it took)."""
-    loop = subprocess.Popen(
-        ["ssh", "-i", str(lab.write_access() / "hakube-lab.key"), "-o",
-         f"UserKnownHostsFile={lab.write_access() / 'hakube-lab.known_hosts'}", "-o", "BatchMode=yes",
-         f"{lab.outputs['sshUser']}@{ips(lab)['master-01']}",
-         f"DUR={duration} VIP={lab.outputs['vip']} bash -c {shlex.quote(REQUEST_LOOP)}"],
-        stdout=subprocess.PIPE, text=True)
+    loop = lab.ssh.start(lab.connection("master-01"),
+                         f"DUR={duration} VIP={lab.outputs['vip']} bash -c {shlex.quote(REQUEST_LOOP)}")
     try:
         time.sleep(at)
         broken = time.time()
@@ -572,7 +627,7 @@ def test_etcd_preflight_fails_clearly_when_an_endpoint_is_stopped(lab):
 STATE = sudo(
     "for u in etcd haproxy containerd; do systemctl is-active -q $u && echo \"$u $(systemctl show -p MainPID --value $u)\"; done; "
     "find /etc/etcd /etc/haproxy /etc/kubernetes /etc/containerd /etc/nftables* /etc/systemd/system /root "
-    "/usr/local/bin -type f 2>/dev/null | sort | xargs -r sha256sum")
+    "/usr/local/bin /usr/local/sbin /etc/hakube -type f 2>/dev/null | sort | xargs -r sha256sum")
 
 
 def changes(before: dict, after: dict) -> dict:
@@ -862,3 +917,149 @@ def test_a_half_failed_restore_abandoned_brings_the_cluster_back_as_it_was(lab, 
     for m in ETCD:
         assert keyspace(lab, m) == before, f"{m} is not as it was before the restore"
         assert ok(lab, m, "systemctl is-active hakube-etcd-backup.timer").strip() == "active"
+
+
+# --- off-host restore, lost quorum ---------------------------------------------
+
+def newest_offsite_copy_after(lab, t_ms: int, timeout: float = 90) -> str:
+    """The name of the first off-host copy made after `t_ms` (a host's clock, ms)."""
+    stamp = dt.datetime.fromtimestamp(t_ms / 1000, dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    deadline = time.monotonic() + timeout
+    while True:
+        later = [n for n in offsite_snapshots(lab) if n.rsplit("-", 1)[1][:-3] > stamp]
+        sidecars = lab.offsite.listing(lab.ssh)
+        later = [n for n in later if f"{n}.sha256" in sidecars]
+        if later:
+            return later[0]
+        assert time.monotonic() < deadline, f"no off-host copy after {stamp}: {offsite_snapshots(lab)}"
+        time.sleep(1)
+
+
+def test_a_restore_names_an_off_host_snapshot_and_each_member_fetches_and_checks_it(lab, tmp_path):
+    """etcd.restore.offsite + sha256: every member fetches the named copy from
+    the store itself and checks it against the pinned hash before anything
+    stops; a wrong hash is refused with every member still running; the right
+    one restores every member to the snapshot."""
+    env = lab.outputs["etcdctlEnv"]
+    put = lambda cmd: ok(lab, "master-01", sudo(env + "etcdctl " + cmd))  # noqa: E731
+    put("put offsite/a before")
+    name = newest_offsite_copy_after(lab, now_ms(lab) + 1000)
+    sha = lab.offsite.read(lab.ssh, f"{name}.sha256").split()[0]
+    # `make backups` lists it with that hash, read through a member's own remote
+    (tmp_path / "outputs.json").write_text(json.dumps(lab.outputs))
+    listed = subprocess.run([sys.executable, "-m", "ops.backups", "--outputs", str(tmp_path / "outputs.json"),
+                             "--json"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    rows = {r["name"]: r for r in json.loads(listed.stdout)["snapshots"]}
+    assert rows[name]["sha256"] == sha and rows[name]["size"] > 0
+    assert json.loads(listed.stdout)["url"].startswith("sftp://offsite@")
+    put("put offsite/a after")
+    put("put offsite/b after")
+    pids = {m: ok(lab, m, "systemctl show -p MainPID --value etcd").strip() for m in ETCD}
+
+    wrong = ("0" if sha[0] != "0" else "1") + sha[1:]
+    lab.raw["etcd"] = {**lab.raw["etcd"], "restore": {"offsite": name, "sha256": wrong}}
+    since = len(lab.mocks.steps)
+    with pytest.raises(StepFailed) as err:
+        lab.apply()
+    assert f"has sha256 {sha}, not the {wrong}" in err.value.output, err.value.output
+    assert not [s for s in lab.mocks.steps[since:] if s.name.endswith("-stop")]
+    for m in ETCD:
+        assert ok(lab, m, "systemctl show -p MainPID --value etcd").strip() == pids[m]
+
+    lab.raw["etcd"] = {**lab.raw["etcd"], "restore": {"offsite": name, "sha256": sha}}
+    t0, since = time.monotonic(), len(lab.mocks.steps)
+    lab.apply()
+    TIMINGS["restore from an off-host snapshot (program run: fetch, check, restore)"] = time.monotonic() - t0
+    fetched = [s for s in lab.mocks.steps[since:] if s.name.endswith("-fetch")]
+    assert len(fetched) == len(ETCD) and all("sha256 ok" in s.stdout for s in fetched), [s.stdout for s in fetched]
+    for m in ETCD:
+        got = ok(lab, m, sudo(f"{HC} --endpoints=https://127.0.0.1:2379 get offsite/ --prefix --consistency=s"))
+        assert got.split() == ["offsite/a", "before"], (m, got)
+    lab.raw["etcd"] = {k: v for k, v in lab.raw["etcd"].items() if k != "restore"}
+    lab.apply()
+
+
+def destroy_host(lab, node: str) -> None:
+    """Power gone and disk gone: the host killed (no shutdown) and its disk emptied."""
+    host = lab.mocks.hosts[f"hakube-{lab.spec.stack}-{node}"]
+    os.killpg(host.process.pid, signal.SIGKILL)
+    host.process.wait(10)
+    host.discard()
+    for part in ("upper", "work"):
+        shutil.rmtree(host.disk / part)
+        (host.disk / part).mkdir()
+
+
+def voting_members(lab, node="etcd-01") -> dict[str, dict]:
+    out = ok(lab, node, sudo(f"{HC} --endpoints=https://127.0.0.1:2379 member list -w json"))
+    return {m.get("name", ""): m for m in json.loads(out)["members"]}
+
+
+def test_lost_quorum_two_member_hosts_destroyed_recovered_from_the_survivor(lab):
+    """Under the write loop: etcd.recover.from set while the quorum answers is
+    refused and changes nothing. Then etcd-02 and etcd-03 are destroyed (power
+    and disk); a rebuild of etcd-02 alone is refused (its empty member would
+    vote with no memory). etcd.recover.from: etcd-01 makes a one-member
+    cluster of etcd-01's data in one run, in which the rebuilt etcd-02 joins
+    as a learner and is promoted; rebuilding etcd-03 makes three voters. Every
+    write acknowledged before the loss and present on the survivor is there
+    afterwards; a plain run then runs nothing."""
+    from .test_day_two import WriteLoop
+    pid = ok(lab, "etcd-01", "systemctl show -p MainPID --value etcd").strip()
+    lab.raw["etcd"] = {**lab.raw["etcd"], "recover": {"from": "etcd-01"}}
+    with pytest.raises(StepFailed) as err:
+        lab.apply()
+    assert "refusing to recover: a quorum answers at etcd-01" in err.value.output, err.value.output
+    assert ok(lab, "etcd-01", "systemctl show -p MainPID --value etcd").strip() == pid
+    lab.raw["etcd"] = {k: v for k, v in lab.raw["etcd"].items() if k != "recover"}
+    old_id = voting_members(lab)["etcd-01"]["ID"]
+
+    with WriteLoop(lab) as loop:
+        time.sleep(2)
+        t_loss = now_ms(lab)
+        for node in ("etcd-02", "etcd-03"):
+            destroy_host(lab, node)
+        time.sleep(3)
+        survivor = ok(lab, "etcd-01", sudo(f"{HC} --endpoints=https://127.0.0.1:2379 get quorum/ --prefix "
+                                           "--keys-only --consistency=s"))
+        on_survivor = {int(k.split("/")[1]) for k in survivor.split()}
+
+        since = len(lab.mocks.steps)
+        with pytest.raises(StepFailed) as err:
+            lab.apply(replace=[lab.outputs["rebuildTargets"]["etcd-02"]], rebuild="etcd-02")
+        assert "refusing to start etcd-02 with no data" in err.value.output, err.value.output
+        assert "hakube:etcd.recover.from" in err.value.output
+
+        lab.raw["etcd"] = {**lab.raw["etcd"], "recover": {"from": "etcd-01"}}
+        t0, since = time.monotonic(), len(lab.mocks.steps)
+        lab.apply()
+        TIMINGS["lost quorum: recovery run (etcd-01 alone, then etcd-02 joins)"] = time.monotonic() - t0
+        ran = [s.name for s in lab.mocks.steps[since:]]
+        assert ran.index("hakube-etcd-recover-etcd-01") < ran.index("hakube-etcd-etcd-02-start"), ran
+        recover = next(s for s in lab.mocks.steps[since:] if s.name == "hakube-etcd-recover-etcd-01")
+        assert "is a one-member cluster at revision" in recover.stdout, recover.stdout
+        t0 = time.monotonic()
+        lab.apply(replace=[lab.outputs["rebuildTargets"]["etcd-03"]], rebuild="etcd-03")
+        TIMINGS["lost quorum: rebuild of etcd-03 (joins, promoted)"] = time.monotonic() - t0
+    lines = loop.lines
+    acked_before = {i for i, r, t, _ in lines if r == "ok" and t < t_loss}
+    after = [t for _, r, t, _ in lines if r == "ok" and t > t_loss]
+    assert after, "no write was acknowledged after the recovery"
+    TIMINGS["lost quorum: no write accepted, from the loss to the first after recovery (a refused rebuild, then the recovery run)"] = (after[0] - t_loss) / 1000
+    acked, failed, lost = loop.verdict()
+    lost_before = sorted((acked_before & on_survivor) & set(lost))
+    assert not lost_before, lost_before[:20]
+    assert not lost, lost[:20]                  # none acked after the recovery either
+    members = voting_members(lab)
+    assert sorted(members) == list(ETCD) and not any(m.get("isLearner") for m in members.values()), members
+    assert members["etcd-01"]["ID"] == old_id
+    TIMINGS[f"lost quorum: writes acked {acked}, failed {failed} (no quorum), lost 0"] = 0.0
+    since = len(lab.mocks.steps)
+    lab.apply()
+    assert lab.mocks.steps[since:] == []
+    lab.raw["etcd"] = {k: v for k, v in lab.raw["etcd"].items() if k != "recover"}
+    since = len(lab.mocks.steps)
+    run = lab.apply()
+    assert [r.name for r in run.deleted] == ["hakube-etcd-recover-etcd-01"]
+    assert lab.mocks.steps[since:] == []

@@ -162,6 +162,29 @@ BAD = [
     ("restore snapshot missing", ("etcd.restore", {"snapshot": "/nonexistent/snap.db"}),
      "hakube:etcd.restore.snapshot", "cannot read"),
     ("empty backup calendar", ("etcd.backup", {"calendar": " "}), "hakube:etcd.backup.calendar", "calendar"),
+    ("offsite without a remote", ("etcd.backup", {"offsite": {"path": "etcd/dev"}}),
+     "hakube:etcd.backup.offsite.remote", "rclone remote's options"),
+    ("offsite password in plain config", ("etcd.backup", {"offsite": {
+        "remote": {"type": "s3", "secret_access_key": "x"}, "path": "etcd/dev"}}),
+     "hakube:etcd.backup.offsite.remote.secret_access_key", "--secret"),
+    ("offsite sftp without a pinned host key", ("etcd.backup", {"offsite": {
+        "remote": {"type": "sftp", "host": "b.example"}, "path": "etcd/dev"}}),
+     "hakube:etcd.backup.offsite.knownHosts", "ssh-keyscan"),
+    ("offsite path climbing out", ("etcd.backup", {"offsite": {"remote": {"type": "s3"}, "path": "a/../b"}}),
+     "hakube:etcd.backup.offsite.path", "folder on the remote"),
+    ("offsite with backups off", ("etcd.backup", {"enabled": False, "offsite": {"remote": {"type": "s3"},
+                                                                              "path": "etcd"}}),
+     "hakube:etcd.backup.offsite", "etcd.backup.enabled true"),
+    ("offsite restore without a remote", ("etcd.restore", {"offsite": "etcd-etcd-01-20261126T060000Z.db",
+                                                           "sha256": "a" * 64}),
+     "hakube:etcd.restore.offsite", "needs hakube:etcd.backup.offsite"),
+    ("offsite restore without a hash", ("etcd.restore", {"offsite": "etcd-etcd-01-20261126T060000Z.db"}),
+     "hakube:etcd.restore.sha256", "make backups"),
+    ("offsite restore of a name that is no snapshot", ("etcd.restore", {"offsite": "../x.db", "sha256": "a" * 64}),
+     "hakube:etcd.restore.offsite", "etcd-<member>-<UTC time>.db"),
+    ("recover from a node that is no member", ("etcd.recover", {"from": "master-01"}),
+     "hakube:etcd.recover.from", "one of etcd-01, etcd-02, etcd-03"),
+    ("recover without a member", ("etcd.recover", {}), "hakube:etcd.recover.from", "required"),
     ("defrag threshold 0", ("etcd.maintenance", {"defragThreshold": 0}), "hakube:etcd.maintenance.defragThreshold",
      "at least 1"),
     ("defrag threshold 100", ("etcd.maintenance", {"defragThreshold": 100}),
@@ -195,3 +218,29 @@ def test_every_problem_is_reported_at_once():
     with pytest.raises(ConfigError) as err:
         load(raw, "dev")
     assert len(err.value.problems) >= 2
+
+
+def test_a_restore_and_a_recovery_together_are_refused(tmp_path):
+    snap = tmp_path / "s.db"
+    snap.write_bytes(b"x")
+    raw = edit("etcd.restore", {"snapshot": str(snap)})
+    raw["etcd"]["recover"] = {"from": "etcd-01"}
+    with pytest.raises(ConfigError, match="a restore and a recovery in the same run"):
+        load(raw, "dev")
+
+
+def test_a_pinned_hash_that_the_local_snapshot_does_not_have_is_refused(tmp_path):
+    snap = tmp_path / "s.db"
+    snap.write_bytes(b"x")
+    with pytest.raises(ConfigError, match="not restoring it"):
+        load(edit("etcd.restore", {"snapshot": str(snap), "sha256": "0" * 64}), "dev")
+
+
+def test_offsite_secrets_are_rclone_options_and_only_key_pem_spans_lines():
+    from config.spec import offsite_secrets
+    values, problems = offsite_secrets({"key_pem": "-----BEGIN X-----\nAAA\n-----END X-----\n", "pass": "obscured"})
+    assert problems == [] and values["key_pem"] == "-----BEGIN X-----\\nAAA\\n-----END X-----"
+    _, problems = offsite_secrets({"Secret Key": "x", "pass": "a\nb"})
+    assert any("not an rclone option name" in p for p in problems) and any("one line expected" in p for p in problems)
+    _, problems = offsite_secrets("just a string")
+    assert problems and "expected an object of rclone options" in problems[0]

@@ -102,6 +102,24 @@ def test_a_named_libvirt_replacement_deletes_first_with_the_dependents_it_forces
     assert [r.name for r in step.delete_first] == ["vm"]
 
 
+def test_a_targeted_replace_deletes_first_only_when_the_resource_asks_for_it():
+    """`pulumi up --replace URN` (step_generator.go, isTargetedReplace) never
+    asks the provider, whose delete-before-replace for a named volume then
+    does not apply: create-before-delete, even with a real change too, unless
+    the resource carries the deleteBeforeReplace option."""
+    vol = "urn:" + VOL + "::root"
+    for option, changed in ((False, False), (False, True), (True, False)):
+        e = Engine()
+        up(e, [reg("root", VOL, name="r.qcow2", size=10),
+               reg("vm", DOM, deps=[vol], prop_deps={"disks": [vol]}, name="vm", disks=[{"volumeId": "root-id"}])])
+        e.begin(replace=[vol])
+        r = reg("root", VOL, name="r.qcow2", size=20 if changed else 10)
+        r.options["delete_before_replace"] = option
+        step = e.plan(r)
+        assert step.op == "replace" and step.delete_before_replace is option, (option, changed)
+        assert [x.name for x in step.delete_first] == (["vm"] if option else [])
+
+
 def test_a_cloud_init_change_swaps_the_disk_and_keeps_the_domain():
     e = Engine()
     disk = "urn:" + DISK + "::seed"

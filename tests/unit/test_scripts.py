@@ -101,14 +101,31 @@ esac
 """
 
 
-def _run_check(tmp_path: Path, script: str, values: dict, listed: str):
+def _stand_ins(tmp_path: Path, tools: dict[str, str]) -> Path:
+    """Stand-in tools (name -> script) in tmp_path/bin, which goes first in PATH."""
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    (bin_dir / "kubectl").write_text(KUBECTL)
-    (bin_dir / "kubectl").chmod(0o755)
-    body = steps.prelude(values) + LIBS["common.sh"].read_text() + (COMPONENTS / "kubernetes" / script).read_text()
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "NODES_LISTED": listed, "POLL_SECONDS": "0"}
-    return subprocess.run(["bash", "-c", body], capture_output=True, text=True, env=env)
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    for tool, text in tools.items():
+        (bin_dir / tool).write_text(text)
+        (bin_dir / tool).chmod(0o755)
+    return bin_dir
+
+
+def _run_body(body: str, tmp_path: Path | None = None, stdin: str | None = None, **env) -> subprocess.CompletedProcess:
+    """A step's body under bash, with tmp_path/bin (the stand-ins) first in PATH."""
+    path = f"{tmp_path / 'bin'}:/usr/bin:/bin" if tmp_path is not None else "/usr/bin:/bin"
+    return subprocess.run(["bash", "-c", body], input=stdin, capture_output=True, text=True,
+                          env={"PATH": path, **{k: str(v) for k, v in env.items()}})
+
+
+def _k8s_body(values: dict, script: str, extra: str = "") -> str:
+    """A Kubernetes step as a node runs it: its values, common.sh, `extra` stand-ins, the script."""
+    return steps.prelude(values) + LIBS["common.sh"].read_text() + extra + (COMPONENTS / "kubernetes" / script).read_text()
+
+
+def _run_check(tmp_path: Path, script: str, values: dict, listed: str):
+    _stand_ins(tmp_path, {"kubectl": KUBECTL})
+    return _run_body(_k8s_body(values, script), tmp_path, NODES_LISTED=listed, POLL_SECONDS=0)
 
 
 def test_the_kubernetes_checks_count_the_configured_nodes_by_name(tmp_path):
@@ -144,13 +161,8 @@ esac
 
 
 def _run_kubeadm_step(tmp_path: Path, script: str, values: dict):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    (bin_dir / "kubeadm").write_text(KUBEADM)
-    (bin_dir / "kubeadm").chmod(0o755)
-    body = steps.prelude(values) + LIBS["common.sh"].read_text() + (COMPONENTS / "kubernetes" / script).read_text()
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "TOKENS": str(tmp_path / "tokens")}
-    return subprocess.run(["bash", "-c", body], capture_output=True, text=True, env=env)
+    _stand_ins(tmp_path, {"kubeadm": KUBEADM})
+    return _run_body(_k8s_body(values, script), tmp_path, TOKENS=tmp_path / "tokens")
 
 
 def test_a_join_token_lives_until_its_join_is_done_and_each_run_mints_a_new_secret(tmp_path):
@@ -186,11 +198,7 @@ PKG_TOOLS = {
 
 
 def _run_upgrade(tmp_path: Path, want: str, role: str, cluster: str, kubelet: str, kubeadm: str):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    for tool, text in PKG_TOOLS.items():
-        (bin_dir / tool).write_text(text)
-        (bin_dir / tool).chmod(0o755)
+    _stand_ins(tmp_path, PKG_TOOLS)
     manifest = tmp_path / "kube-apiserver.yaml"
     manifest.write_text(f"spec:\n  containers:\n  - command:\n    - kube-apiserver\n"
                         f"    image: registry.k8s.io/kube-apiserver:v{cluster}\n")
@@ -198,9 +206,7 @@ def _run_upgrade(tmp_path: Path, want: str, role: str, cluster: str, kubelet: st
     calls.write_text("")
     values = {"K8S_VERSION": want, "ROLE": role, "DRAINED_MARK": "hakube.io/upgrade-drained",
               "DRAIN_TIMEOUT": 300, "APISERVER_MANIFEST": str(manifest)}
-    body = steps.prelude(values) + LIBS["common.sh"].read_text() + (COMPONENTS / "kubernetes" / "upgrade.sh").read_text()
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "CALLS": str(calls), "PKG_kubelet": kubelet, "PKG_kubeadm": kubeadm}
-    res = subprocess.run(["bash", "-c", body], capture_output=True, text=True, env=env)
+    res = _run_body(_k8s_body(values, "upgrade.sh"), tmp_path, CALLS=calls, PKG_kubelet=kubelet, PKG_kubeadm=kubeadm)
     return res, calls.read_text()
 
 
@@ -234,20 +240,14 @@ def test_the_packages_step_installs_only_on_a_node_without_kubeadm(tmp_path, ins
     """A version change makes every node's packages step an update (the
     version is in its text); on a node that has kubeadm it must change no
     package: each node's turn is its upgrade step."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    tools = {**PKG_TOOLS, "apt-cache": '#!/bin/bash\necho " kubeadm | 1.37.2-1.1 | https://pkgs.k8s.io/x Packages"\n'}
-    for tool, text in tools.items():
-        (bin_dir / tool).write_text(text)
-        (bin_dir / tool).chmod(0o755)
+    _stand_ins(tmp_path, {**PKG_TOOLS, "apt-cache": '#!/bin/bash\necho " kubeadm | 1.37.2-1.1 | https://pkgs.k8s.io/x Packages"\n'})
     calls = tmp_path / "calls"
     calls.write_text("")
     # the host's files stay untouched: what writes under /etc is stood in
     stand_ins = "put_file() { :; }\ninstall() { :; }\ncurl() { :; }\ngpg() { :; }\nsystemctl() { :; }\nCHANGED=0\n"
-    body = (steps.prelude({"K8S_VERSION": "1.37.2", "K8S_MINOR": "1.37", "K8S_PACKAGE_REPO": "https://pkgs.k8s.io/x"})
-            + LIBS["common.sh"].read_text() + stand_ins + (COMPONENTS / "kubernetes" / "packages.sh").read_text())
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "CALLS": str(calls), "PKG_kubelet": installed, "PKG_kubeadm": installed}
-    res = subprocess.run(["bash", "-c", body], capture_output=True, text=True, env=env)
+    body = _k8s_body({"K8S_VERSION": "1.37.2", "K8S_MINOR": "1.37", "K8S_PACKAGE_REPO": "https://pkgs.k8s.io/x"},
+                     "packages.sh", extra=stand_ins)
+    res = _run_body(body, tmp_path, CALLS=calls, PKG_kubelet=installed, PKG_kubeadm=installed)
     assert res.returncode == 0, res.stderr
     assert ("install" in calls.read_text()) == installs, calls.read_text()
     if installs:
@@ -270,12 +270,10 @@ esac
 
 
 def _run_renewal(tmp_path: Path, apiserver_days: int, admin_days: int, down: str = ""):
-    bin_dir, pki, state = tmp_path / "bin", tmp_path / "pki", tmp_path / "state"
-    for d in (bin_dir, pki, state):
+    pki, state = tmp_path / "pki", tmp_path / "state"
+    for d in (pki, state):
         d.mkdir(parents=True, exist_ok=True)
-    for tool, text in RENEW_TOOLS.items():
-        (bin_dir / tool).write_text(text)
-        (bin_dir / tool).chmod(0o755)
+    _stand_ins(tmp_path, RENEW_TOOLS)
     _cert(pki, "apiserver", apiserver_days)
     admin = _cert(tmp_path, "admin", admin_days)
     import base64
@@ -286,9 +284,7 @@ def _run_renewal(tmp_path: Path, apiserver_days: int, admin_days: int, down: str
     values = {"RENEW_DAYS": 60, "DELAY_SECONDS": 1200, "API_PORT": 6443, "PEERS": "10.0.0.2 10.0.0.3",
               "ADMIN_USER": "", "PKI_DIR": str(pki), "KUBE_DIR": str(tmp_path)}
     body = steps.prelude(values) + (COMPONENTS / "kubernetes" / "kubeadm-certs-renew.sh").read_text()
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "CALLS": str(calls), "STATE": str(state), "DOWN": down,
-           "POLL_SECONDS": "0"}
-    res = subprocess.run(["bash", "-c", body], capture_output=True, text=True, env=env)
+    res = _run_body(body, tmp_path, CALLS=calls, STATE=state, DOWN=down, POLL_SECONDS=0)
     return res, calls.read_text()
 
 
@@ -331,11 +327,7 @@ ENC_TOOLS = {
 def _run_encryption(tmp_path: Path, stage: str, keys: list[str], provider: str = "secretbox",
                     apiserver: bool = False, manifest_flag: bool = True):
     from components.kubernetes import encryption_keys
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    for tool, text in ENC_TOOLS.items():
-        (bin_dir / tool).write_text(text)
-        (bin_dir / tool).chmod(0o755)
+    _stand_ins(tmp_path, ENC_TOOLS)
     config = tmp_path / "enc" / "encryption-config.yaml"
     manifest = tmp_path / "kube-apiserver.yaml"
     flag = f"    - --encryption-provider-config={config}\n" if manifest_flag else ""
@@ -344,12 +336,8 @@ def _run_encryption(tmp_path: Path, stage: str, keys: list[str], provider: str =
     calls.write_text("")
     values = {"STAGE": stage, "ENC_CONFIG": str(config), "ENC_PROVIDER": provider, "KEYS": " ".join(keys),
               "API_PORT": 6443, "APISERVER_MANIFEST": str(manifest)}
-    body = steps.prelude(values) + LIBS["common.sh"].read_text() + \
-        (COMPONENTS / "kubernetes" / "encryption.sh").read_text()
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "CALLS": str(calls), "APISERVER": "1" if apiserver else "",
-           "POLL_SECONDS": "0"}
-    res = subprocess.run(["bash", "-c", body], input=encryption_keys(keys, "SEED"), capture_output=True,
-                         text=True, env=env)
+    res = _run_body(_k8s_body(values, "encryption.sh"), tmp_path, stdin=encryption_keys(keys, "SEED"), CALLS=calls,
+                    APISERVER="1" if apiserver else "", POLL_SECONDS=0)
     doc = yaml.safe_load(config.read_text()) if config.exists() else None
     return res, doc, calls.read_text()
 
@@ -416,10 +404,7 @@ def _run_registry(tmp_path: Path, value: bytes, encryption: str = "secretbox"):
                 '*--print-value-only*) cat "$VALUE" ;; esac; }\n')
     values = {"CHECK_NAMESPACE": "ns", "CHECK_SECRET": "s", "CHECK_PROBE": "hakube-plaintext-probe",
               "ENCRYPTION": encryption, "ETCD_ENDPOINTS": "https://127.0.0.1:2379", "PKI_DIR": "/nonexistent"}
-    body = steps.prelude(values) + LIBS["common.sh"].read_text() + stand_in + \
-        (COMPONENTS / "kubernetes" / "registry.sh").read_text()
-    env = {"PATH": "/usr/bin:/bin", "VALUE": str(tmp_path / "value"), "POLL_SECONDS": "0"}
-    return subprocess.run(["bash", "-c", body], capture_output=True, text=True, env=env)
+    return _run_body(_k8s_body(values, "registry.sh", extra=stand_in), VALUE=tmp_path / "value", POLL_SECONDS=0)
 
 
 def test_the_registry_check_finds_the_secret_encrypted_and_fails_on_plain_text(tmp_path):

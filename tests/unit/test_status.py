@@ -98,3 +98,29 @@ def test_unreadable_outputs_exit_2(tmp_path, capsys):
     assert status.main(["--outputs", str(bad)]) == 2
     assert "--show-secrets" in capsys.readouterr().err
     assert status.main(["--outputs", str(tmp_path / "missing.json")]) == 2
+
+
+def _offsite(seen, copies: dict[str, float | None], url="sftp://etcd@b.example/etcd/dev"):
+    """Each member's record of its last off-host copy (age in seconds, None: never copied)."""
+    for m, age in copies.items():
+        record = {"url": url}
+        if age is not None:
+            record.update(name=f"etcd-{m}-x.db", sha256="ab" * 32, time=NOW - age)
+        seen[m]["etcd"]["backups"]["offsite"] = record
+    return seen
+
+
+def test_the_newest_off_host_copy_of_any_member_counts_and_an_old_one_is_a_problem():
+    # the leader changed: etcd-02 copied last, 1 h ago; etcd-01's record is a day old
+    st = status.analyse(OUTPUTS, _offsite(healthy(), {"etcd-01": 86400, "etcd-02": 3600, "etcd-03": None}),
+                        now=NOW, stack="dev")
+    assert st.problems == []
+    assert st.offsite["name"] == "etcd-etcd-02-x.db" and st.offsite["ageSeconds"] == 3600
+    assert "sftp://etcd@b.example/etcd/dev: newest etcd-etcd-02-x.db, 60 min old" in status.render(st)
+    old = status.analyse(OUTPUTS, _offsite(healthy(), {"etcd-01": 86400, "etcd-02": None, "etcd-03": None}),
+                         now=NOW, stack="dev")
+    assert old.problems == ["no off-host copy for 24.0 h in sftp://etcd@b.example/etcd/dev (snapshots every 6.0 h): "
+                            "journalctl -t hakube-etcd-backup on the leader"]
+    never = status.analyse(OUTPUTS, _offsite(healthy(), {"etcd-01": None, "etcd-02": None, "etcd-03": None}),
+                           now=NOW, stack="dev")
+    assert never.problems and never.problems[0].startswith("no off-host copy yet in sftp://")

@@ -34,3 +34,38 @@ ls -1 "$BACKUP_DIR"/etcd-*.db | sort -r | tail -n +"$((BACKUP_RETENTION + 1))" |
   rm -f "$old"
   echo "retention: deleted $old"
 done
+# Off-host (etcd.backup.offsite): the member that leads the cluster copies
+# this snapshot, reads the copy back and compares its sha256, writes the hash
+# next to it (NAME.sha256: what a restore pins), records it for `make status`,
+# then deletes the oldest copies past the retention (all members' together).
+if [ "${OFFSITE:-0}" = 1 ]; then
+  status=$(ETCDCTL_API=3 /usr/local/bin/etcdctl --endpoints=https://127.0.0.1:2379 \
+    --cacert="$PKI_DIR/ca.crt" --cert="$PKI_DIR/healthcheck-client.crt" \
+    --key="$PKI_DIR/healthcheck-client.key" --dial-timeout=5s --command-timeout=10s endpoint status -w json)
+  me=$(grep -o '"member_id":[0-9]*' <<<"$status" | head -1 | cut -d: -f2)
+  leader=$(grep -o '"leader":[0-9]*' <<<"$status" | head -1 | cut -d: -f2)
+  if [ -z "$me" ] || [ "$me" != "$leader" ]; then
+    echo "off-host: $(hostname) does not lead the cluster; the leader copies"
+    exit 0
+  fi
+  rc=(rclone --config "$OFFSITE_DIR/rclone.conf" --contimeout 10s --timeout 300s --retries 3 --low-level-retries 5)
+  sha=$(sha256sum "$BACKUP_DIR/$name" | cut -d' ' -f1)
+  dest="offsite:$OFFSITE_PATH"
+  "${rc[@]}" copyto "$BACKUP_DIR/$name" "$dest/$name"
+  got=$("${rc[@]}" cat "$dest/$name" | sha256sum | cut -d' ' -f1)
+  if [ "$got" != "$sha" ]; then
+    echo "off-host copy of $name failed its check: sha256 $got read back, $sha sent" >&2
+    "${rc[@]}" deletefile "$dest/$name" || true
+    exit 1
+  fi
+  printf '%s  %s\n' "$sha" "$name" | "${rc[@]}" rcat "$dest/$name.sha256"
+  printf '%s %s %s\n' "$name" "$sha" "$(date +%s)" >"$BACKUP_DIR/offsite.last"
+  echo "off-host copy $OFFSITE_URL/$name ok: sha256 $sha read back"
+  "${rc[@]}" lsf --files-only --include 'etcd-*.db' "$dest" |
+    awk '{ n = split($0, part, "-"); print part[n] "\t" $0 }' | sort -r | cut -f2 | tail -n +"$((OFFSITE_RETENTION + 1))" |
+    while read -r old; do
+      "${rc[@]}" deletefile "$dest/$old"
+      "${rc[@]}" deletefile "$dest/$old.sha256" 2>/dev/null || true
+      echo "off-host retention: deleted $old"
+    done
+fi
