@@ -93,6 +93,25 @@ reconfig() {
   printf '%s\n' "$out" >&2
   return 1
 }
+# has_data -- this member has etcd data on disk (a WAL)
+has_data() { compgen -G "$ETCD_DATA_DIR/member/wal/*.wal" >/dev/null; }
+# start_with_config NAME FILE -- etcd's next starts read FILE instead of its
+# config (a runtime drop-in NAME: gone at a reboot); `forget_config NAME FILE`
+# takes both away again. For a join (the live membership) and a recovery
+# (force-new-cluster): etcd reads no flags beside --config-file.
+start_with_config() {
+  local dropin=/run/systemd/system/etcd.service.d/$1.conf
+  install -d "$(dirname "$dropin")"
+  printf '[Service]\nExecStart=\nExecStart=/usr/local/bin/etcd --config-file %s\n' "$2" >"$dropin"
+  systemctl daemon-reload
+}
+forget_config() {
+  local dropin=/run/systemd/system/etcd.service.d/$1.conf
+  if [ -e "$dropin" ]; then
+    rm -f "$dropin" "$2"
+    systemctl daemon-reload
+  fi
+}
 journal_tail() {
   echo "--- journal of etcd on $(hostname) ---" >&2
   journalctl -u etcd -n "${1:-30}" --no-pager -o cat >&2 2>/dev/null || true

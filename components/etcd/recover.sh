@@ -12,14 +12,7 @@
 # Runs again after a failure: a one-member cluster of this member that
 # answers is what this step makes, so it counts as done.
 RECOVER_CONFIG=/etc/etcd/etcd.recover.yml
-RECOVER_DROPIN=/run/systemd/system/etcd.service.d/hakube-recover.conf
-has_data() { compgen -G "$ETCD_DATA_DIR/member/wal/*.wal" >/dev/null; }
-forget_force() {
-  if [ -e "$RECOVER_DROPIN" ]; then
-    rm -f "$RECOVER_DROPIN" "$RECOVER_CONFIG"
-    systemctl daemon-reload
-  fi
-}
+forget_force() { forget_config hakube-recover "$RECOVER_CONFIG"; }
 healthy_local() { etcdctl_hc --command-timeout=3s endpoint health >/dev/null 2>&1; }
 wait_healthy_local() {
   local i
@@ -62,9 +55,7 @@ echo "etcd stopped on $MEMBER_NAME; its data copied to $kept first"
 # etcd reads no flags), started by a runtime drop-in that goes right after.
 { grep -v '^force-new-cluster:' "$ETCD_CONFIG_FILE"; echo "force-new-cluster: true"; } >"$RECOVER_CONFIG.new"
 chmod 0644 "$RECOVER_CONFIG.new" && mv -f "$RECOVER_CONFIG.new" "$RECOVER_CONFIG"
-install -d "$(dirname "$RECOVER_DROPIN")"
-printf '[Service]\nExecStart=\nExecStart=/usr/local/bin/etcd --config-file %s\n' "$RECOVER_CONFIG" >"$RECOVER_DROPIN"
-systemctl daemon-reload
+start_with_config hakube-recover "$RECOVER_CONFIG"
 if ! systemctl start etcd || ! wait_healthy_local; then
   echo "etcd on $MEMBER_NAME did not come up as a one-member cluster:" >&2
   journal_tail 40

@@ -9,15 +9,7 @@
 #    but only when every member that answers on its peer port is bootstrapping
 #    this same membership: never found a second cluster next to a live one.
 JOIN_CONFIG=/etc/etcd/etcd.join.yml
-JOIN_DROPIN=/run/systemd/system/etcd.service.d/hakube-join.conf
-
-has_data() { compgen -G "$ETCD_DATA_DIR/member/wal/*.wal" >/dev/null; }
-forget_join() {
-  if [ -e "$JOIN_DROPIN" ]; then
-    rm -f "$JOIN_DROPIN" "$JOIN_CONFIG"
-    systemctl daemon-reload
-  fi
-}
+forget_join() { forget_config hakube-join "$JOIN_CONFIG"; }
 # promote_if_learner ENDPOINT ID -- retried until the learner is in sync
 promote_if_learner() {
   local ep=$1 id=$2 i out
@@ -154,9 +146,7 @@ sed -e "s|^initial-cluster: .*|initial-cluster: $initial|" \
 grep -qx "initial-cluster: $initial" "$JOIN_CONFIG.new" && grep -qx "initial-cluster-state: existing" "$JOIN_CONFIG.new" \
   || { echo "could not derive the join config from $ETCD_CONFIG_FILE" >&2; exit 1; }
 chmod 0644 "$JOIN_CONFIG.new" && mv -f "$JOIN_CONFIG.new" "$JOIN_CONFIG"
-install -d "$(dirname "$JOIN_DROPIN")"
-printf '[Service]\nExecStart=\nExecStart=/usr/local/bin/etcd --config-file %s\n' "$JOIN_CONFIG" > "$JOIN_DROPIN"
-systemctl daemon-reload
+start_with_config hakube-join "$JOIN_CONFIG"
 t0=$(date +%s)
 systemctl start --no-block etcd
 echo "joining $MEMBER_NAME to the cluster: initial-cluster $initial (existing)"

@@ -72,15 +72,6 @@ apt-mark hold kubelet kubectl >/dev/null
 systemctl daemon-reload
 systemctl restart kubelet
 if [ "$ROLE" != worker ]; then
-  for ((i = 1; i <= 60; i++)); do
-    state=$(k get node "$node" -o jsonpath='{.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null || true)
-    [ "$state" = "v$K8S_VERSION True" ] && break
-    sleep 5
-  done
-  [ "$state" = "v$K8S_VERSION True" ] || { echo "$node not Ready at v$K8S_VERSION 300 s after its kubelet restart (now: $state)" >&2; exit 1; }
-  if [ -n "$(k get node "$node" -o jsonpath="{.metadata.annotations.${DRAINED_MARK//./\\.}}")" ]; then
-    k uncordon "$node"
-    k annotate node "$node" "$DRAINED_MARK-" >/dev/null
-  fi
+  uncordon_when_ready "$node" "$K8S_VERSION" "$DRAINED_MARK"
 fi
 echo "$node: Kubernetes $have -> $K8S_VERSION"

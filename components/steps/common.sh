@@ -65,3 +65,25 @@ kubeadm_reset_keeping() {
   [ "$#" -eq 0 ] || tar -xpf "$keep/keep.tar" --absolute-names
   rm -rf "$keep"
 }
+
+# uncordon_when_ready NODE VERSION MARK -- wait (300 s) until NODE is Ready
+# with a kubelet at vVERSION; then, if hakube drained it for the upgrade (its
+# MARK annotation), uncordon it and drop the mark. A node cordoned by hand
+# has no mark and stays cordoned. Uses the caller's `k` (kubectl).
+uncordon_when_ready() {
+  local node=$1 version=$2 mark=$3 i state=""
+  for ((i = 1; i <= 60; i++)); do
+    state=$(k get node "$node" -o jsonpath='{.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null || true)
+    [ "$state" = "v$version True" ] && break
+    sleep "${POLL_SECONDS:-5}"
+  done
+  if [ "$state" != "v$version True" ]; then
+    echo "$node not Ready at v$version after 300 s (now: $state); it stays cordoned" >&2
+    return 1
+  fi
+  if [ -n "$(k get node "$node" -o jsonpath="{.metadata.annotations.${mark//./\\.}}")" ]; then
+    k uncordon "$node"
+    k annotate node "$node" "$mark-" >/dev/null
+    echo "$node uncordoned at v$version"
+  fi
+}
