@@ -20,7 +20,9 @@ from .network import BaseImage, BaseImageArgs, Network, NetworkArgs
 from .node import Node, NodeArgs
 from . import sshkeys
 from .pki import PRIVATE_OUTPUTS, Pki, PkiArgs
+from . import monitoring, steps
 from .remote import SshAccess
+from .remote import step as make_step
 
 
 @dataclass(frozen=True)
@@ -93,8 +95,16 @@ class Cluster(pulumi.ComponentResource):
         # stopped HAProxy, an alarm), replaced so they run again
         # (`pulumi up --replace URN`); a plain `pulumi up` with no change
         # runs nothing, like every Pulumi program.
+        # hakube's own exporter (backup age, certificate expiry) on etcd
+        # members and control planes; registered either way, so turning
+        # monitoring off removes it (METRICS=0).
+        exporters = [make_step(f"{name}-{n.name}-metrics", self.nodes[n.name],
+                               steps.step_script(steps.COMPONENTS / "steps" / "metrics.sh",
+                                                 monitoring.exporter_values(spec, n)),
+                               stdin=monitoring.probe_script(), parent=self, after=[self.nodes[n.name].ready])
+                     for n in monitoring.exporter_nodes(spec)]
         converge = [*self.etcd.converge, *self.lb.converge, *self.control_plane.converge,
-                    *(self.checks.converge if self.checks is not None else [])]
+                    *(self.checks.converge if self.checks is not None else []), *exporters]
         self.converge_targets = pulumi.Output.all(*[r.urn for r in converge])
         # `make rebuild NODE=...`: the root volume to replace (its domain is
         # replaced with it, delete-before-replace), one node per run.

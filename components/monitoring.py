@@ -1,20 +1,30 @@
 """What a Prometheus outside the cluster needs to watch a stack (stack
 outputs when `monitoring.sources` is set): scrape configs for every etcd
-member's metrics listener and every load balancer's HAProxy exporter, and
-alert rules for the failures that take an external etcd or its front door
-down. The etcd rules follow the etcd project's own mixin
+member's metrics listener, every load balancer's HAProxy exporter and
+hakube's own exporter on members and control planes (ops/probe.py
+--prometheus: backup age, certificate expiry), and alert rules for the
+failures that take an external etcd or its front door down, or will. The etcd rules follow the etcd project's own mixin
 (etcd-io/etcd contrib/mixin: etcdMembersDown, etcdInsufficientMembers,
 etcdNoLeader, etcdHighNumberOfLeaderChanges, etcdHighFsyncDurations,
 etcdHighCommitDurations, etcdDatabaseQuotaLowSpace), with its thresholds.
 Every metric they use is checked against a real scrape in the lab."""
 from __future__ import annotations
 
+import string
+from pathlib import Path
+
 import yaml
 
 from config.spec import Spec
+from config.topology import NodeSpec
+
+STEPS = Path(__file__).parent / "steps"
+PROBE = Path(__file__).parent.parent / "ops" / "probe.py"
 
 ETCD_JOB = 'job=~"hakube-.+-etcd"'
 HAPROXY_JOB = 'job=~"hakube-.+-haproxy"'
+NODE_JOB = 'job=~"hakube-.+-node"'
+CERT_DAYS = 30          # as `make status` and the certificate-check timers
 
 
 def scrape_configs(spec: Spec) -> list[dict]:
@@ -25,7 +35,31 @@ def scrape_configs(spec: Spec) -> list[dict]:
         return {"job_name": f"hakube-{spec.stack}-{kind}", "scrape_interval": "15s",
                 "static_configs": [{"targets": [f"{n.ip}:{port}"], "labels": {**labels, "node": n.name}}
                                    for n in nodes]}
-    return [job("etcd", topo.etcd, mon.etcd_port), job("haproxy", topo.load_balancers, mon.haproxy_port)]
+    return [job("etcd", topo.etcd, mon.etcd_port), job("haproxy", topo.load_balancers, mon.haproxy_port),
+            job("node", exporter_nodes(spec), mon.node_port)]
+
+
+def exporter_nodes(spec: Spec) -> list[NodeSpec]:
+    """Where hakube's own exporter runs: the nodes with backups or certificates."""
+    return [*spec.topology.etcd, *spec.topology.control_planes]
+
+
+def exporter_values(spec: Spec, node: NodeSpec) -> dict:
+    """The metrics step's values on `node`: its units (monitoring on), or
+    METRICS=0 (off: whatever an earlier run installed is removed)."""
+    mon = spec.monitoring
+    if not mon.enabled:
+        return {"METRICS": 0}
+    listen = f"{node.ip}:{mon.node_port}"
+    sources = ",".join(mon.sources)
+    return {"METRICS": 1, "METRICS_LISTEN": listen, "METRICS_SOURCES": sources,
+            "METRICS_SOCKET": string.Template((STEPS / "hakube-metrics.socket").read_text()).substitute(listen=listen),
+            "METRICS_SERVICE": string.Template((STEPS / "hakube-metrics@.service").read_text()).substitute(
+                sources=sources)}
+
+
+def probe_script() -> str:
+    return PROBE.read_text()
 
 
 def _alert(name: str, expr: str, for_: str, severity: str, summary: str) -> dict:
@@ -64,6 +98,26 @@ def rules() -> dict:
                    f"etcd_server_quota_backend_bytes{{{ETCD_JOB}}} > 0.8", "10m", "warning",
                    "etcd member {{ $labels.node }}: its database is {{ $value | humanizePercentage }} of its "
                    "quota; defragment or compact before writes are refused (NOSPACE)"),
+        ]},
+        {"name": "hakube-node", "rules": [
+            _alert("HakubeExporterDown", f"up{{{NODE_JOB}}} == 0", "5m", "warning",
+                   "hakube's exporter on {{ $labels.node }} of stack {{ $labels.hakube_stack }} is not answering: "
+                   "its backup and certificate alerts are blind"),
+            _alert("HakubeEtcdBackupTooOld",
+                   f"time() - hakube_etcd_backup_last_success_timestamp_seconds{{{NODE_JOB}}} > "
+                   f"2 * hakube_etcd_backup_interval_seconds{{{NODE_JOB}}} + 300", "5m", "warning",
+                   "etcd member {{ $labels.node }}: no verified snapshot for {{ $value | humanizeDuration }} "
+                   "(journalctl -u hakube-etcd-backup)"),
+            _alert("HakubeEtcdOffsiteBackupTooOld",
+                   f"time() - max by ({by}) (hakube_etcd_backup_offsite_last_success_timestamp_seconds{{{NODE_JOB}}}) > "
+                   f"2 * max by ({by}) (hakube_etcd_backup_interval_seconds{{{NODE_JOB}}}) + 300", "5m", "warning",
+                   "stack {{ $labels.hakube_stack }}: no snapshot copied off-host and checked for "
+                   "{{ $value | humanizeDuration }} (journalctl -t hakube-etcd-backup on the leader)"),
+            _alert("HakubeCertificateExpiresSoon",
+                   f"hakube_certificate_expiry_timestamp_seconds{{{NODE_JOB}}} - time() < {CERT_DAYS} * 86400",
+                   "10m", "warning", "{{ $labels.path }} on {{ $labels.node }} expires in "
+                                     "{{ $value | humanizeDuration }} (pulumi up renews hakube's; kubeadm's are "
+                                     "renewed by hakube-kubeadm-certs-renew)"),
         ]},
         {"name": "hakube-haproxy", "rules": [
             _alert("HakubeLoadBalancerDown", f"up{{{HAPROXY_JOB}}} == 0", "1m", "warning",

@@ -289,6 +289,7 @@ class MonitoringSpec:
     sources: tuple[str, ...] = ()
     etcd_port: int = 2381
     haproxy_port: int = 8405
+    node_port: int = 9479          # hakube's own exporter: backup age, certificate expiry
 
     @property
     def enabled(self) -> bool:
@@ -398,11 +399,16 @@ def _monitoring(s: Section) -> MonitoringSpec:
                            "or 10.0.0.0/24: where Prometheus scrapes from)")
     etcd_port = s.integer("etcdMetricsPort", 2381, 1024, 65535)
     haproxy_port = s.integer("haproxyMetricsPort", 8405, 1024, 65535)
-    for key, port in (("etcdMetricsPort", etcd_port), ("haproxyMetricsPort", haproxy_port)):
-        if port in (2379, 2380, 6443):
-            s.problems.add(s.key(key), f"{port} is already taken by etcd or the API")
+    node_port = s.integer("nodeMetricsPort", 9479, 1024, 65535)
+    ports = (("etcdMetricsPort", etcd_port), ("haproxyMetricsPort", haproxy_port), ("nodeMetricsPort", node_port))
+    for key, port in ports:
+        if port in (2379, 2380, 6443, 10250, 10257, 10259):
+            s.problems.add(s.key(key), f"{port} is already taken by etcd or Kubernetes")
+    if isinstance(node_port, int) and node_port in (etcd_port, haproxy_port):
+        s.problems.add(s.key("nodeMetricsPort"), f"{node_port} is already the etcd or HAProxy metrics port")
     s.finish()
-    return MonitoringSpec(sources=tuple(sources), etcd_port=etcd_port, haproxy_port=haproxy_port)
+    return MonitoringSpec(sources=tuple(sources), etcd_port=etcd_port, haproxy_port=haproxy_port,
+                          node_port=node_port)
 
 
 def _libvirt(s: Section) -> LibvirtSpec:

@@ -3,14 +3,24 @@ python3 -`, this file on stdin; every node has python3: cloud-init is
 written in it). Reads only; prints one JSON object. Each part is what the
 node has: an etcd member's status, alarms, quota and backups; the
 certificates in /etc/etcd/pki and /etc/kubernetes/pki; HAProxy's view of its
-backends (its stats socket); the IPv4 addresses (the VIP's holder)."""
+backends (its stats socket); the IPv4 addresses (the VIP's holder).
+
+With `--prometheus` it is hakube's own exporter on etcd members and control
+planes (monitoring.sources): run by the socket unit hakube-metrics.socket
+for each connection (Accept=yes: the connection is stdin and stdout), it
+answers one HTTP request with what no other exporter has: the newest
+verified snapshot's time and the timer's period, the newest off-host copy's,
+every certificate's expiry. Only to the addresses in HAKUBE_METRICS_SOURCES;
+anyone else gets 403 and nothing read."""
 import calendar
 import glob
+import ipaddress
 import json
 import os
 import re
 import socket
 import subprocess
+import sys
 import time
 
 PKI = "/etc/etcd/pki"
@@ -126,7 +136,56 @@ def haproxy():
                         for r in rows if r["svname"] not in ("FRONTEND", "BACKEND")]}
 
 
+def metrics():
+    """Prometheus text: backups (members) and certificate expiry."""
+    lines = []
+
+    def gauge(name, help_, samples):
+        if samples:
+            lines.extend([f"# HELP {name} {help_}", f"# TYPE {name} gauge"])
+            lines.extend(f"{name}{labels} {value:.0f}" for labels, value in samples)
+    if os.path.exists(BACKUP_SCRIPT):
+        b = backups()
+        gauge("hakube_etcd_backup_last_success_timestamp_seconds",
+              "When the newest verified snapshot on this member was taken (0: none).",
+              [("", b.get("newestTime", 0))])
+        gauge("hakube_etcd_backup_interval_seconds", "The backup timer's period.",
+              [("", b["intervalSeconds"])] if "intervalSeconds" in b else [])
+        if "offsite" in b:
+            gauge("hakube_etcd_backup_offsite_last_success_timestamp_seconds",
+                  "When this member last copied a snapshot off-host, read back and checked (0: never; the "
+                  "leader copies, so the newest of all members counts).", [("", b["offsite"].get("time", 0))])
+    gauge("hakube_certificate_expiry_timestamp_seconds", "When each certificate on this node expires.",
+          [(f'{{path="{c["path"]}"}}', c["notAfter"]) for c in certificates()])
+    return "\n".join(lines) + "\n"
+
+
+def serve_one(sources):
+    """One HTTP/1.0 exchange on stdin/stdout (the accepted connection)."""
+    peer = os.environ.get("REMOTE_ADDR", "")
+    try:
+        allowed = any(ipaddress.ip_address(peer) in ipaddress.ip_network(src, strict=False) for src in sources)
+    except ValueError:
+        allowed = False
+    request = sys.stdin.buffer.readline(8192).decode("latin-1")
+    while sys.stdin.buffer.readline(8192).strip():
+        pass                                    # the headers: not needed
+    if not allowed:
+        status, body = "403 Forbidden", "not a monitoring source of this stack\n"
+    elif request.split()[:2] != ["GET", "/metrics"]:
+        status, body = "404 Not Found", "GET /metrics\n"
+    else:
+        status, body = "200 OK", metrics()
+    data = body.encode()
+    sys.stdout.buffer.write((f"HTTP/1.0 {status}\r\nContent-Type: text/plain; version=0.0.4\r\n"
+                             f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n").encode() + data)
+    sys.stdout.buffer.flush()
+
+
 def main():
+    if "--prometheus" in sys.argv:
+        serve_one([s for s in os.environ.get("HAKUBE_METRICS_SOURCES", "").split(",") if s])
+        return
     out = {"host": socket.gethostname(), "time": time.time()}
     if os.path.exists(ETCD_CONFIG):
         out["etcd"] = etcd()

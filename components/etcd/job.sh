@@ -26,13 +26,9 @@ printf '%s\n' "$JOB_TIMER" | checked_stdin "$work/$JOB.timer" systemd-analyze ve
 for unit in "$JOB.service" "$JOB.timer"; do
   put_file "$work/$unit" "/etc/systemd/system/$unit" 0644 root:root
 done
+enable_and_start "$JOB.timer"
 if [ "$CHANGED" = 1 ]; then
-  systemctl daemon-reload
-  systemctl enable --quiet "$JOB.timer"
-  systemctl restart "$JOB.timer"
   echo "$JOB timer installed: $(systemctl show -p NextElapseUSecRealtime --value "$JOB.timer")"
 else
-  systemctl is-enabled --quiet "$JOB.timer" || systemctl enable --quiet "$JOB.timer"
-  systemctl is-active --quiet "$JOB.timer" || systemctl start "$JOB.timer"
   echo "$JOB timer unchanged"
 fi

@@ -46,6 +46,14 @@ for ep in ${ETCD_ENDPOINTS//,/ }; do
   fi
 done
 
+# the data dir is copied aside first: is there room for the copy?
+need=$(du -sb "$ETCD_DATA_DIR" | cut -f1)
+free=$(df -B1 --output=avail "$(dirname "$ETCD_DATA_DIR")" | tail -1 | tr -d ' ')
+if [ "$need" -ge "$free" ]; then
+  echo "not recovering yet: a copy of $ETCD_DATA_DIR ($need bytes) does not fit in the $free bytes free" >&2
+  echo "on $(dirname "$ETCD_DATA_DIR"); free some space on $MEMBER_NAME and run pulumi up again (nothing was stopped)" >&2
+  exit 1
+fi
 t0=$(date +%s%3N)
 systemctl stop etcd
 kept="$ETCD_DATA_DIR.pre-recover-$(date -u +%Y%m%dT%H%M%SZ)"

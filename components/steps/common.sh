@@ -41,6 +41,21 @@ ensure_running() {
     echo "$unit unchanged"
   fi
 }
+# enable_and_start UNIT -- enabled and running; restarted (after a
+# daemon-reload) when this step wrote its files (CHANGED=1), else started
+# only if it was not running. For timers and sockets, whose restart
+# interrupts nothing; services with a reload use ensure_running.
+enable_and_start() {
+  local unit=$1
+  if [ "$CHANGED" = 1 ]; then
+    systemctl daemon-reload
+    systemctl enable --quiet "$unit"
+    systemctl restart "$unit"
+  else
+    systemctl is-enabled --quiet "$unit" || systemctl enable --quiet "$unit"
+    systemctl is-active --quiet "$unit" || systemctl start "$unit"
+  fi
+}
 # not_ready LISTED NAME... -- the NAMEs not "Ready" in LISTED (the output of
 # `kubectl get nodes --no-headers`), each behind a space; empty when all are.
 not_ready() {

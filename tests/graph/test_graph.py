@@ -61,6 +61,7 @@ def test_expected_count_of_each_resource_type(stack_run):
         + 1 if bootstrap else 1)                                    # + kubeadm-config upload
     assert counts[CMD] == (len(NODE_STEPS) * nodes + len(ETCD_STEPS) * etcd + 2   # node steps, etcd, health, membership
                            + len(LB_STEPS) * lb + 1                 # haproxy, VIP gate
+                           + etcd + cp                              # hakube's exporter (or its removal)
                            + kubernetes)
 
 

@@ -129,7 +129,7 @@ def test_converge_runs_the_checks_and_repairs_again_and_nothing_else():
     assert {s for _, _, s in scripts} == {
         "etcd/firewall.sh", "etcd/start.sh", "etcd/job.sh", "etcd/health.sh", "loadbalancer/haproxy.sh",
         "loadbalancer/keepalived.sh", "loadbalancer/vip.sh", "kubernetes/preflight.sh", "kubernetes/nodes-ready.sh", "kubernetes/verify.sh",
-        "kubernetes/registry.sh"}
+        "kubernetes/registry.sh", "steps/metrics.sh"}
     assert all(action == "create" for _, action, _ in scripts)
     starts = [n for n, _, s in scripts if s == "etcd/start.sh"]
     assert starts == [f"hakube-etcd-{m}-start" for m in MEMBERS]
@@ -582,3 +582,20 @@ def test_recovering_from_a_survivor_runs_one_step_on_it_and_a_rebuild_then_joins
     assert "hakube-etcd-recover-etcd-02" not in ops(rebuilt)
     gone = p.up(lambda raw: raw["etcd"].pop("recover"))
     assert [r.name for r in gone.deleted] == ["hakube-etcd-recover-etcd-02"] and gone.ran() == []
+
+
+def test_turning_monitoring_on_installs_the_exporter_on_members_and_control_planes_only():
+    """monitoring.sources set: each etcd member's and control plane's metrics
+    step is updated to install hakube's exporter (its text names the node's
+    address and the sources); load balancers get none; turning it off again
+    updates the same steps to remove it (no delete script)."""
+    p = fresh()
+    run = p.up(lambda raw: raw["monitoring"].update(sources=["192.168.144.1"]) if "monitoring" in raw
+               else raw.update(monitoring={"sources": ["192.168.144.1"]}))
+    metrics = {n: o for n, o in ops(run).items() if n.endswith("-metrics")}
+    assert metrics == {f"hakube-{n}-metrics": "update" for n in (*MEMBERS, *MASTERS)}
+    step = next(s for s in run.steps if s.name == "hakube-master-02-metrics")
+    assert "METRICS_LISTEN=192.168.144.102:9479" in step.script and "METRICS_SOURCES=192.168.144.1" in step.script
+    off = p.up(lambda raw: raw.pop("monitoring"))
+    assert {n: o for n, o in ops(off).items() if n.endswith("-metrics")} == metrics and off.deleted == []
+    assert all("METRICS=0" in s.script for s in off.steps if s.name.endswith("-metrics"))

@@ -91,11 +91,14 @@ def _remove_cgroup(path: Path) -> None:
     """A cgroup and what its host's systemd made below it, leaves first."""
     if not path.exists():
         return
-    for sub in sorted((p for p in path.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
-        try:
-            sub.rmdir()
-        except OSError:
-            pass
+    # os.walk, not rglob: a host's systemd may still remove a unit's cgroup
+    # while we walk (rglob then raises); a cgroup already gone is the goal.
+    for root, dirs, _ in os.walk(path, topdown=False):
+        for name in dirs:
+            try:
+                (Path(root) / name).rmdir()
+            except OSError:
+                pass
     try:
         path.rmdir()
     except OSError:

@@ -238,6 +238,13 @@ class Lab:
         return ACCESS_DIR
 
 
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""                           # a cgroup removed while we looked
+
+
 def down_all(quiet: bool = False) -> list[str]:
     """Remove every lab host, link and file, including those of an earlier
     process (make lab leaves them running). Returns what it could not remove."""
@@ -272,7 +279,20 @@ def down_all(quiet: bool = False) -> list[str]:
                 entry.unlink()
     shutil.rmtree(SSH_DIR, ignore_errors=True)
     shutil.rmtree(DISKS_DIR, ignore_errors=True)
+    # Anything still in a lab host's cgroup is a lab host's process whose
+    # nspawn is gone (a host killed without its init): kill it, or its
+    # systemd would share the cgroups of the next host of that name.
     for root in _cgroup_roots():
+        left = [int(pid) for d, _, files in os.walk(root) if "cgroup.procs" in files
+                for pid in _read(Path(d) / "cgroup.procs").split()]
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if left:
+            problems.append(f"{len(left)} lab processes were left in {root} (killed)")
+            time.sleep(1)
         _remove_cgroup(root)
     left = sh("pgrep", "-f", f"systemd-nspawn .*--directory={HOSTS_DIR}", check=False).stdout.split()
     if left:

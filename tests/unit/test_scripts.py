@@ -422,3 +422,53 @@ def test_the_registry_check_finds_the_secret_encrypted_and_fails_on_plain_text(t
     assert other.returncode == 1 and "not stored with secretbox" in other.stderr
     off = _run_registry(tmp_path, plain, encryption="")               # encryption off: the namespace only
     assert off.returncode == 0 and "found in the external etcd" in off.stdout
+
+
+def _run_recover(tmp_path: Path, *, data: bool, active: bool, members: list[str], others_healthy: bool = False):
+    """recover.sh with stand-ins for systemctl and etcdctl: this member has
+    data or not, runs or not, answers with `members` (names) as its
+    membership; the other endpoints answer a quorum read or not."""
+    data_dir = tmp_path / "etcd"
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    if data:
+        (data_dir / "member" / "wal").mkdir(parents=True)
+        (data_dir / "member" / "wal" / "0.wal").write_text("x")
+    calls = tmp_path / "calls"
+    calls.write_text("")
+    table = "\\n".join(f"{i:016x}, started, {m}, https://10.0.0.{i}:2380, https://10.0.0.{i}:2379, false"
+                      for i, m in enumerate(members, 1))
+    stand_ins = f"""
+systemctl() {{ echo "systemctl $*" >>"$CALLS"; [ "$1 $2" = "is-active --quiet" ] && return {0 if active else 3}; return 0; }}
+etcdctl_hc() {{
+  case "$*" in
+    *"member list"*) printf '%b\\n' '{table}' ;;
+    *"endpoint health"*) if [ -n "${{ENDPOINTS:-}}" ] && [ "$ENDPOINTS" != "https://127.0.0.1:2379" ]; then
+                           return {0 if others_healthy else 1}; fi; return {0 if active else 1} ;;
+  esac
+}}
+"""
+    values = {"ETCD_DATA_DIR": data_dir, "ETCD_ENDPOINTS": "https://10.0.0.1:2379,https://10.0.0.2:2379",
+              "MEMBER_NAME": "etcd-01", "MEMBER_PEER_URL": "https://10.0.0.1:2380",
+              "MEMBER_CLIENT_URL": "https://10.0.0.1:2379", "ETCD_CONFIG_FILE": tmp_path / "etcd.yml",
+              "PKI_DIR": tmp_path, "WAIT_TRIES": 1, "ETCD_INITIAL_CLUSTER": "etcd-01=https://10.0.0.1:2380"}
+    body = (steps.prelude(values) + LIBS["common.sh"].read_text() + LIBS["etcd.sh"].read_text() + stand_ins
+            + (COMPONENTS / "etcd" / "recover.sh").read_text())
+    return _run_body(body, None, CALLS=calls), calls.read_text()
+
+
+def test_a_recovery_is_refused_while_a_quorum_answers_or_with_no_data_and_a_recovered_member_is_done(tmp_path):
+    """etcd.recover.from's step: nothing is stopped while this member's
+    quorum answers with other members listed, while another member answers a
+    quorum read (the survivor may be the one cut off), or without data here;
+    a one-member cluster of this member that answers is a recovery already
+    done (a re-run after a failure)."""
+    res, calls = _run_recover(tmp_path / "a", data=True, active=True, members=["etcd-01", "etcd-02", "etcd-03"])
+    assert res.returncode == 1 and "a quorum answers at etcd-01 (members: etcd-01 etcd-02 etcd-03)" in res.stderr
+    assert "stop" not in calls
+    res, calls = _run_recover(tmp_path / "b", data=True, active=False, members=[], others_healthy=True)
+    assert res.returncode == 1 and "a quorum answers at https://10.0.0.2:2379" in res.stderr and "stop" not in calls
+    res, calls = _run_recover(tmp_path / "c", data=False, active=False, members=[])
+    assert res.returncode == 1 and "it has no etcd data" in res.stderr and "stop" not in calls
+    res, calls = _run_recover(tmp_path / "d", data=True, active=True, members=["etcd-01"])
+    assert res.returncode == 0 and "is a one-member cluster that answers: recovered" in res.stdout, res.stderr
+    assert "stop" not in calls
