@@ -90,19 +90,19 @@ class Cluster(pulumi.ComponentResource):
                 spec=spec, control_plane=self.control_plane, workers=self.workers,
                 etcd_member=self.nodes[topo.etcd[0].name], after=[upgrade.last]), opts=child)
 
-        # `make converge`: the steps that check and repair what a node may
-        # have drifted from (a stopped member, a missing firewall table, a
-        # stopped HAProxy, an alarm), replaced so they run again
-        # (`pulumi up --replace URN`); a plain `pulumi up` with no change
-        # runs nothing, like every Pulumi program.
         # hakube's own exporter (backup age, certificate expiry) on etcd
         # members and control planes; registered either way, so turning
         # monitoring off removes it (METRICS=0).
         exporters = [make_step(f"{name}-{n.name}-metrics", self.nodes[n.name],
-                               steps.step_script(steps.COMPONENTS / "steps" / "metrics.sh",
-                                                 monitoring.exporter_values(spec, n)),
+                               steps.step_script("metrics", monitoring.exporter_values(spec, n)),
                                stdin=monitoring.probe_script(), parent=self, after=[self.nodes[n.name].ready])
                      for n in monitoring.exporter_nodes(spec)]
+
+        # `make converge`: the steps that check and repair what a node may
+        # have drifted from (a stopped member, a missing firewall table, a
+        # stopped HAProxy, an alarm, a stopped exporter), replaced so they
+        # run again (`pulumi up --replace URN`); a plain `pulumi up` with no
+        # change runs nothing, like every Pulumi program.
         converge = [*self.etcd.converge, *self.lb.converge, *self.control_plane.converge,
                     *(self.checks.converge if self.checks is not None else []), *exporters]
         self.converge_targets = pulumi.Output.all(*[r.urn for r in converge])
