@@ -68,13 +68,14 @@ def etcd():
 
 def backups():
     try:
-        m = re.search(r"^BACKUP_DIR=(\S+)$", open(BACKUP_SCRIPT).read(), re.M)
+        job = open(BACKUP_SCRIPT).read()        # its values: BACKUP_DIR, OFFSITE_URL
     except OSError:
         return {"enabled": False}
+    m = re.search(r"^BACKUP_DIR=(\S+)$", job, re.M)
     folder = m.group(1).strip("'") if m else "/var/backups/etcd"
     snaps = sorted((os.stat(p).st_mtime, os.stat(p).st_size, p) for p in glob.glob(f"{folder}/etcd-*.db"))
     info = {"enabled": True, "dir": folder, "count": len(snaps)}
-    m = re.search(r"^OFFSITE_URL=(\S+)$", open(BACKUP_SCRIPT).read(), re.M)
+    m = re.search(r"^OFFSITE_URL=(\S+)$", job, re.M)
     if m:
         # etcd.backup.offsite: this member's record of its last off-host copy (the leader copies)
         info["offsite"] = {"url": m.group(1).strip("'")}
