@@ -1,7 +1,9 @@
 """etcd payloads against the real things: the rendered config file is read by
-real etcd binaries (Debian's 3.4, upstream 3.5.1) serving mutual TLS on
-loopback; the units pass `systemd-analyze verify`; the firewall ruleset
-passes `nft -c`; every step script parses."""
+real etcd binaries serving mutual TLS on loopback: Debian's 3.4, upstream
+3.5.1, and the releases hakube installs, built from etcd's Go modules by
+`make tools` (3.5.33, the default 3.6, the newest 3.7); the units pass
+`systemd-analyze verify`; the firewall ruleset passes `nft -c`; every step
+script parses."""
 import dataclasses
 import os
 import re
@@ -9,16 +11,18 @@ import shutil
 import socket
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 from components.etcd import HERE as ETCD_DIR
-from components import steps
+from components import monitoring, steps
 from components.etcd import payloads
 from config import load, raw_from_stack_file
 from config.spec import TuningSpec
 from tests.conftest import ROOT
 from tests.realtls import MiniCA
+from tests.tools import etcd_release
 
 BINARIES = Path(os.environ.get("HAKUBE_ETCD_BIN_DIR", ROOT / ".lab" / "etcd-bin"))
 
@@ -27,11 +31,22 @@ def etcd_builds():
     """(version, etcd, etcdctl) for each real etcd we have here."""
     out = []
     if shutil.which("etcd") and shutil.which("etcdctl"):
-        out.append(("3.4", shutil.which("etcd"), shutil.which("etcdctl")))
+        out.append(("3.4.23", shutil.which("etcd"), shutil.which("etcdctl")))
     up = BINARIES / "v3.5.1"
     if (up / "etcd").exists():
-        out.append(("3.5", str(up / "etcd"), str(up / "etcdctl")))
+        out.append(("3.5.1", str(up / "etcd"), str(up / "etcdctl")))
+    for v in etcd_release.built_versions():
+        out.append((v, str(etcd_release.built_bin(v) / "etcd"), str(etcd_release.built_bin(v) / "etcdctl")))
     return out
+
+
+def test_the_releases_hakube_installs_are_here_to_test():
+    """`make tools` builds the default release and one of each line the
+    upgrade path crosses; the tests below run each of them."""
+    from config import versions
+    built = etcd_release.built_versions()
+    assert versions.etcd_default() in built, built
+    assert {v.rsplit(".", 1)[0] for v in built} >= {"3.5", "3.6", "3.7"}, built
 
 
 def loopback_spec(version: str):
@@ -47,9 +62,8 @@ def free(port: int, host: str) -> bool:
         return s.connect_ex((host, port)) != 0
 
 
-@pytest.mark.parametrize("minor,etcd,etcdctl", etcd_builds(), ids=[b[0] for b in etcd_builds()])
-def test_rendered_config_is_served_by_real_etcd(minor, etcd, etcdctl, tmp_path):
-    version = {"3.4": "3.4.23", "3.5": "3.5.1"}[minor]
+@pytest.mark.parametrize("version,etcd,etcdctl", etcd_builds(), ids=[b[0] for b in etcd_builds()])
+def test_rendered_config_is_served_by_real_etcd(version, etcd, etcdctl, tmp_path):
     spec = loopback_spec(version)
     node = spec.topology.etcd[0]
     assert free(2379, "127.0.0.1") and free(2380, str(node.ip)), "etcd ports busy on loopback"
@@ -105,6 +119,11 @@ def test_rendered_config_is_served_by_real_etcd(minor, etcd, etcdctl, tmp_path):
         assert peer_get("peer").stdout == "200"
         refused = peer_get("hc")
         assert refused.returncode != 0 and refused.stdout == "000", refused
+        # The metrics the alert rules read are the ones this release serves.
+        served = urllib.request.urlopen("http://127.0.0.1:2381/metrics", timeout=5).read().decode()
+        names = set(re.findall(r"^([a-z_]+)[{ ]", served, re.M))
+        wanted = set(re.findall(r"\b(etcd_[a-z_]+)\{" + re.escape(monitoring.ETCD_JOB), monitoring.rules_yaml()))
+        assert wanted and wanted <= names, sorted(wanted - names)
         # Only AEAD suites are offered: a TLS 1.1 handshake must fail.
         tls11 = subprocess.run(["openssl", "s_client", "-connect", f"{node.ip}:2379", "-tls1_1"],
                                input="", capture_output=True, text=True, timeout=10)
@@ -113,6 +132,30 @@ def test_rendered_config_is_served_by_real_etcd(minor, etcd, etcdctl, tmp_path):
         proc.terminate()
         proc.wait(10)
         log.close()
+
+
+@pytest.mark.parametrize("version,etcd,etcdctl", etcd_builds(), ids=[b[0] for b in etcd_builds()])
+def test_every_key_hakube_writes_is_a_flag_of_the_release_it_runs(version, etcd, etcdctl):
+    """etcd reads its config file leniently (yaml.Unmarshal: a key it does
+    not know is dropped without a word), so a release serving the file
+    proves nothing about a removed key. Each key of the file is named after
+    one of the release's flags (the transport blocks' keys after the client
+    flags and, with peer-, the peer flags); the release's own --help lists
+    them. 3.7 removed every --experimental-* flag: a key of those fails here."""
+    res = subprocess.run([etcd, "--help"], capture_output=True, text=True)
+    flags = set(re.findall(r"^\s+--([a-z0-9-]+)", res.stdout + res.stderr, re.M))
+    assert len(flags) > 50, res.stdout + res.stderr
+    spec = loopback_spec(version)
+    cfg = payloads.etcd_config(spec.etcd, spec.topology, spec.topology.etcd[0], metrics_port=9979)
+    keys = []
+    for key, value in cfg.items():
+        if key == "client-transport-security":
+            keys += list(value)
+        elif key == "peer-transport-security":
+            keys += [f"peer-{k}" for k in value]
+        else:
+            keys.append(key)
+    assert [k for k in keys if k not in flags] == []
 
 
 def test_config_keys_follow_the_version():
