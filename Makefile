@@ -12,11 +12,12 @@ PASSPHRASE_FILE := $(CURDIR)/.pulumi-passphrase
 # SSH_AUTH_SOCK unset: the command provider uses any agent it names, and a
 # stale one fails every step; hakube's steps authenticate with the stack's key.
 # `make tools` links the CLI it built from Go modules here; it comes first on
-# PATH, and Pulumi is told never to reach out for updates or plugins.
+# PATH. Pulumi never checks for its own updates; once every plugin is built
+# here too it is told not to fetch any (until then a release CLI fetches them).
 TOOLS_BIN := $(CURDIR)/.tools/bin
 export PATH := $(TOOLS_BIN):$(PATH)
 PULUMI_ENV := env -u SSH_AUTH_SOCK PULUMI_BACKEND_URL=file://$(STATE_DIR) PULUMI_CONFIG_PASSPHRASE_FILE=$(PASSPHRASE_FILE) \
-  PULUMI_SKIP_UPDATE_CHECK=1 PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=1
+  PULUMI_SKIP_UPDATE_CHECK=1 $(if $(wildcard $(TOOLS_BIN)/pulumi-resource-command),PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=1)
 
 .PHONY: tools lab-releases versions up preview review converge rebuild destroy outputs kubeconfig status backups lab-status lab-backups test test-fast lab lab-down deps state check-pulumi check-config clean
 
@@ -35,9 +36,14 @@ tools:
 
 check-pulumi:
 	@command -v pulumi >/dev/null || { \
-	  echo "The Pulumi CLI is not on PATH. Build it from its Go module (needs Go), then run 'make up' again:"; \
-	  echo "  make tools"; \
-	  echo "or install a release: https://www.pulumi.com/docs/install/"; exit 1; }
+	  echo "The Pulumi CLI is not on PATH. Install a release (it brings the Python language host):"; \
+	  echo "  https://www.pulumi.com/docs/install/"; \
+	  echo "or build the CLI from its Go module with 'make tools' (needs Go 1.26)."; exit 1; }
+	@dir=$$(dirname "$$(readlink -f "$$(command -v pulumi)")"); \
+	command -v pulumi-language-python >/dev/null || [ -x "$$dir/pulumi-language-python" ] || { \
+	  echo "pulumi ($$(pulumi version)) has no Python language host (pulumi-language-python) beside it or on PATH."; \
+	  echo "A Pulumi release ships one; 'make tools' cannot build it while the Go module proxy refuses"; \
+	  echo "github.com/pulumi/pulumi/sdk/python/cmd/pulumi-language-python/v3 (tools/build.py). Install a release."; exit 1; }
 
 # A local file backend, its passphrase generated once and kept out of git.
 $(PASSPHRASE_FILE):
