@@ -10,6 +10,11 @@ $HAKUBE_TOOLS_CACHE (default /var/cache/hakube-tools)/<name>-<version>-<key>/,
 where key is a digest of the wrapper, the flags and the Go version, so a warm
 machine rebuilds nothing and a changed wrapper or Go rebuilds that tool only.
 
+Adding an etcd release: copy tools/etcd/v<an existing one>/ to
+tools/etcd/v<new>/, set every go.etcd.io/etcd/* require in its go.mod to the
+new version (3.5 also needs raft/v3 and client/v2 v2.305.<patch>), run
+`go mod tidy` there, and add its tag's short commit to ETCD_GIT_SHA.
+
 What the proxy refuses is reported by module, version and message, not
 papered over: see REFUSED below.
 """
@@ -125,7 +130,13 @@ def build(tool: Tool, dest: Path) -> None:
         if tool.tags:
             cmd += ["-tags", tool.tags]
         cmd += ["-ldflags", " ".join(tool.ldflags), "-o", str(tmp / "bin" / out), pkg]
-        subprocess.run(cmd, cwd=tool.wrapper, env=env, check=True)
+        res = subprocess.run(cmd, cwd=tool.wrapper, env=env, capture_output=True, text=True)
+        if res.returncode != 0:
+            # go names the module and version it could not fetch or compile
+            raise SystemExit(f"tools: {tool.name}: go build {pkg} failed in {tool.wrapper}:\n"
+                             + "\n".join(line for line in res.stderr.splitlines()
+                                         if not line.startswith("go: downloading"))
+                             + f"\n(after editing {tool.wrapper}/go.mod, run `go mod tidy` there)")
     for out, ref in tool.extra.items():
         module, path = ref.split(":", 1)
         moddir = subprocess.run(["go", "list", "-m", "-f", "{{.Dir}}", module], cwd=tool.wrapper, env=env,

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-from config import load
+from config import load, versions
 from engine import Engine, provider_deletes
 from config.stackfile import raw_from_stack_file
 from tests.harness import ROOT, Run, run_program, unwrap
@@ -139,7 +139,7 @@ class Lab:
         urns = [name if name.startswith("urn:") else self.urn(name) for name in replace]
         self.log(f"lab: run {self.mocks.run_no} of the program" + (f" (replacing {len(urns)})" if urns else ""))
         try:
-            run = run_program(STACK, self.raw, self.mocks, secrets=self.secrets, parallel=PARALLEL,
+            run = run_program(STACK, self.run_config(), self.mocks, secrets=self.secrets, parallel=PARALLEL,
                               engine=self.engine, replace=urns, rebuild=rebuild)
         except Exception as err:
             # what `pulumi up` reports: the first step that failed, in the provider's words
@@ -155,6 +155,18 @@ class Lab:
             self.log(f"lab: run {self.mocks.run_no} deleted {len(run.deleted)} resources it no longer registers")
         return run
 
+    def run_config(self) -> dict:
+        """The stack config a run sees: the lab's, with `etcd.sha256` pinned to
+        the lab's own tarball when the release is one `make tools` built (a
+        build's tarball is not upstream's, so hakube's pinned row for that
+        version would refuse it, as it should)."""
+        etcd = dict(self.raw.get("etcd") or {})
+        version = str(etcd.get("version", versions.etcd_default())).lstrip("v")
+        if "sha256" not in etcd and version in etcd_release.built_versions():
+            etcd["sha256"] = etcd_release.built_sha256(version)
+            return {**self.raw, "etcd": etcd}
+        return self.raw
+
     def predict(self) -> list[tuple[str, str]]:
         """What `make review` says the next `apply()` runs, from this lab's
         state and config: sorted (step, create | update | delete) of every
@@ -163,7 +175,7 @@ class Lab:
         with tempfile.TemporaryDirectory(prefix="hakube-predict-") as tmp:
             work = Path(tmp)
             (work / "state").write_bytes(pickle.dumps((self.engine.state, self.engine.pending_deletes, {}, {})))
-            (work / "config.json").write_text(json.dumps({"raw": self.raw, "secrets": self.secrets}))
+            (work / "config.json").write_text(json.dumps({"raw": self.run_config(), "secrets": self.secrets}))
             proc = subprocess.run([sys.executable, "-m", "review.side", "--root", str(ROOT), "--stack", STACK,
                                    "--state-in", str(work / "state"), "--config", str(work / "config.json"),
                                    "--report", str(work / "head.json")], cwd=ROOT, capture_output=True, text=True)

@@ -1,4 +1,4 @@
-"""Day two on real hosts: an etcd upgrade 3.4.23 -> 3.5.1 one member at a
+"""Day two on real hosts: etcd upgrades 3.5.1 -> 3.5.33 -> 3.6 -> 3.7 one member at a
 time and a membership change 3 -> 5 -> 3, each under a write loop and each
 driven only by stack config and a program run; the unsafe variants refused
 with nothing changed. Tests run in file order against one lab."""
@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from config import versions as releases
 from tests.realtls import ssh_key_pair as key_pair
 
 from .conftest import TIMINGS
@@ -80,6 +81,22 @@ class WriteLoop:
                 worst, start = max(worst, t - start), None
         return worst if start is None else 10 ** 9
 
+    def gaps_during(self, lab, restarts) -> dict[str, int]:
+        """The longest time without an acknowledged write (ms) while each
+        member restarted: from the last write acknowledged before its gap to
+        the first one after. The loop's clock is the lab host's (every
+        container shares its kernel); the steps' is the lab's monotonic one,
+        so both are put on the wall clock."""
+        offset = time.time() - time.monotonic() + lab.mocks.t0
+        acked = sorted(t + d for _, r, t, d in self.lines if r == "ok")
+        out = {}
+        for step in restarts:
+            lo, hi = (step.started + offset) * 1000, (step.started + step.seconds + offset) * 1000
+            around = [t for t in acked if lo - 5000 <= t <= hi + 5000]
+            gaps = [b - a for a, b in zip(around, around[1:]) if b >= lo and a <= hi]
+            out[f"etcd-{step.name.split('-')[-2]}"] = max(gaps, default=0)
+        return out
+
 
 def apply_under_write_loop(lab, replace=(), rebuild=None):
     """One program run while the write loop runs: (the loop, index of the
@@ -104,53 +121,42 @@ def set_count(lab, n: int):
 
 
 # --- upgrade ---------------------------------------------------------------------
+# The path a cluster of today walks: 3.5.1 (below the 3.5.32 floor) -> 3.5.33
+# -> the default 3.6, where membership and the rest of this module run; 3.7
+# comes last (the end of this file). Every release but 3.5.1 is built from
+# etcd's Go modules by `make tools`.
 
-def test_the_cluster_starts_on_debians_3_4(lab_day2):
-    lab = lab_day2
-    assert set(versions(lab).values()) == {"3.4.23"}
-    assert len(members(lab)) == 3
-
-
-def test_skipping_a_minor_version_is_refused_before_anything_changes(lab_day2):
-    lab = lab_day2
-    nodes = ("etcd-01", "etcd-02", "etcd-03")
-    before, since = pids(lab, nodes), len(lab.mocks.steps)
-    set_etcd(lab, version="3.6.0")
-    with pytest.raises(Exception):
-        lab.apply()
-    refused = failed_steps(lab, since, "-install")
-    member_refusals = [s for s in refused if "-etcd-0" in s.name]
-    assert member_refusals, [s.name for s in lab.mocks.steps[since:]]
-    for s in member_refusals:
-        said = " ".join(s.stderr.split())
-        assert "etcd upgrades one minor version at a time" in said and "Nothing was changed" in said, said
-    assert pids(lab, nodes) == before
-    assert set(versions(lab).values()) == {"3.4.23"}
-    assert ok(lab, "etcd-02", "etcd --version | head -1").split()[-1] == "3.4.23"
-    assert not [s for s in lab.mocks.steps[since:] if s.name.endswith("-restart") and s.action == "update"]
+OLD, FLOOR, V36, V37 = "3.5.1", "3.5.33", releases.etcd_default(), "3.7.3"
 
 
-def test_upgrade_3_4_to_3_5_one_member_at_a_time_with_no_lost_write(lab_day2):
-    lab = lab_day2
-    set_etcd(lab, version="3.5.1")
+def upgrade_under_write_loop(lab, version: str):
+    """etcd.version set and one program run under the write loop: each
+    member's restart one after another, none lost; the figures printed."""
+    before = set(versions(lab).values())
+    set_etcd(lab, version=version)
     loop, since, seconds = apply_under_write_loop(lab)
     restarts = sorted((s for s in lab.mocks.steps[since:] if s.name.endswith("-restart") and s.action == "update"
                        and "-etcd-0" in s.name), key=lambda s: s.started)
     assert [s.name.split("-")[-2] for s in restarts] == ["01", "02", "03"]
     for a, b in zip(restarts, restarts[1:]):               # never two members down at once
         assert b.started >= a.started + a.seconds, (a.name, b.name)
-    assert set(versions(lab).values()) == {"3.5.1"}
+    assert set(versions(lab).values()) == {version}
     acked, failed, lost = loop.verdict()
-    TIMINGS[f"upgrade 3.4.23 -> 3.5.1: program run ({acked} writes acked, {failed} failed, "
-            f"{len(lost)} lost)"] = seconds
-    TIMINGS["upgrade: longest write outage"] = loop.longest_outage_ms() / 1000
+    label = f"upgrade {'/'.join(sorted(before))} -> {version}"
+    TIMINGS[f"{label}: program run ({acked} writes acked, {failed} failed, {len(lost)} lost)"] = seconds
+    for member, gap in loop.gaps_during(lab, restarts).items():
+        TIMINGS[f"{label}: longest write gap while {member} restarted"] = gap / 1000
     assert acked > 20 and not lost, lost[:20]
-    cluster = ok(lab, "etcd-01", sudo("curl -s --cacert /etc/etcd/pki/ca.crt --cert /etc/etcd/pki/healthcheck-client.crt "
-                                      "--key /etc/etcd/pki/healthcheck-client.key https://127.0.0.1:2379/version"))
-    assert json.loads(cluster)["etcdcluster"] == "3.5.0"
+    return restarts
 
 
-def refused_upgrade(lab, version: str, settled: str = "3.5.1") -> list[str]:
+def cluster_version(lab) -> str:
+    out = ok(lab, "etcd-01", sudo("curl -s --cacert /etc/etcd/pki/ca.crt --cert /etc/etcd/pki/healthcheck-client.crt "
+                                  "--key /etc/etcd/pki/healthcheck-client.key https://127.0.0.1:2379/version"))
+    return json.loads(out)["etcdcluster"]
+
+
+def refused_upgrade(lab, version: str, settled: str) -> list[str]:
     """Set etcd.version, expect the run to fail at the members' install steps
     with nothing changed (same processes, same versions); what each said."""
     nodes = ("etcd-01", "etcd-02", "etcd-03")
@@ -165,26 +171,48 @@ def refused_upgrade(lab, version: str, settled: str = "3.5.1") -> list[str]:
     assert refused, [s.name for s in lab.mocks.steps[since:]]
     assert pids(lab, nodes) == before
     assert set(versions(lab).values()) == {settled}
+    assert ok(lab, "etcd-02", "etcd --version | head -1").split()[-1] == settled
+    assert not [s for s in lab.mocks.steps[since:] if s.name.endswith("-restart") and s.action == "update"]
     return [" ".join(s.stderr.split()) for s in refused]
 
 
-def test_going_back_a_minor_version_is_refused(lab_day2):
-    said = refused_upgrade(lab_day2, "3.4.23")
-    assert all("does not support going back a minor version" in x for x in said), said
+def test_the_cluster_starts_below_the_floor_of_the_next_minor(lab_day2):
+    assert set(versions(lab_day2).values()) == {OLD}
+    assert len(members(lab_day2)) == 3
 
 
 def test_the_next_minor_needs_every_member_on_the_floor_patch_first(lab_day2):
     """3.5 -> 3.6 needs every member on 3.5.32+ (config/versions.py ETCD_LINES):
-    the lab's members run 3.5.1, so 3.6.0 is refused before anything is fetched."""
-    said = refused_upgrade(lab_day2, "3.6.0")
-    assert all("requires every member on 3.5.32 or later first" in x and "runs 3.5.1" in x for x in said), said
+    the members run 3.5.1, so the default 3.6 is refused before anything is fetched."""
+    said = refused_upgrade(lab_day2, V36, settled=OLD)
+    assert all("requires every member on 3.5.32 or later first" in x and f"runs {OLD}" in x for x in said), said
+
+
+def test_a_patch_upgrade_to_the_floor_one_member_at_a_time_with_no_lost_write(lab_day2):
+    upgrade_under_write_loop(lab_day2, FLOOR)
+    assert cluster_version(lab_day2) == "3.5.0"
+
+
+def test_skipping_a_minor_version_is_refused_before_anything_changes(lab_day2):
+    said = refused_upgrade(lab_day2, V37, settled=FLOOR)
+    assert all("etcd upgrades one minor version at a time" in x and "Nothing was changed" in x for x in said), said
+
+
+def test_upgrade_3_5_to_the_default_3_6_one_member_at_a_time_with_no_lost_write(lab_day2):
+    upgrade_under_write_loop(lab_day2, V36)
+    assert cluster_version(lab_day2) == "3.6.0"
+
+
+def test_going_back_a_minor_version_is_refused(lab_day2):
+    said = refused_upgrade(lab_day2, FLOOR, settled=V36)
+    assert all("does not support going back a minor version" in x for x in said), said
 
 
 # --- membership ------------------------------------------------------------------
 
 def test_grow_3_to_5_adds_learners_promotes_them_and_loses_no_write(lab_day2):
     lab = lab_day2
-    lab.apply()                                  # settle on 3.5.1 after the refused run
+    lab.apply()                                  # settle after the refused run
     set_count(lab, 5)
     running = pids(lab, ("etcd-01", "etcd-02", "etcd-03"))
     predicted = lab.predict()                    # `make review` of this change, from the lab's own state
@@ -518,3 +546,21 @@ def test_a_private_key_that_is_not_the_public_keys_pair_is_refused_before_any_st
     since = len(lab.mocks.steps)
     lab.apply()
     assert lab.mocks.steps[since:] == []
+
+
+# --- the next minor, last ----------------------------------------------------------
+
+def test_upgrade_3_6_to_3_7_one_member_at_a_time_with_no_lost_write(lab_day2):
+    """3.7 removed every --experimental-* flag and the v2 store: the config
+    hakube wrote for 3.6 runs on it (tests/unit/test_render_etcd.py proves
+    each key is one of its flags)."""
+    lab = lab_day2
+    set_count(lab, 3)
+    lab.apply()
+    upgrade_under_write_loop(lab, V37)
+    assert cluster_version(lab) == "3.7.0"
+
+
+def test_3_7_back_to_3_6_is_refused(lab_day2):
+    said = refused_upgrade(lab_day2, V36, settled=V37)
+    assert all("does not support going back a minor version" in x for x in said), said

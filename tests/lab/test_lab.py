@@ -20,6 +20,8 @@ import time
 import pytest
 import yaml
 
+from config import versions
+
 from tests.harness import ROOT
 from tests.realtls import MiniCA
 
@@ -515,7 +517,7 @@ def test_status_reads_every_live_host_and_names_a_stopped_member(lab):
         st = status.analyse(lab.outputs, status.probe_all(lab.outputs), stack="lab")
     assert [p for p in st.problems if "HAProxy backend" not in p] == [], st.problems
     assert sorted(m["role"] for m in st.members) == ["follower", "follower", "leader"]
-    assert all(m["behind"] <= 10 and m["version"] == "3.5.1" for m in st.members)
+    assert all(m["behind"] <= 10 and m["version"] == versions.etcd_default() for m in st.members)
     assert {b["name"] for b in st.backups if b.get("newestTime") and b["ageSeconds"] < 120} == set(ETCD)
     assert {b["intervalSeconds"] for b in st.backups} == {10}            # the lab's "*:*:0/10"
     assert {c["node"] for c in st.certificates if c["path"] == "/etc/etcd/pki/server.crt"} == set(ETCD)
@@ -820,19 +822,36 @@ def test_restore_brings_every_member_back_to_the_snapshot_exactly_and_runs_once(
     put("put restore/c new")
     assert keyspace(lab, "etcd-01") != expected
 
+    # A watch from before the restore, as the apiserver's are, and the
+    # revision it had seen.
+    ok(lab, "master-01", sudo("rm -f /tmp/hakube-watch.log; printf %s " + shlex.quote(env) + " > /tmp/hakube-watch.env; "
+                              "nohup bash -c '. /tmp/hakube-watch.env; exec etcdctl watch restore/ --prefix' "
+                              "> /tmp/hakube-watch.log 2>&1 &"))
+    put("put restore/watched 1")
+    seen = json.loads(ok(lab, "master-01", sudo(env + "etcdctl get restore/watched -w json")))["header"]["revision"]
     lab.raw["etcd"] = {**lab.raw["etcd"], "restore": {"snapshot": str(snapshot)}}
     pids = {m: ok(lab, m, "systemctl show -p MainPID --value etcd").strip() for m in ETCD}
     t0, since = time.monotonic(), len(lab.mocks.steps)
     lab.apply()
     TIMINGS["restore (program run with etcd.restore set)"] = time.monotonic() - t0
-    # The lab's etcdutl (3.5.1) has no --bump-revision: each member says it
-    # restored without one (the flag's presence is read from the binary's
-    # own help; 3.6+ gets --bump-revision 1000000000 --mark-compacted).
+    # etcdutl of the default release: every member's keyspace starts past
+    # every revision a watcher saw, all of it compacted.
     data = [s for s in lab.mocks.steps[since:] if s.name.endswith("-data")]
     assert len(data) == len(ETCD), [s.name for s in data]
     for s in data:
-        assert "has no --bump-revision" in " ".join(s.stderr.split()), s.stderr
-        assert "revision bumped" not in s.stdout
+        assert "revision bumped by 1000000000 and compacted" in s.stdout, (s.stdout, s.stderr)
+        assert "has no --bump-revision" not in s.stderr
+    status = json.loads(ok(lab, "etcd-01", sudo(f"{HC} --endpoints=https://127.0.0.1:2379 endpoint status -w json")))
+    assert status[0]["Status"]["header"]["revision"] > 10 ** 9, status
+    # That watch was cancelled by the server when the members stopped
+    # (etcdctl watches require a leader), not left running on stale data...
+    watched = ok(lab, "master-01", "sudo -n cat /tmp/hakube-watch.log")
+    ok(lab, "master-01", "sudo -n pkill -f '[e]tcdctl watch restore/' || true")
+    assert "restore/watched" in watched and "watch is canceled by the server" in watched, watched
+    # ...and resuming it where it stopped, as a reflector does, is refused:
+    # every revision it could ask for is compacted, so it must relist.
+    resumed = lab.sh("master-01", sudo(env + f"timeout 10 etcdctl watch restore/ --prefix --rev={seen + 1}"))
+    assert "required revision has been compacted" in resumed.stdout + resumed.stderr, resumed
     for m in ETCD:
         assert keyspace(lab, m) == expected, f"{m} differs from the snapshot"
         assert ok(lab, m, "systemctl show -p MainPID --value etcd").strip() != pids[m]   # it was restarted
