@@ -159,6 +159,8 @@ class KubernetesSpec:
     audit_max_age_days: int = 7
     audit_max_backups: int = 4
     audit_max_size_mb: int = 100
+    # where kubeadm pulls the control plane's images from ("" = its default)
+    image_repository: str = ""
 
     @property
     def endpoint(self) -> str:
@@ -528,6 +530,11 @@ def _roles(s: Section, network: NetworkSpec) -> dict[str, RoleSpec]:
     return roles
 
 
+# A registry host (DNS name or IPv4, optional port) and an optional path, as
+# an image reference starts: what kubeadm prefixes to each image's name.
+IMAGE_REPOSITORY = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9._-]+)*/?$")
+
+
 def _kubernetes(s: Section, network: NetworkSpec, stack: str) -> KubernetesSpec:
     version = s.string("version", DEFAULT_KUBERNETES_VERSION)
     minor, api = 0, "v1beta4"
@@ -597,6 +604,11 @@ def _kubernetes(s: Section, network: NetworkSpec, stack: str) -> KubernetesSpec:
     repo = s.string("packageRepository", DEFAULT_K8S_PACKAGES)
     if isinstance(repo, str) and not re.match(r"^https?://\S+$", repo):
         s.problems.add(s.key("packageRepository"), f"{repo!r} is not an http(s) URL")
+    images = s.string("imageRepository", "")
+    if isinstance(images, str) and images and not IMAGE_REPOSITORY.match(images):
+        s.problems.add(s.key("imageRepository"),
+                       f"{images!r} is not an image repository: a registry host (and port) with an optional "
+                       "path, no scheme, e.g. registry.example.internal:5000/k8s")
     s.finish()
     return KubernetesSpec(version=version, minor=minor, kubeadm_api=api, bootstrap=bootstrap,
                           vip=vip, api_port=api_port, pod_subnet=pod, service_subnet=svc,
@@ -606,7 +618,8 @@ def _kubernetes(s: Section, network: NetworkSpec, stack: str) -> KubernetesSpec:
                           renewal_calendar=renewal_calendar, encryption_enabled=encryption_enabled,
                           encryption_provider=encryption_provider, encryption_keys=tuple(keys) or ("key1",),
                           audit_enabled=audit_enabled, audit_max_age_days=audit_age,
-                          audit_max_backups=audit_backups, audit_max_size_mb=audit_size)
+                          audit_max_backups=audit_backups, audit_max_size_mb=audit_size,
+                          image_repository=images.rstrip("/") if isinstance(images, str) else "")
 
 
 def _etcd(s: Section, stack: str) -> EtcdSpec:

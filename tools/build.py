@@ -15,6 +15,12 @@ tools/etcd/v<new>/, set every go.etcd.io/etcd/* require in its go.mod to the
 new version (3.5 also needs raft/v3 and client/v2 v2.305.<patch>), run
 `go mod tidy` there, and add its tag's short commit to ETCD_GIT_SHA.
 
+Adding a Kubernetes release: `python3 tools/build.py --new-kubernetes
+v1.<minor>.<patch>` writes tools/kubernetes/v<version>/ from that release's
+own go.mod (each k8s.io/<staging> module it replaces with a ./staging path is
+replaced with the published v0.<minor>.<patch> instead) and runs `go mod
+tidy` there.
+
 What the proxy refuses is reported by module, version and message, not
 papered over: see REFUSED below.
 """
@@ -94,7 +100,44 @@ def tools() -> list[Tool]:
             ldflags=(f"-X=go.etcd.io/etcd/api/v3/version.GitSHA={sha}",),
             pack="etcd",
         ))
+    for wrapper in sorted((HERE / "kubernetes").iterdir(), key=lambda p: _vkey(p.name)):
+        if not (wrapper / "go.mod").exists():
+            continue
+        v = required_version(wrapper, "k8s.io/kubernetes")
+        for binary in KUBERNETES_BINARIES:
+            out.append(Tool(
+                f"{binary}-{v}", wrapper, v.lstrip("v"),
+                {binary: f"k8s.io/kubernetes/cmd/{binary}"},
+                ldflags=("-s", "-w", *kubernetes_version_ldflags(v)),
+                pack="kubernetes",
+            ))
     return out
+
+
+# The Kubernetes commands each tools/kubernetes/v<version>/ wrapper pins (its
+# go.sum covers them all), and those built today, each cached on its own so
+# that building one more rebuilds no other.
+KUBERNETES_COMMANDS = ("kubeadm", "kubelet", "kube-apiserver", "kube-controller-manager",
+                       "kube-scheduler", "kubectl")
+KUBERNETES_BINARIES = ("kubeadm",)
+
+
+def kubernetes_version_ldflags(version: str, build_date: str | None = None) -> list[str]:
+    """What hack/lib/version.sh stamps. Unstamped, a binary calls itself
+    v0.0.0-master+$Format:%H$ and kubeadm refuses to work. The build date,
+    added at build time, is the release tag's time as the proxy records it,
+    so a build does not depend on the clock."""
+    major, minor = version.lstrip("v").split(".")[:2]
+    stamps = {"gitVersion": version, "gitMajor": major, "gitMinor": minor, "gitTreeState": "clean"}
+    if build_date:
+        stamps["buildDate"] = build_date
+    return [f"-X k8s.io/{pkg}.{key}={val}"
+            for pkg in ("client-go/pkg/version", "component-base/version") for key, val in stamps.items()]
+
+
+def release_time(wrapper: Path, module: str) -> str:
+    return json.loads(subprocess.run(["go", "list", "-m", "-json", module], cwd=wrapper, env=go_env(),
+                                     check=True, capture_output=True, text=True).stdout)["Time"]
 
 
 def _vkey(name: str) -> tuple[int, ...]:
@@ -125,11 +168,16 @@ def build(tool: Tool, dest: Path) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "bin").mkdir(parents=True)
     env = go_env()
+    ldflags = list(tool.ldflags)
+    if tool.pack == "kubernetes":
+        ldflags += [f for f in kubernetes_version_ldflags(f"v{tool.version}",
+                                                          release_time(tool.wrapper, "k8s.io/kubernetes"))
+                    if ".buildDate=" in f]
     for out, pkg in tool.packages.items():
         cmd = ["go", "build", "-trimpath", "-installsuffix=cgo"]
         if tool.tags:
             cmd += ["-tags", tool.tags]
-        cmd += ["-ldflags", " ".join(tool.ldflags), "-o", str(tmp / "bin" / out), pkg]
+        cmd += ["-ldflags", " ".join(ldflags), "-o", str(tmp / "bin" / out), pkg]
         res = subprocess.run(cmd, cwd=tool.wrapper, env=env, capture_output=True, text=True)
         if res.returncode != 0:
             # go names the module and version it could not fetch or compile
@@ -175,9 +223,15 @@ def pack_etcd(version: str, bin_dir: Path, out_dir: Path) -> None:
 def link(tool: Tool, built: Path, bin_dir: Path) -> None:
     """CLI binaries go on PATH (bin_dir); each etcd release is linked whole as
     <bin_dir>/../etcd/v<version> (bin/ and an upstream-layout release/), for
-    the lab's release server and the tests that start real etcd."""
+    the lab's release server and the tests that start real etcd; each
+    Kubernetes binary as <bin_dir>/../kubernetes/v<version>/<binary>."""
     if tool.pack == "etcd":
         _symlink(bin_dir.parent / "etcd" / f"v{tool.version}", built)
+        return
+    if tool.pack == "kubernetes":
+        # Several minors side by side: .tools/kubernetes/v<version>/<binary>.
+        for f in (built / "bin").iterdir():
+            _symlink(bin_dir.parent / "kubernetes" / f"v{tool.version}" / f.name, f)
         return
     for f in (built / "bin").iterdir():
         _symlink(bin_dir / f.name, f)
@@ -190,12 +244,52 @@ def _symlink(here: Path, target: Path) -> None:
     here.symlink_to(target)
 
 
+KUBERNETES_TOOLS_GO = """//go:build tools
+
+// Package tools pins the Kubernetes commands hakube builds, so that
+// `go mod tidy` keeps every module they need in go.sum. Written by
+// `tools/build.py --new-kubernetes`.
+package tools
+
+import (
+{imports})
+"""
+
+
+def new_kubernetes_wrapper(version: str) -> Path:
+    version = "v" + version.lstrip("v")
+    env = go_env()
+    info = json.loads(subprocess.run(["go", "mod", "download", "-json", f"k8s.io/kubernetes@{version}"],
+                                     env=env, check=True, capture_output=True, text=True).stdout)
+    upstream = Path(info["GoMod"]).read_text()
+    goline = re.search(r"^go (\S+)$", upstream, re.M).group(1)
+    staging = re.findall(r"^\s*(k8s\.io/\S+) => \./staging/", upstream, re.M)
+    if not staging:
+        raise SystemExit(f"k8s.io/kubernetes {version}: no ./staging replaces in its go.mod")
+    patch = version.lstrip("v").split(".", 1)[1]          # 1.36.3 -> 36.3 -> v0.36.3
+    wrapper = HERE / "kubernetes" / version
+    wrapper.mkdir(parents=True, exist_ok=True)
+    (wrapper / "go.mod").write_text(
+        f"module hakube.local/tools/kubernetes\n\ngo {goline}\n\nrequire k8s.io/kubernetes {version}\n\n"
+        "// k8s.io/kubernetes replaces its staging modules with ./staging paths, which a\n"
+        "// dependency's go.mod cannot do for us: each is its published v0.<minor>.<patch>.\n"
+        "replace (\n" + "".join(f"\t{m} => {m} v0.{patch}\n" for m in staging) + ")\n")
+    (wrapper / "tools.go").write_text(KUBERNETES_TOOLS_GO.format(
+        imports="".join(f'\t_ "k8s.io/kubernetes/cmd/{b}"\n' for b in KUBERNETES_COMMANDS)))
+    subprocess.run(["go", "mod", "tidy"], cwd=wrapper, env=dict(env, GOFLAGS="-mod=mod"), check=True)
+    return wrapper
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bin", type=Path, default=ROOT / ".tools" / "bin")
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--only", nargs="*", default=None)
+    ap.add_argument("--new-kubernetes", metavar="VERSION", help="write tools/kubernetes/<VERSION>/ and exit")
     args = ap.parse_args(argv)
+    if args.new_kubernetes:
+        print(f"tools: wrote {new_kubernetes_wrapper(args.new_kubernetes)}")
+        return 0
     gover = go_version()
     start, built, cached = time.monotonic(), 0, 0
     for tool in tools():

@@ -79,6 +79,8 @@ def cluster_configuration(spec: Spec) -> dict:
             "keyFile": KUBEADM_ETCD_KEY,
         }},
         "apiServer": api_server(spec, sans),
+        # kubeadm's default (registry.k8s.io) unless the stack names a mirror
+        **({"imageRepository": k8s.image_repository} if k8s.image_repository else {}),
     }
 
 
@@ -185,9 +187,15 @@ def join_configuration(spec: Spec, node: NodeSpec, *, token: str, ca_cert_hash: 
     return doc
 
 
+HEADER = "# Managed by hakube: changes are overwritten by `pulumi up`.\n"
+
+
 def dump(*docs: dict) -> str:
-    return "# Managed by hakube: changes are overwritten by `pulumi up`.\n" + \
-        yaml.safe_dump_all(docs, sort_keys=False, explicit_start=True)
+    """The documents with `---` between them and the header comment inside the
+    first one. kubeadm splits a file at each `---` line and refuses the whole
+    file when one part has no kind, so nothing may stand before the first
+    document's own lines, not even a lone comment."""
+    return HEADER + yaml.safe_dump_all(docs, sort_keys=False, explicit_start=False)
 
 
 def init_config_yaml(spec: Spec, node: NodeSpec) -> str:
@@ -195,8 +203,11 @@ def init_config_yaml(spec: Spec, node: NodeSpec) -> str:
 
 
 def join_config_yaml(spec: Spec, node: NodeSpec, credentials: Mapping[str, str], control_plane: bool) -> str:
+    """A joining node's kubelet takes its configuration from the cluster (the
+    kubelet-config ConfigMap init uploads): kubeadm join ignores a
+    KubeletConfiguration here, with a warning, so none is written."""
     return dump(join_configuration(spec, node, token=credentials["token"], ca_cert_hash=credentials["caCertHash"],
-                                   control_plane=control_plane), kubelet_configuration())
+                                   control_plane=control_plane))
 
 
 def cni_manifest_url(spec: Spec) -> str:

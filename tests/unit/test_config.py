@@ -197,6 +197,10 @@ BAD = [
      "hakube:etcd.maintenance.defragMinBytes", "at least 0"),
     ("empty maintenance calendar", ("etcd.maintenance", {"calendar": ""}), "hakube:etcd.maintenance.calendar",
      "calendar"),
+    ("image repository with a scheme", ("kubernetes.imageRepository", "https://registry.example.internal/k8s"),
+     "hakube:kubernetes.imageRepository", "no scheme"),
+    ("image repository with a space", ("kubernetes.imageRepository", "registry example"),
+     "hakube:kubernetes.imageRepository", "not an image repository"),
     ("unknown maintenance key", ("etcd.maintenance", {"defragThreshhold": 20}), "hakube:etcd.maintenance.defragThreshhold",
      "known keys here: calendar, defragMinBytes, defragThreshold"),
 ]

@@ -15,7 +15,7 @@ from tests.conftest import ROOT
 # them (kubernetes.io/docs/reference/config-api/kubeadm-config.v1beta3 and .v1beta4).
 DOCUMENTED = {
     "ClusterConfiguration": {"apiVersion", "kind", "clusterName", "kubernetesVersion",
-                             "controlPlaneEndpoint", "networking", "etcd", "apiServer"},
+                             "controlPlaneEndpoint", "networking", "etcd", "apiServer", "imageRepository"},
     "InitConfiguration": {"apiVersion", "kind", "localAPIEndpoint", "nodeRegistration"},
     "JoinConfiguration": {"apiVersion", "kind", "discovery", "nodeRegistration", "controlPlane"},
     "KubeletConfiguration": {"apiVersion", "kind", "cgroupDriver"},
@@ -79,6 +79,20 @@ def test_join_config_for_control_plane_and_worker():
     assert join["controlPlane"] == {"localAPIEndpoint": {"advertiseAddress": "192.168.144.102", "bindPort": 6443}}
     worker = next(yaml.safe_load_all(kp.join_config_yaml(spec, node, creds, control_plane=False)))
     assert "controlPlane" not in worker
+    # a joining kubelet takes the cluster's configuration; kubeadm join warns about any other
+    assert [d["kind"] for d in yaml.safe_load_all(kp.join_config_yaml(spec, node, creds, True))] == \
+        ["JoinConfiguration"]
+
+
+def test_image_repository_is_where_kubeadm_pulls_from():
+    spec = spec_for("1.36.4")
+    cluster = next(yaml.safe_load_all(kp.init_config_yaml(spec, spec.topology.control_planes[0])))
+    assert "imageRepository" not in cluster           # kubeadm's own default, registry.k8s.io
+    raw = raw_from_stack_file(ROOT / "Pulumi.dev.yaml")
+    raw["kubernetes"] = {"imageRepository": "registry.example.internal:5000/k8s/"}
+    spec = load(raw, "dev")
+    cluster = next(yaml.safe_load_all(kp.init_config_yaml(spec, spec.topology.control_planes[0])))
+    assert cluster["imageRepository"] == "registry.example.internal:5000/k8s"
 
 
 def test_haproxy_cfg_passes_haproxy_check(tmp_path):

@@ -48,3 +48,18 @@ def test_a_warm_cache_builds_nothing_and_links_what_it_has(tmp_path, monkeypatch
     assert "0 built" in capsys.readouterr().out
     assert (tmp_path / "t" / "bin" / "pulumi").resolve().parent.parent.parent == (tmp_path / "cache").resolve()
     assert any((tmp_path / "t" / "etcd").iterdir())
+    for tool in build.tools():
+        if tool.pack == "kubernetes":
+            assert (tmp_path / "t" / "kubernetes" / f"v{tool.version}" / next(iter(tool.packages))).is_symlink()
+
+
+def test_kubernetes_binaries_are_stamped_with_their_release():
+    """Unstamped, kubeadm calls itself v0.0.0-master and refuses to work."""
+    tools = {t.name: t for t in build.tools() if t.pack == "kubernetes"}
+    wrapped = sorted(p.name for p in (ROOT / "tools" / "kubernetes").glob("v*"))
+    assert sorted(n.split("-", 1)[1] for n in tools if n.startswith("kubeadm-")) == wrapped
+    for tool in tools.values():
+        flags = " ".join(tool.ldflags)
+        for pkg in ("k8s.io/client-go/pkg/version", "k8s.io/component-base/version"):
+            assert f"-X {pkg}.gitVersion=v{tool.version} " in flags + " "
+            assert f"-X {pkg}.gitMinor={tool.version.split('.')[1]} " in flags + " "
