@@ -26,42 +26,28 @@ fi
 # next minor's upgrade guide requires.
 check_upgrade() {
   [[ " $ETCD_BINS " == *" etcd "* ]] && systemctl is-active --quiet etcd || return 0
-  local body cluster cm tm=${ETCD_VERSION#*.} low
-  tm=${tm%%.*}
-  body=$(curl -sf --max-time 5 --cacert "$PKI_DIR/ca.crt" --cert "$PKI_DIR/healthcheck-client.crt" \
-         --key "$PKI_DIR/healthcheck-client.key" https://127.0.0.1:2379/version) || return 0
-  cluster=$(sed -n 's/.*"etcdcluster":"\([0-9]*\)\.\([0-9]*\).*/\1.\2/p' <<<"$body")
-  [ -n "$cluster" ] || return 0                     # not decided yet: a cluster still forming
-  cm=${cluster#*.}
-  if [ "$tm" -lt "$cm" ]; then
-    echo "refusing etcd $ETCD_VERSION on $(hostname): the cluster runs etcd $cluster, and etcd does not" >&2
-    echo "support going back a minor version. Keep hakube:etcd.version at $cluster.x (or restore a" >&2
-    echo "snapshot taken before the upgrade onto a new cluster). Nothing was changed." >&2
-    exit 1
-  fi
-  if [ "$tm" -gt $((cm + 1)) ]; then
-    echo "refusing etcd $ETCD_VERSION on $(hostname): the cluster runs etcd $cluster, and etcd upgrades" >&2
-    echo "one minor version at a time. Set hakube:etcd.version to the newest 3.$((cm + 1)).x, run" >&2
-    echo "pulumi up, then move on to $ETCD_VERSION. Nothing was changed." >&2
-    exit 1
-  fi
-  if [ "$tm" -eq $((cm + 1)) ] && [ -n "${ETCD_MIN_PATCH[$cm]:-}" ]; then
-    low=$({ ENDPOINTS="$ETCD_ENDPOINTS" etcdctl_hc endpoint status 2>/dev/null || true; } |
-          awk -F', ' -v want="3.$cm.${ETCD_MIN_PATCH[$cm]}" '
-            { split($3, v, "."); split(want, w, ".") }
-            v[2] == w[2] && v[3] + 0 < w[3] + 0 { print $1 " runs " $3 }')
-    if [ -n "$low" ]; then
-      echo "refusing etcd $ETCD_VERSION: the upgrade guide to 3.$tm requires every member on" >&2
-      echo "3.$cm.${ETCD_MIN_PATCH[$cm]} or later first; $(paste -sd';' <<<"$low"). Upgrade to the newest 3.$cm.x first." >&2
-      exit 1
-    fi
-  fi
-  echo "upgrade check: cluster version $cluster -> $ETCD_VERSION allowed"
+  # etcd.py asks again (status 3) while the cluster version lags the members
+  # (3.0.0 right after a bootstrap); at the deadline it judges by what etcd
+  # will decide, or refuses when it cannot tell.
+  local body status said rc final="" asked=0 deadline=$((SECONDS + ${UPGRADE_WAIT_SECONDS:-30}))
+  while :; do
+    body=$(curl -sf --max-time 5 --cacert "$PKI_DIR/ca.crt" --cert "$PKI_DIR/healthcheck-client.crt" \
+           --key "$PKI_DIR/healthcheck-client.key" https://127.0.0.1:2379/version || true)
+    status=$(ENDPOINTS="$ETCD_ENDPOINTS" etcdctl_hc endpoint status -w json 2>/dev/null || true)
+    [ "$SECONDS" -lt "$deadline" ] || final=--final
+    rc=0
+    said=$(etcd_decide upgrade --target "$ETCD_VERSION" --version-body "$body" --host "$(hostname)" \
+      --members "$(tr ',' '\n' <<<"$ETCD_ENDPOINTS" | grep -c .)" --floors "$ETCD_UPGRADE_FLOORS" \
+      $final <<<"$status") || rc=$?
+    [ "$rc" = 3 ] || break
+    [ $((asked++)) -gt 0 ] || echo "$said"
+    sleep "${POLL_SECONDS:-1}"
+  done
+  [ -z "$said" ] || echo "$said"
+  [ "$rc" = 0 ] || exit 1
 }
-# The patch level each minor must reach before the next ($ETCD_UPGRADE_FLOORS,
-# "5=32 6=11": config/versions.py ETCD_LINES, each with its source).
-declare -A ETCD_MIN_PATCH=()
-for floor in $ETCD_UPGRADE_FLOORS; do ETCD_MIN_PATCH[${floor%%=*}]=${floor#*=}; done
+# $ETCD_UPGRADE_FLOORS ("5=32 6=11"): the patch level each minor must reach
+# before the next (config/versions.py ETCD_LINES, each with its source).
 check_upgrade
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

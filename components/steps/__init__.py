@@ -24,12 +24,13 @@ LIB_DIR = "/usr/local/lib/hakube"
 LIBS = {
     "common.sh": HERE / "common.sh",
     "etcd.sh": COMPONENTS / "etcd" / "lib.sh",
+    "etcd.py": COMPONENTS / "etcd" / "decide.py",     # run by etcd.sh's etcd_decide, not sourced
 }
 STEP_MARK = "# hakube step: "
 
 
 def lib_line(name: str, lib_dir: str = LIB_DIR) -> str:
-    if name not in LIBS:
+    if name not in LIBS or not name.endswith(".sh"):
         raise ValueError(f"unknown helper {name!r}; known: {', '.join(LIBS)}")
     return f". {lib_dir}/{name}\n"
 

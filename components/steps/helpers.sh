@@ -1,7 +1,8 @@
-# Install hakube's shell helpers (stdin: "#=== hakube-lib NAME" sections) in
-# $LIB_DIR, where every step sources them. Each is checked by `bash -n` before
-# it replaces the one in use; unchanged files are left alone. Runs before any
-# other step of this node; needs nothing but bash and coreutils.
+# Install hakube's helpers (stdin: "#=== hakube-lib NAME" sections) in
+# $LIB_DIR, where every step finds them. Each is checked (`bash -n`, or
+# Python's compile for a .py) before it replaces the one in use; unchanged
+# files are left alone. Runs before any other step of this node; needs bash,
+# coreutils and python3 (which cloud-init itself runs on).
 # Its stdout is this machine's id alone (/var/lib/hakube/machine-id, made once
 # per root disk): every later step of the node carries it in its text.
 work=$(mktemp -d)
@@ -14,7 +15,11 @@ install -d -m 0755 "$LIB_DIR"
 changed=""
 for file in "$work"/*; do
   name=$(basename "$file")
-  if ! out=$(bash -n "$file" 2>&1); then
+  case $name in
+    *.py) check=(python3 -c 'import sys; compile(open(sys.argv[1]).read(), sys.argv[1], "exec")' "$file") ;;
+    *) check=(bash -n "$file") ;;
+  esac
+  if ! out=$("${check[@]}" 2>&1); then
     echo "helper $name does not parse; the installed one is unchanged: $out" >&2
     exit 1
   fi

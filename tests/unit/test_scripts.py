@@ -17,8 +17,9 @@ from components import steps
 
 COMPONENTS = Path(steps.__file__).resolve().parents[1]
 SCRIPTS = sorted(p for p in COMPONENTS.rglob("*.sh"))
-LIBS = {name: path for name, path in steps.LIBS.items()}
+LIBS = {name: path for name, path in steps.LIBS.items() if name.endswith(".sh")}
 REFERENCED = re.compile(r"\$\{?([A-Z][A-Z0-9_]*)\b")
+BASH_OWN = {"BASH_SOURCE", "SECONDS", "RANDOM", "BASH_REMATCH", "PIPESTATUS"}   # set by bash itself
 ASSIGNED = re.compile(r"^\s*(?:local |declare -A |export )?([A-Z][A-Z0-9_]*)=", re.M)
 
 
@@ -26,7 +27,7 @@ def values_for(text: str) -> dict:
     """A stand-in value for each UPPER_CASE variable a script reads and no
     helper or the script itself assigns: what its step's prelude provides."""
     libs = "".join(p.read_text() for p in LIBS.values())
-    return {n: "x" for n in set(REFERENCED.findall(text)) - set(ASSIGNED.findall(text + libs))}
+    return {n: "x" for n in set(REFERENCED.findall(text)) - set(ASSIGNED.findall(text + libs)) - BASH_OWN}
 
 
 def test_every_script_is_found():
