@@ -152,16 +152,25 @@ kubeconfig: outputs
 lab-releases: tools deps
 	$(PY) -m tests.tools.etcd_release .lab
 
-# Every tier: pure render/config tests, the resource graph, and the lab (real
-# hosts; needs root, systemd-nspawn and debootstrap, see README). Native
-# tracebacks: pytest's own (it parses test sources again) can crash on
+# Every tier, as CI runs it: unit (pure, render and real validators, the
+# releases `make tools` builds), graph (the program under mocks and the
+# engine model), real (the Pulumi CLI) and the lab (real hosts; needs root,
+# systemd-nspawn and debootstrap, see README); then the profile (tests/conftest.py).
+# Native tracebacks: pytest's own (it parses test sources again) can crash on
 # Python 3.11.7 ("AST constructor recursion depth mismatch") and hide the failure.
+# The unit, graph and real tiers run on both cores (pytest-xdist, a module
+# per process); the lab runs alone after them, its timings undisturbed.
+PYTEST := $(PY) -m pytest -q -p no:cacheprovider --tb=native --durations=10
+PARALLEL := -n 2 --dist loadfile
 test: deps lab-releases
-	$(PY) -m pytest -q -p no:cacheprovider --tb=native tests/unit tests/graph tests/real tests/lab
+	$(PYTEST) $(PARALLEL) tests/unit tests/graph tests/real
+	$(PYTEST) tests/lab
 
-# Without the lab: seconds, no root needed.
-test-fast: deps lab-releases
-	$(PY) -m pytest -q -p no:cacheprovider tests/unit tests/graph tests/real
+# The unit and graph tiers with no Go build, no root and no lab: tests that
+# need `make tools` builds are skipped and listed (-rs), and so are the real
+# and lab tiers.
+test-fast: deps
+	HAKUBE_TIER=fast $(PYTEST) $(PARALLEL) -rs tests/unit tests/graph
 
 # The lab stack, up and left running to explore (prints how to reach each host).
 lab: deps lab-releases

@@ -117,6 +117,10 @@ def network_config(spec: Spec, node: NodeSpec) -> str:
                 "set-name": "eth0",
                 "dhcp4": False,
                 "dhcp6": False,
+                # IPv4 only: no waiting for a router advertisement. Where none
+                # comes (libvirt's default NAT network), systemd-networkd-wait-online
+                # held every boot 12 s for one, and cloud-init and sshd behind it.
+                "accept-ra": False,
                 "addresses": addresses(spec, node),
                 # `to: default` is netplan-only; cloud-init before 23.x parses only CIDRs.
                 "routes": [{"to": "0.0.0.0/0", "via": str(spec.network.gateway)}],

@@ -13,7 +13,9 @@ machine rebuilds nothing and a changed wrapper or Go rebuilds that tool only.
 Adding an etcd release: copy tools/etcd/v<an existing one>/ to
 tools/etcd/v<new>/, set every go.etcd.io/etcd/* require in its go.mod to the
 new version (3.5 also needs raft/v3 and client/v2 v2.305.<patch>), run
-`go mod tidy` there, and add its tag's short commit to ETCD_GIT_SHA.
+`go mod tidy` there, and add its tag's short commit to ETCD_GIT_SHA. A
+wrapper that requires only server/v3 (3.5.31: the proxy serves no clients at
+that tag) builds `etcd` alone.
 
 Adding a Kubernetes release: `python3 tools/build.py --new-kubernetes
 v1.<minor>.<patch>` writes tools/kubernetes/v<version>/ from that release's
@@ -49,6 +51,7 @@ DEFAULT_CACHE = Path(os.environ.get("HAKUBE_TOOLS_CACHE", "/var/cache/hakube-too
 # (`etcd --version` prints it as "Git SHA"). Read from etcd-io/etcd's tags;
 # a tag newer than the copy read here gets "unknown" rather than a guess.
 ETCD_GIT_SHA = {
+    "3.5.31": "5ddacc1f",
     "3.5.33": "9f4b1254",
     "3.6.14": "fc04cf70",
 }
@@ -63,7 +66,7 @@ class Tool:
     ldflags: tuple[str, ...] = ()
     tags: str = ""
     extra: dict[str, str] = field(default_factory=dict)   # output file -> file in a module's zip ("<module>:<path>")
-    pack: str = ""             # "etcd": lay the binaries out as an upstream release tarball
+    pack: str = ""             # "etcd": lay the binaries out as an upstream release tarball; "etcd-server": etcd alone
 
 
 def required_version(wrapper: Path, module: str) -> str:
@@ -91,14 +94,15 @@ def tools() -> list[Tool]:
             continue
         v = required_version(wrapper, "go.etcd.io/etcd/server/v3").lstrip("v")
         sha = ETCD_GIT_SHA.get(v, "unknown")
+        # A wrapper builds the mains it requires. One whose clients the proxy
+        # does not serve (3.5.31) builds the server alone; the lab packs it
+        # with a newer patch's clients (tests/tools/etcd_release.py).
+        mains = {b: m for b, m in ETCD_MAINS.items() if _requires(wrapper, m)}
         out.append(Tool(
-            f"etcd-v{v}", wrapper, v,
-            {"etcd": "go.etcd.io/etcd/server/v3",
-             "etcdctl": "go.etcd.io/etcd/etcdctl/v3",
-             "etcdutl": "go.etcd.io/etcd/etcdutl/v3"},
+            f"etcd-v{v}", wrapper, v, mains,
             # scripts/build_lib.sh: CGO off, -trimpath -installsuffix=cgo, the Git SHA symbol.
             ldflags=(f"-X=go.etcd.io/etcd/api/v3/version.GitSHA={sha}",),
-            pack="etcd",
+            pack="etcd" if len(mains) == len(ETCD_MAINS) else "etcd-server",
         ))
     for wrapper in sorted((HERE / "kubernetes").iterdir(), key=lambda p: _vkey(p.name)):
         if not (wrapper / "go.mod").exists():
@@ -138,6 +142,14 @@ def kubernetes_version_ldflags(version: str, build_date: str | None = None) -> l
 def release_time(wrapper: Path, module: str) -> str:
     return json.loads(subprocess.run(["go", "list", "-m", "-json", module], cwd=wrapper, env=go_env(),
                                      check=True, capture_output=True, text=True).stdout)["Time"]
+
+
+ETCD_MAINS = {"etcd": "go.etcd.io/etcd/server/v3", "etcdctl": "go.etcd.io/etcd/etcdctl/v3",
+              "etcdutl": "go.etcd.io/etcd/etcdutl/v3"}
+
+
+def _requires(wrapper: Path, module: str) -> bool:
+    return re.search(rf"^\s*(?:require\s+)?{re.escape(module)} v", (wrapper / "go.mod").read_text(), re.M) is not None
 
 
 def _vkey(name: str) -> tuple[int, ...]:
@@ -225,7 +237,7 @@ def link(tool: Tool, built: Path, bin_dir: Path) -> None:
     <bin_dir>/../etcd/v<version> (bin/ and an upstream-layout release/), for
     the lab's release server and the tests that start real etcd; each
     Kubernetes binary as <bin_dir>/../kubernetes/v<version>/<binary>."""
-    if tool.pack == "etcd":
+    if tool.pack in ("etcd", "etcd-server"):
         _symlink(bin_dir.parent / "etcd" / f"v{tool.version}", built)
         return
     if tool.pack == "kubernetes":

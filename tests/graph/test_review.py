@@ -22,7 +22,7 @@ from tests.harness import ROOT
 from tests.plan import Planner
 
 GOLDEN = Path(__file__).parent / "golden"
-SKIP = shutil.ignore_patterns(".git", ".venv", ".lab", "__pycache__", ".pulumi-state", ".pytest_cache", "*.key")
+SKIP = shutil.ignore_patterns(".git", ".venv", ".lab", ".tools", "__pycache__", ".pulumi-state", ".pytest_cache", "*.key")
 KEY_A = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIReviewKeyAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA review-a"
 KEY_B = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIReviewKeyBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB review-b"
 
@@ -91,7 +91,18 @@ def base(tmp_path_factory):
     return work, root, report
 
 
+HEADS: dict[str, tuple[dict, dict]] = {}
+
+
 def head_for(name: str, tmp_path: Path, base) -> tuple[dict, dict]:
+    """(base report, head report) of a change, run once per session: the
+    golden test and the engine-model test read the same two reports."""
+    if name not in HEADS:
+        HEADS[name] = _head_for(name, tmp_path, base)
+    return HEADS[name]
+
+
+def _head_for(name: str, tmp_path: Path, base) -> tuple[dict, dict]:
     work, base_root, base_report = base
     edit_base, edit_head, _ = CHANGES[name]
     if edit_base is not None:           # a base of its own

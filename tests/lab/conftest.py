@@ -62,19 +62,13 @@ def lab():
 
 
 @pytest.fixture(scope="module")
-def lab_pair():
-    """The lab stack with a keepalived pair of load balancers."""
-    yield from lab_fixture("lab, 2 load balancers", {"nodes": {"loadBalancer": {"count": 2}}})
-
-
-@pytest.fixture(scope="module")
 def lab_day2():
-    """Day two: a 3-member cluster on etcd 3.5.1 (upgraded to 3.5.33, 3.6 and 3.7,
+    """Day two: a 3-member cluster on etcd 3.5.31 (upgraded to 3.5.33, 3.6 and 3.7,
     grown to 5 and shrunk to 3 by the tests), one control plane. Backups off:
     the scenarios count restarts and PIDs."""
     yield from lab_fixture("day two lab", {
         # the smallest quota hakube allows, so NOSPACE is reachable; defragment from 1 MiB
-        "etcd": {"version": "3.5.1", "backup": {"enabled": False}, "quotaBackendBytes": 64 * 1024**2,
+        "etcd": {"version": "3.5.31", "backup": {"enabled": False}, "quotaBackendBytes": 64 * 1024**2,
                  "maintenance": {"defragMinBytes": 1024**2}},
         "nodes": {"controlPlane": {"count": 1}},
     })

@@ -8,6 +8,7 @@ only when that list changes.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import re
 import shutil
@@ -51,7 +52,8 @@ def mirror() -> str:
 
 
 def image_key() -> str:
-    return hashlib.sha256(("\n".join([SUITE, *PACKAGES])).encode()).hexdigest()[:12]
+    """Its packages and the image-wide settings (_prepare's own text)."""
+    return hashlib.sha256(("\n".join([SUITE, *PACKAGES, inspect.getsource(_prepare)])).encode()).hexdigest()[:12]
 
 
 def build(log=sys.stderr) -> Path:
@@ -88,6 +90,13 @@ def _prepare(root: Path) -> None:
     # networkd renders the hosts' network-config; no ifupdown in the image.
     subprocess.run(["chroot", str(root), "systemctl", "enable", "systemd-networkd.service"],
                    check=True, capture_output=True)
+    # hakube's network-config says `accept-ra: false` (IPv4 only): netplan
+    # honours it, bookworm's cloud-init 22.4 drops it when it renders
+    # networkd's file, so the image tells networkd itself, for the file
+    # cloud-init writes. Without it each boot waited 12 s for an RA.
+    ra = root / "etc/systemd/network/10-cloud-init-eth0.network.d"
+    ra.mkdir(parents=True, exist_ok=True)
+    (ra / "hakube-no-ra.conf").write_text("[Network]\nIPv6AcceptRA=no\n")
     # Every host is given its identity by cloud-init, not by the image.
     for f in ("etc/hostname", "etc/machine-id"):
         (root / f).write_text("")

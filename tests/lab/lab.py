@@ -162,7 +162,7 @@ class Lab:
         version would refuse it, as it should)."""
         etcd = dict(self.raw.get("etcd") or {})
         version = str(etcd.get("version", versions.etcd_default())).lstrip("v")
-        if "sha256" not in etcd and version in etcd_release.built_versions():
+        if "sha256" not in etcd and etcd_release.lab_built(version):
             etcd["sha256"] = etcd_release.built_sha256(version)
             return {**self.raw, "etcd": etcd}
         return self.raw

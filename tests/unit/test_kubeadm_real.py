@@ -21,6 +21,7 @@ from config import load, raw_from_stack_file, versions
 from tests.conftest import ROOT
 from tests.tools import kubernetes_release
 
+pytestmark = pytest.mark.tools
 STACKS = sorted(p.name.split(".")[1] for p in ROOT.glob("Pulumi.*.yaml"))
 # Well-formed join credentials ([a-z0-9]{6}.[a-z0-9]{16}, sha256 of a CA's
 # public key): validation reads their shape, not their truth.

@@ -27,24 +27,36 @@ from tests.tools import etcd_release
 BINARIES = Path(os.environ.get("HAKUBE_ETCD_BIN_DIR", ROOT / ".lab" / "etcd-bin"))
 
 
+def _clients(version: str) -> Path:
+    try:
+        return etcd_release.clients_bin(version)
+    except SystemExit:          # not built (make test-fast): the test is skipped, or fails saying so
+        return etcd_release.built_bin(version)
+
+
 def etcd_builds():
-    """(version, etcd, etcdctl) for each real etcd we have here."""
+    """(version, etcd, etcdctl) for each real etcd to run: Debian's when it is
+    installed, and (marked `tools`: `make test-fast` skips them) upstream 3.5.1
+    (`make lab-releases`) and each release `make tools` builds."""
     out = []
     if shutil.which("etcd") and shutil.which("etcdctl"):
-        out.append(("3.4.23", shutil.which("etcd"), shutil.which("etcdctl")))
+        out.append(pytest.param("3.4.23", shutil.which("etcd"), shutil.which("etcdctl"), id="3.4.23"))
     up = BINARIES / "v3.5.1"
-    if (up / "etcd").exists():
-        out.append(("3.5.1", str(up / "etcd"), str(up / "etcdctl")))
-    for v in etcd_release.built_versions():
-        out.append((v, str(etcd_release.built_bin(v) / "etcd"), str(etcd_release.built_bin(v) / "etcdctl")))
+    out.append(pytest.param("3.5.1", str(up / "etcd"), str(up / "etcdctl"), id="3.5.1", marks=pytest.mark.tools))
+    for v in etcd_release.wrapped_versions():
+        out.append(pytest.param(v, str(etcd_release.built_bin(v) / "etcd"), str(_clients(v) / "etcdctl"),
+                                id=v, marks=pytest.mark.tools))
     return out
 
 
+@pytest.mark.tools
 def test_the_releases_hakube_installs_are_here_to_test():
     """`make tools` builds the default release and one of each line the
     upgrade path crosses; the tests below run each of them."""
     from config import versions
     built = etcd_release.built_versions()
+    assert sorted({*built, *etcd_release.server_only_versions()}, key=lambda v: tuple(map(int, v.split(".")))) \
+        == etcd_release.wrapped_versions(), "run `make tools`"
     assert versions.etcd_default() in built, built
     assert {v.rsplit(".", 1)[0] for v in built} >= {"3.5", "3.6", "3.7"}, built
 
@@ -62,7 +74,7 @@ def free(port: int, host: str) -> bool:
         return s.connect_ex((host, port)) != 0
 
 
-@pytest.mark.parametrize("version,etcd,etcdctl", etcd_builds(), ids=[b[0] for b in etcd_builds()])
+@pytest.mark.parametrize("version,etcd,etcdctl", etcd_builds())
 def test_rendered_config_is_served_by_real_etcd(version, etcd, etcdctl, tmp_path):
     spec = loopback_spec(version)
     node = spec.topology.etcd[0]
@@ -134,7 +146,7 @@ def test_rendered_config_is_served_by_real_etcd(version, etcd, etcdctl, tmp_path
         log.close()
 
 
-@pytest.mark.parametrize("version,etcd,etcdctl", etcd_builds(), ids=[b[0] for b in etcd_builds()])
+@pytest.mark.parametrize("version,etcd,etcdctl", etcd_builds())
 def test_every_key_hakube_writes_is_a_flag_of_the_release_it_runs(version, etcd, etcdctl):
     """etcd reads its config file leniently (yaml.Unmarshal: a key it does
     not know is dropped without a word), so a release serving the file

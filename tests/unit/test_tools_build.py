@@ -7,12 +7,17 @@ import importlib.util
 import shutil
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 spec = importlib.util.spec_from_file_location("tools_build", ROOT / "tools" / "build.py")
 build = importlib.util.module_from_spec(spec)
 sys.modules["tools_build"] = build       # dataclasses look their module up
 spec.loader.exec_module(build)
+
+
+pytestmark = pytest.mark.tools    # Go itself, and the wrappers' builds
 
 
 def test_every_wrapper_names_its_version_and_the_default_etcd_is_one_of_them():
@@ -63,3 +68,12 @@ def test_kubernetes_binaries_are_stamped_with_their_release():
         for pkg in ("k8s.io/client-go/pkg/version", "k8s.io/component-base/version"):
             assert f"-X {pkg}.gitVersion=v{tool.version} " in flags + " "
             assert f"-X {pkg}.gitMinor={tool.version.split('.')[1]} " in flags + " "
+
+
+def test_a_wrapper_that_requires_only_the_server_builds_etcd_alone():
+    """3.5.31: the proxy serves server/v3 at that tag but no etcdctl/etcdutl;
+    its wrapper builds `etcd` and is no release tarball of its own."""
+    tools = {t.name: t for t in build.tools()}
+    assert set(tools["etcd-v3.5.31"].packages) == {"etcd"} and tools["etcd-v3.5.31"].pack == "etcd-server"
+    assert set(tools["etcd-v3.5.33"].packages) == {"etcd", "etcdctl", "etcdutl"} and tools["etcd-v3.5.33"].pack == "etcd"
+    assert "-X=go.etcd.io/etcd/api/v3/version.GitSHA=5ddacc1f" in tools["etcd-v3.5.31"].ldflags
