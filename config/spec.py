@@ -161,6 +161,9 @@ class KubernetesSpec:
     audit_max_size_mb: int = 100
     # where kubeadm pulls the control plane's images from ("" = its default)
     image_repository: str = ""
+    # nodes on cgroup v1 may run kubelet: from 1.35 it refuses v1 unless told
+    # (failCgroupV1), and kubeadm's SystemVerification fails there
+    allow_cgroup_v1: bool = False
 
     @property
     def endpoint(self) -> str:
@@ -609,6 +612,7 @@ def _kubernetes(s: Section, network: NetworkSpec, stack: str) -> KubernetesSpec:
         s.problems.add(s.key("imageRepository"),
                        f"{images!r} is not an image repository: a registry host (and port) with an optional "
                        "path, no scheme, e.g. registry.example.internal:5000/k8s")
+    allow_cgroup_v1 = s.boolean("allowCgroupV1", False)
     s.finish()
     return KubernetesSpec(version=version, minor=minor, kubeadm_api=api, bootstrap=bootstrap,
                           vip=vip, api_port=api_port, pod_subnet=pod, service_subnet=svc,
@@ -619,7 +623,8 @@ def _kubernetes(s: Section, network: NetworkSpec, stack: str) -> KubernetesSpec:
                           encryption_provider=encryption_provider, encryption_keys=tuple(keys) or ("key1",),
                           audit_enabled=audit_enabled, audit_max_age_days=audit_age,
                           audit_max_backups=audit_backups, audit_max_size_mb=audit_size,
-                          image_repository=images.rstrip("/") if isinstance(images, str) else "")
+                          image_repository=images.rstrip("/") if isinstance(images, str) else "",
+                          allow_cgroup_v1=bool(allow_cgroup_v1))
 
 
 def _etcd(s: Section, stack: str) -> EtcdSpec:

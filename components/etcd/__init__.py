@@ -226,7 +226,8 @@ class EtcdCluster(pulumi.ComponentResource):
                 f"{name}-recover-{source.name}", source.connection, step_script("recover", {
                     **gate, "ETCD_DATA_DIR": etcd.data_dir, "ETCD_ENDPOINTS": ",".join(self.endpoints),
                     "MEMBER_NAME": source.name, "MEMBER_PEER_URL": node.peer_url,
-                    "MEMBER_CLIENT_URL": node.client_url, "ETCD_CONFIG_FILE": payload.CONFIG_FILE}),
+                    "MEMBER_CLIENT_URL": node.client_url, "ETCD_CONFIG_FILE": payload.CONFIG_FILE,
+                    "RECOVER_TOKEN": f"{etcd.cluster_token}-recovered"}),
                 parent=self, after=[x for x in (s.install, s.certs, s.config, s.unit, s.firewall) if x is not None])
         self.converge = list(firewalls)
         for member in args.members:

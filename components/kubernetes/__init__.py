@@ -53,6 +53,14 @@ def script(name: str, values: dict) -> str:
     return steps.step_script(HERE / f"{name}.sh", values)
 
 
+def cgroup_values(spec: Spec) -> dict:
+    """What kubeadm_cgroup_args reads (init and join): nothing unless the
+    stack allows cgroup v1, so other stacks' steps keep their text."""
+    if not spec.kubernetes.allow_cgroup_v1:
+        return {}
+    return {"ALLOW_CGROUP_V1": 1, "CGROUP_V1_PREFLIGHT": payload.CGROUP_V1_PREFLIGHT}
+
+
 RENEW_JOB = "hakube-kubeadm-certs-renew"
 
 
@@ -146,7 +154,8 @@ def join(parent: pulumi.Resource, name: str, spec: Spec, node: Node, *, first: N
         lambda out: payload.join_config_yaml(spec, n, json.loads(out), control_plane)))
     keep = [f[0] for f in KUBEADM_ETCD_FILES] + [f[0] for f in payload.SHARED_CERTS] if control_plane else []
     joined = command(parent, name, node, "kubeadm-join", script("join", {
-        "CONTROL_PLANE": int(control_plane), "ADMIN_USER": spec.ssh.user, "KEEP_FILES": " ".join(keep)}),
+        "CONTROL_PLANE": int(control_plane), "ADMIN_USER": spec.ssh.user, "KEEP_FILES": " ".join(keep),
+        **cgroup_values(spec)}),
         stdin=join_cfg, secret=True, after=[token, *([shared_certs] if shared_certs else []), *after])
     leave(parent, name, spec, node, first=first, joined=joined)
     return make_step(f"{name}-{first.name}-join-done-{node.name}", first, done_script,
@@ -269,7 +278,7 @@ class ControlPlane(pulumi.ComponentResource):
         self.init = command(self, name, first, "kubeadm-init", script("init", {
             "KUBEADM_CONFIG": payload.KUBEADM_CONFIG, "ADMIN_USER": spec.ssh.user,
             "ETCD_ENDPOINTS": ",".join(args.etcd.endpoints),
-            "KEEP_FILES": " ".join(f[0] for f in KUBEADM_ETCD_FILES)}),
+            "KEEP_FILES": " ".join(f[0] for f in KUBEADM_ETCD_FILES), **cgroup_values(spec)}),
             after=[*ready[first.name], config, args.api_ready])
         self.cni = command(self, name, first, "cni", script("cni", {
             "CNI_PLUGIN": k8s.cni.plugin, "CNI_URL": payload.cni_manifest_url(spec),

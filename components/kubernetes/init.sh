@@ -15,7 +15,9 @@ if [ -n "$(ls -A /etc/kubernetes/manifests 2>/dev/null)" ]; then
   # shellcheck disable=SC2086 # a list of paths
   kubeadm_reset_keeping $KEEP_FILES
 fi
-if ! kubeadm init --config "$KUBEADM_CONFIG" >"$log" 2>&1; then
+cgroup_args=$(kubeadm_cgroup_args) || exit 1
+# shellcheck disable=SC2086 # none or one flag
+if ! kubeadm init --config "$KUBEADM_CONFIG" $cgroup_args >"$log" 2>&1; then
   echo "kubeadm init failed on $(hostname); the end of $log:" >&2
   grep -v -E 'certificate-key|--token|discovery-token' "$log" | tail -n 40 >&2
   exit 1

@@ -22,7 +22,9 @@ fi
 for path in $KEEP_FILES; do
   [ -s "$path" ] || { echo "$path is missing: its step did not run on $(hostname)" >&2; exit 1; }
 done
-if ! kubeadm join --config "$cfg" >"$log" 2>&1; then
+cgroup_args=$(kubeadm_cgroup_args) || exit 1
+# shellcheck disable=SC2086 # none or one flag
+if ! kubeadm join --config "$cfg" $cgroup_args >"$log" 2>&1; then
   echo "kubeadm join failed on $(hostname); the end of $log:" >&2
   tail -n 40 "$log" >&2
   exit 1

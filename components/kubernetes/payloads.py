@@ -157,12 +157,25 @@ def init_configuration(spec: Spec, node: NodeSpec) -> dict:
     }
 
 
-def kubelet_configuration() -> dict:
-    return {
+# the kubeadm preflight check that fails on a cgroup v1 node once kubelet is
+# 1.35 or newer, whatever its configuration says (k8s.io/system-validators)
+CGROUP_V1_PREFLIGHT = "SystemVerification"
+# kubelet's failCgroupV1 arrived in 1.31 (default true from 1.35); an older
+# kubelet runs on cgroup v1 unasked and does not know the key
+FAIL_CGROUP_V1_SINCE = 31
+
+
+def kubelet_configuration(spec: Spec) -> dict:
+    """Every kubelet's configuration: kubeadm init uploads it for the whole
+    cluster, so joins carry none."""
+    doc = {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
         "cgroupDriver": "systemd",
     }
+    if spec.kubernetes.allow_cgroup_v1 and spec.kubernetes.minor >= FAIL_CGROUP_V1_SINCE:
+        doc["failCgroupV1"] = False
+    return doc
 
 
 def join_configuration(spec: Spec, node: NodeSpec, *, token: str, ca_cert_hash: str,
@@ -199,7 +212,7 @@ def dump(*docs: dict) -> str:
 
 
 def init_config_yaml(spec: Spec, node: NodeSpec) -> str:
-    return dump(cluster_configuration(spec), init_configuration(spec, node), kubelet_configuration())
+    return dump(cluster_configuration(spec), init_configuration(spec, node), kubelet_configuration(spec))
 
 
 def join_config_yaml(spec: Spec, node: NodeSpec, credentials: Mapping[str, str], control_plane: bool) -> str:
@@ -221,18 +234,20 @@ def practice_commands(spec: Spec) -> list[str]:
     """What the learner runs next in practice mode (the seed's exam steps)."""
     cps = spec.topology.control_planes
     first, others = cps[0], cps[1:]
+    # on cgroup v1 nodes (kubernetes.allowCgroupV1) kubeadm's SystemVerification fails
+    v1 = f" --ignore-preflight-errors={CGROUP_V1_PREFLIGHT}" if spec.kubernetes.allow_cgroup_v1 else ""
     cmds = [
         f"ssh {spec.ssh.user}@{first.ip}   # {first.name}: certs in {PRACTICE_CERTS_DIR}, "
         f"config in {PRACTICE_CONFIG}, etcd client certs already at kubeadm's paths",
-        f"sudo kubeadm init --config {PRACTICE_CONFIG} --upload-certs",
+        f"sudo kubeadm init --config {PRACTICE_CONFIG} --upload-certs{v1}",
         "mkdir -p ~/.kube && sudo cp /etc/kubernetes/admin.conf ~/.kube/config && sudo chown $(id -u):$(id -g) ~/.kube/config",
         f"kubectl apply -f {cni_manifest_url(spec)}   # set the pod CIDR to {spec.kubernetes.pod_subnet}",
     ]
     cmds += [f"on {n.name} ({n.ip}): sudo kubeadm join {spec.kubernetes.endpoint} --control-plane "
-             "--token ... --discovery-token-ca-cert-hash ... --certificate-key ...   # from kubeadm init's output"
+             f"--token ... --discovery-token-ca-cert-hash ... --certificate-key ...{v1}   # from kubeadm init's output"
              for n in others]
     cmds += [f"on {n.name} ({n.ip}): sudo kubeadm join {spec.kubernetes.endpoint} --token ... "
-             "--discovery-token-ca-cert-hash ..." for n in spec.topology.workers]
+             f"--discovery-token-ca-cert-hash ...{v1}" for n in spec.topology.workers]
     cmds.append("kubectl get nodes   # every node Ready; kubectl -n kube-system get pods | grep etcd finds nothing")
     return cmds + upgrade_commands(spec)
 

@@ -68,6 +68,25 @@ not_ready() {
   echo "$out"
 }
 
+# kubeadm_cgroup_args -> the flags kubeadm init/join needs on this node's
+# cgroups, or a refusal naming the key. kubelet 1.35+ refuses cgroup v1 unless
+# its configuration says failCgroupV1: false, and kubeadm's SystemVerification
+# then still fails: hakube renders the one and skips the other only where
+# hakube:kubernetes.allowCgroupV1 says so, and only on a v1 node.
+kubeadm_cgroup_args() {
+  local fs
+  fs=$(stat -fc %T /sys/fs/cgroup 2>/dev/null || echo unknown)
+  [ "$fs" = cgroup2fs ] && return 0
+  if [ "${ALLOW_CGROUP_V1:-}" != 1 ]; then
+    echo "$(hostname) runs cgroup v1 (/sys/fs/cgroup is $fs, not cgroup2fs): kubelet 1.35 and later refuse" >&2
+    echo "it, and kubeadm was not run. Boot the node with cgroup v2 (Ubuntu 22.04 and later do by default;" >&2
+    echo "systemd.unified_cgroup_hierarchy=1 on the kernel command line), or set" >&2
+    echo "hakube:kubernetes.allowCgroupV1: true and run pulumi up again." >&2
+    return 1
+  fi
+  echo "--ignore-preflight-errors=$CGROUP_V1_PREFLIGHT"
+}
+
 # kubeadm_reset_keeping FILE...: `kubeadm reset -f` (a half-done init or
 # join), keeping the named files: reset empties /etc/kubernetes/pki, where
 # hakube's own steps put the etcd client certs and a control plane's shared

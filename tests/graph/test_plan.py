@@ -599,3 +599,20 @@ def test_turning_monitoring_on_installs_the_exporter_on_members_and_control_plan
     off = p.up(lambda raw: raw.pop("monitoring"))
     assert {n: o for n, o in ops(off).items() if n.endswith("-metrics")} == metrics and off.deleted == []
     assert all("METRICS=0" in s.script for s in off.steps if s.name.endswith("-metrics"))
+
+
+def test_allowing_cgroup_v1_runs_each_kubeadm_step_again_which_finds_its_node_done():
+    """kubernetes.allowCgroupV1 on a running cluster: the kubeadm config file
+    on the first control plane is rewritten, and the init and each join step
+    updates (their scripts now pass kubeadm_cgroup_args its key); each runs
+    and finds its node already initialized or joined. Nothing is replaced,
+    no other script runs, and a second run is quiet."""
+    p = fresh()
+    run = p.up(lambda raw: raw.setdefault("kubernetes", {}).update(allowCgroupV1=True))
+    assert not [name for name, op in ops(run).items() if op not in ("same", "update")], ops(run)
+    names = sorted(name for name, _, _ in ran(run))
+    assert names == sorted(["hakube-cp-master-01-kubeadm-config", "hakube-cp-master-01-kubeadm-init",
+                            "hakube-cp-master-02-kubeadm-join", "hakube-cp-master-03-kubeadm-join"]), names
+    init = next(s for s in run.steps if s.name == "hakube-cp-master-01-kubeadm-init")
+    assert "ALLOW_CGROUP_V1=1" in init.script and "CGROUP_V1_PREFLIGHT=SystemVerification" in init.script
+    assert not [name for name, _, _ in ran(p.up(lambda raw: None))]

@@ -1063,11 +1063,16 @@ def voting_members(lab, node="etcd-01") -> dict[str, dict]:
     return {m.get("name", ""): m for m in json.loads(out)["members"]}
 
 
-def test_lost_quorum_two_member_hosts_destroyed_recovered_from_the_survivor(lab):
-    check_lost_quorum_recovery(lab)
+def test_lost_quorum_two_member_hosts_destroyed_recovered_from_the_survivor_whose_wal_lags(lab):
+    check_lost_quorum_recovery(lab, wal_behind=True)
 
 
-def check_lost_quorum_recovery(lab, on: str = ""):
+def applied_index(lab, node: str = "etcd-01") -> int:
+    status = json.loads(ok(lab, node, sudo(f"{HC} --endpoints=https://127.0.0.1:2379 endpoint status -w json")))
+    return int(status[0]["Status"]["raftAppliedIndex"])
+
+
+def check_lost_quorum_recovery(lab, on: str = "", wal_behind: bool = False):
     """Under the write loop: etcd.recover.from set while the quorum answers is
     refused and changes nothing. Then etcd-02 and etcd-03 are destroyed (power
     and disk); a rebuild of etcd-02 alone is refused (its empty member would
@@ -1075,7 +1080,14 @@ def check_lost_quorum_recovery(lab, on: str = ""):
     cluster of etcd-01's data in one run, in which the rebuilt etcd-02 joins
     as a learner and is promoted; rebuilding etcd-03 makes three voters. Every
     write acknowledged before the loss and present on the survivor is there
-    afterwards; a plain run then runs nothing."""
+    afterwards; a plain run then runs nothing.
+
+    wal_behind: the survivor's WAL lost its tail but its database did not (an
+    unclean crash): etcd-01's WAL is put back to a copy taken before its last
+    few hundred entries. etcd refuses --force-new-cluster there (etcd #22686:
+    3.6.14 panics and leaves a WAL no start can read), and the recovery makes
+    the one-member cluster from etcd-01's database file instead, with a new
+    member ID and every key."""
     from .test_day_two import WriteLoop
     pid = ok(lab, "etcd-01", "systemctl show -p MainPID --value etcd").strip()
     lab.raw["etcd"] = {**lab.raw["etcd"], "recover": {"from": "etcd-01"}}
@@ -1088,9 +1100,19 @@ def check_lost_quorum_recovery(lab, on: str = ""):
 
     with WriteLoop(lab) as loop:
         time.sleep(2)
+        if wal_behind:
+            # etcd-01's WAL as of now, kept; then etcd-01 applies 100 entries more
+            ok(lab, "etcd-01", sudo("systemctl stop etcd && rm -rf /var/tmp/wal-then && "
+                                    "cp -a /var/lib/etcd/member/wal /var/tmp/wal-then && systemctl start etcd"))
+            then = applied_index(lab)
+            deadline = time.monotonic() + 60
+            while applied_index(lab) < then + 100:
+                assert time.monotonic() < deadline, "etcd-01 applied no new entries in 60 s"
+                time.sleep(1)
         t_loss = now_ms(lab)
         for node in ("etcd-02", "etcd-03"):
             destroy_host(lab, node)
+        t_gone = now_ms(lab)
         time.sleep(3)
         survivor = ok(lab, "etcd-01", sudo(f"{HC} --endpoints=https://127.0.0.1:2379 get quorum/ --prefix "
                                            "--keys-only --consistency=s"))
@@ -1102,6 +1124,9 @@ def check_lost_quorum_recovery(lab, on: str = ""):
         assert "refusing to start etcd-02 with no data" in err.value.output, err.value.output
         assert "hakube:etcd.recover.from" in err.value.output
 
+        if wal_behind:
+            ok(lab, "etcd-01", sudo("systemctl stop etcd && rm -rf /var/lib/etcd/member/wal && "
+                                    "mv /var/tmp/wal-then /var/lib/etcd/member/wal"))
         lab.raw["etcd"] = {**lab.raw["etcd"], "recover": {"from": "etcd-01"}}
         t0, since = time.monotonic(), len(lab.mocks.steps)
         lab.apply()
@@ -1110,21 +1135,28 @@ def check_lost_quorum_recovery(lab, on: str = ""):
         assert ran.index("hakube-etcd-recover-etcd-01") < ran.index("hakube-etcd-etcd-02-start"), ran
         recover = next(s for s in lab.mocks.steps[since:] if s.name == "hakube-etcd-recover-etcd-01")
         assert "is a one-member cluster at revision" in recover.stdout, recover.stdout
+        made_from_db = "was made anew from the database file" in recover.stdout
+        assert made_from_db == wal_behind, recover.stdout
+        if wal_behind:
+            refusal = re.search(r"etcd: (state.commit \d+ is out of range \[\d+, \d+\]|"
+                                r"adjusted commit index \d+ exceeds the last WAL entry index \d+)", recover.stdout)
+            assert refusal, recover.stdout
+            TIMINGS[f"lost quorum{on}: etcd refused --force-new-cluster ({refusal.group(1)}); made from its db"] = 0.0
         t0 = time.monotonic()
         lab.apply(replace=[lab.outputs["rebuildTargets"]["etcd-03"]], rebuild="etcd-03")
         TIMINGS[f"lost quorum{on}: rebuild of etcd-03 (joins, promoted)"] = time.monotonic() - t0
     lines = loop.lines
     acked_before = {i for i, r, t, _ in lines if r == "ok" and t < t_loss}
-    after = [t for _, r, t, _ in lines if r == "ok" and t > t_loss]
+    after = [t for _, r, t, _ in lines if r == "ok" and t > t_gone]
     assert after, "no write was acknowledged after the recovery"
-    TIMINGS[f"lost quorum{on}: no write accepted, from the loss to the first after recovery (a refused rebuild, then the recovery run)"] = (after[0] - t_loss) / 1000
+    TIMINGS[f"lost quorum{on}: no write accepted, from the loss to the first after recovery (a refused rebuild, then the recovery run)"] = (after[0] - t_gone) / 1000
     acked, failed, lost = loop.verdict()
     lost_before = sorted((acked_before & on_survivor) & set(lost))
     assert not lost_before, lost_before[:20]
     assert not lost, lost[:20]                  # none acked after the recovery either
     members = voting_members(lab)
     assert sorted(members) == list(ETCD) and not any(m.get("isLearner") for m in members.values()), members
-    assert members["etcd-01"]["ID"] == old_id
+    assert (members["etcd-01"]["ID"] != old_id) == wal_behind, (old_id, members)
     TIMINGS[f"lost quorum{on}: writes acked {acked}, failed {failed} (no quorum), lost 0"] = 0.0
     since = len(lab.mocks.steps)
     lab.apply()

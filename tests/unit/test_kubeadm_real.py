@@ -39,7 +39,8 @@ def variants(stack: str) -> list[tuple[str, dict]]:
         out += [("bootstrap-no-encryption", {"bootstrap": True, "encryption": {"enabled": False}}),
                 ("bootstrap-audit-images", {"bootstrap": True, "audit": {"enabled": True},
                                             "imageRepository": "registry.example.internal:5000/k8s"}),
-                ("practice-images", {"bootstrap": False, "imageRepository": "registry.example.internal/mirror"})]
+                ("practice-images", {"bootstrap": False, "imageRepository": "registry.example.internal/mirror"}),
+                ("bootstrap-cgroup-v1", {"bootstrap": True, "allowCgroupV1": True})]
     return out
 
 

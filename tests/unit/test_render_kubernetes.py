@@ -18,7 +18,7 @@ DOCUMENTED = {
                              "controlPlaneEndpoint", "networking", "etcd", "apiServer", "imageRepository"},
     "InitConfiguration": {"apiVersion", "kind", "localAPIEndpoint", "nodeRegistration"},
     "JoinConfiguration": {"apiVersion", "kind", "discovery", "nodeRegistration", "controlPlane"},
-    "KubeletConfiguration": {"apiVersion", "kind", "cgroupDriver"},
+    "KubeletConfiguration": {"apiVersion", "kind", "cgroupDriver", "failCgroupV1"},
 }
 EXTERNAL_ETCD_FIELDS = {"endpoints", "caFile", "certFile", "keyFile"}
 NODE_REGISTRATION_FIELDS = {"name", "criSocket", "kubeletExtraArgs", "taints"}
@@ -93,6 +93,28 @@ def test_image_repository_is_where_kubeadm_pulls_from():
     spec = load(raw, "dev")
     cluster = next(yaml.safe_load_all(kp.init_config_yaml(spec, spec.topology.control_planes[0])))
     assert cluster["imageRepository"] == "registry.example.internal:5000/k8s"
+
+
+def test_cgroup_v1_is_allowed_only_by_its_key():
+    """kubernetes.allowCgroupV1: kubelet's failCgroupV1: false in the init
+    file's KubeletConfiguration (1.31 and later; older kubelets have no such
+    key), and the learner's kubeadm commands skip SystemVerification. Without
+    it, neither."""
+    def kubelet(version, allow):
+        raw = raw_from_stack_file(ROOT / "Pulumi.dev.yaml")
+        raw["kubernetes"] = {"version": version, **({"allowCgroupV1": allow} if allow is not None else {})}
+        spec = load(raw, "dev")
+        docs = list(yaml.safe_load_all(kp.init_config_yaml(spec, spec.topology.control_planes[0])))
+        return next(d for d in docs if d["kind"] == "KubeletConfiguration"), kp.practice_commands(spec)
+    for version in ("1.36.4", "1.37.2", "1.31.0"):
+        doc, commands = kubelet(version, True)
+        assert doc["failCgroupV1"] is False, version
+        assert sum("--ignore-preflight-errors=SystemVerification" in c for c in commands) >= 3
+        for allow in (None, False):
+            doc, commands = kubelet(version, allow)
+            assert "failCgroupV1" not in doc and not any("ignore-preflight" in c for c in commands)
+    doc, _ = kubelet("1.30.6", True)
+    assert "failCgroupV1" not in doc
 
 
 def test_haproxy_cfg_passes_haproxy_check(tmp_path):

@@ -473,3 +473,23 @@ def test_a_recovery_is_refused_while_a_quorum_answers_or_with_no_data_and_a_reco
     res, calls = _run_recover(tmp_path / "d", data=True, active=True, members=["etcd-01"])
     assert res.returncode == 0 and "is a one-member cluster that answers: recovered" in res.stdout, res.stderr
     assert "stop" not in calls
+
+
+@pytest.mark.parametrize("fs,values,rc,flags,says", [
+    ("cgroup2fs", {}, 0, "", ""),
+    ("cgroup2fs", {"ALLOW_CGROUP_V1": 1, "CGROUP_V1_PREFLIGHT": "SystemVerification"}, 0, "", ""),
+    ("tmpfs", {}, 1, "", "hakube:kubernetes.allowCgroupV1: true"),
+    ("tmpfs", {"ALLOW_CGROUP_V1": 1, "CGROUP_V1_PREFLIGHT": "SystemVerification"}, 0,
+     "--ignore-preflight-errors=SystemVerification", ""),
+])
+def test_kubeadm_runs_on_cgroup_v1_only_when_the_stack_allows_it(fs, values, rc, flags, says):
+    """What kubeadm init and join get on a node (kubeadm_cgroup_args, before
+    either runs): nothing on cgroup v2; on v1 (/sys/fs/cgroup a tmpfs) a
+    refusal naming the key, or, with the key, SystemVerification skipped."""
+    stat = f'stat() {{ [ "$*" = "-fc %T /sys/fs/cgroup" ] && echo {fs}; }}\n'
+    body = steps.prelude(values) + LIBS["common.sh"].read_text() + stat + "kubeadm_cgroup_args\n"
+    res = _run_body(body)
+    assert (res.returncode, res.stdout.strip()) == (rc, flags), res.stderr
+    assert says in res.stderr
+    if rc:
+        assert f"/sys/fs/cgroup is {fs}" in res.stderr
