@@ -67,6 +67,7 @@ class Tool:
     tags: str = ""
     extra: dict[str, str] = field(default_factory=dict)   # output file -> file in a module's zip ("<module>:<path>")
     pack: str = ""             # "etcd": lay the binaries out as an upstream release tarball; "etcd-server": etcd alone
+    cgo: bool = False          # built with cgo, linked statically (gcc and libc6-dev)
 
 
 def required_version(wrapper: Path, module: str) -> str:
@@ -108,22 +109,67 @@ def tools() -> list[Tool]:
         if not (wrapper / "go.mod").exists():
             continue
         v = required_version(wrapper, "k8s.io/kubernetes")
-        for binary in KUBERNETES_BINARIES:
+        for binary in KUBERNETES_BINARIES if v != LAB_KUBERNETES else KUBERNETES_COMMANDS:
             out.append(Tool(
                 f"{binary}-{v}", wrapper, v.lstrip("v"),
                 {binary: f"k8s.io/kubernetes/cmd/{binary}"},
                 ldflags=("-s", "-w", *kubernetes_version_ldflags(v)),
                 pack="kubernetes",
             ))
+    for name, (module, mains, stamp) in NODE_TOOLS.items():
+        wrapper = HERE / "node" / name
+        v = required_version(wrapper, module) if module else "v" + NODE_OWN_VERSION
+        cgo = name in NODE_CGO
+        out.append(Tool(name, wrapper, v.lstrip("v"), dict(mains),
+                        ldflags=("-s", "-w", *([stamp.format(v=v)] if stamp else []),
+                                 *(["-extldflags=-static"] if cgo else [])), pack="node", cgo=cgo))
     return out
 
 
-# The Kubernetes commands each tools/kubernetes/v<version>/ wrapper pins (its
-# go.sum covers them all), and those built today, each cached on its own so
-# that building one more rebuilds no other.
+# The Kubernetes commands a tools/kubernetes/v<version>/ wrapper pins (its
+# go.sum covers them; wrappers written before kube-proxy was built pin the
+# other six), and those built, each cached on its own so that building one
+# more rebuilds no other.
 KUBERNETES_COMMANDS = ("kubeadm", "kubelet", "kube-apiserver", "kube-controller-manager",
-                       "kube-scheduler", "kubectl")
+                       "kube-scheduler", "kubectl", "kube-proxy")
 KUBERNETES_BINARIES = ("kubeadm",)
+# The release the lab runs for real gets every command; the others get
+# kubeadm alone (hakube's configs are validated by it, not run).
+LAB_KUBERNETES = "v1.36.3"
+
+# What a Kubernetes node runs beside the Kubernetes binaries, each from its
+# wrapper tools/node/<name>/: name -> (module, {binary: main package}, the
+# -X stamp of its version). Linked as .tools/node/<binary>.
+CNI = "github.com/containernetworking/plugins/plugins"
+NODE_TOOLS = {
+    "crictl": ("sigs.k8s.io/cri-tools", {"crictl": "sigs.k8s.io/cri-tools/cmd/crictl"},
+               "-X sigs.k8s.io/cri-tools/pkg/version.Version={v}"),
+    # the plugins kubeadm's nodes and Flannel's config call (bridge, host-local,
+    # loopback, portmap)
+    "cni-plugins": ("github.com/containernetworking/plugins",
+                    {b: f"{CNI}/{kind}/{b}" for kind, b in (("main", "bridge"), ("main", "loopback"),
+                                                            ("ipam", "host-local"), ("meta", "portmap"))},
+                    "-X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion={v}"),
+    # Flannel's own CNI plugin (it reads /run/flannel/subnet.env and hands the
+    # pod to bridge and host-local): github.com/flannel-io/cni-plugin is refused
+    # by the proxy; containernetworking/plugins carried the same plugin until
+    # v0.9.1 (meta/flannel), which the proxy serves.
+    "cni-flannel": ("github.com/containernetworking/plugins", {"flannel": f"{CNI}/meta/flannel"},
+                    "-X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion={v}"),
+    "flannel": ("github.com/flannel-io/flannel", {"flanneld": "github.com/flannel-io/flannel"},
+                "-X github.com/flannel-io/flannel/pkg/version.Version={v}"),
+    # the release kubeadm 1.36 deploys (constants.CoreDNSVersion)
+    "coredns": ("github.com/coredns/coredns", {"coredns": "github.com/coredns/coredns"},
+                "-X github.com/coredns/coredns/coremain.GitCommit={v}"),
+    # a pod sandbox's process: hakube's own (tools/node/pause/main.go)
+    "pause": ("", {"pause": "hakube.local/tools/node-pause"}, "-X main.version={v}"),
+}
+# Built with cgo as upstream builds them: flannel's UDP backend is C on amd64
+# (its Makefile: CGO_ENABLED=1, -extldflags "-static").
+NODE_CGO = ("flannel",)
+# the version the pause image is tagged with: the one kubeadm 1.36 asks for
+# (constants.PauseVersion), so kubelet and containerd find it under that name
+NODE_OWN_VERSION = "3.10.2"
 
 
 def kubernetes_version_ldflags(version: str, build_date: str | None = None) -> list[str]:
@@ -165,7 +211,8 @@ def cache_key(tool: Tool, gover: str) -> str:
     for f in sorted(tool.wrapper.iterdir()):
         if f.is_file():
             h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
-    h.update(json.dumps([tool.packages, tool.ldflags, tool.tags, tool.extra, tool.pack, gover]).encode())
+    h.update(json.dumps([tool.packages, tool.ldflags, tool.tags, tool.extra, tool.pack, gover]
+                        + (["cgo"] if tool.cgo else [])).encode())
     return h.hexdigest()[:12]
 
 
@@ -180,6 +227,8 @@ def build(tool: Tool, dest: Path) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "bin").mkdir(parents=True)
     env = go_env()
+    if tool.cgo:
+        env["CGO_ENABLED"] = "1"
     ldflags = list(tool.ldflags)
     if tool.pack == "kubernetes":
         ldflags += [f for f in kubernetes_version_ldflags(f"v{tool.version}",
@@ -244,6 +293,11 @@ def link(tool: Tool, built: Path, bin_dir: Path) -> None:
         # Several minors side by side: .tools/kubernetes/v<version>/<binary>.
         for f in (built / "bin").iterdir():
             _symlink(bin_dir.parent / "kubernetes" / f"v{tool.version}" / f.name, f)
+        return
+    if tool.pack == "node":
+        # What the lab's nodes get, never this machine's PATH (crictl, flanneld ...)
+        for f in (built / "bin").iterdir():
+            _symlink(bin_dir.parent / "node" / f.name, f)
         return
     for f in (built / "bin").iterdir():
         _symlink(bin_dir / f.name, f)

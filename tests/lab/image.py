@@ -34,6 +34,9 @@ LAB_PACKAGES = [
     "containerd",
     # The off-host step installs Debian's rclone when missing (etcd.backup.offsite), likewise.
     "rclone",
+    # What the kubelet package depends on beyond the image (pkgs.k8s.io's
+    # kubelet does too): apt on a user's node fetches them from its mirror.
+    "iptables", "ebtables", "ethtool",
 ]
 # Every package a node's cloud-init asks for is already in the image: the lab
 # hosts have no mirror, and cloud-init's install finds them installed.

@@ -30,6 +30,7 @@ from engine import Engine, provider_deletes
 from config.stackfile import raw_from_stack_file
 from tests.harness import ROOT, Run, run_program, unwrap
 from tests.tools import etcd_release
+from tools import kubernetes_repo
 
 from . import image
 from .offsite import OffsiteStore
@@ -40,6 +41,7 @@ from .ssh import Ssh
 STACK = "lab"
 BRIDGE = "hklab0"
 RELEASES = ROOT / ".lab" / "etcd-release"
+PACKAGES = ROOT / ".lab" / "kubernetes-repo"
 SSH_DIR = LAB_ROOT / "ssh"
 ACCESS_DIR = ROOT / ".lab" / "access"
 # `pulumi up`'s default parallelism: 4 x the CPU count (ENGINE.md). Each
@@ -48,27 +50,36 @@ PARALLEL = 4 * (os.cpu_count() or 1)
 
 
 class ReleaseServer:
-    """Serves .lab/etcd-release under the stack's etcd downloadUrl, on the
-    lab bridge's address only."""
+    """Serves .lab/etcd-release under the stack's etcd downloadUrl and the
+    Kubernetes package repository (.lab/kubernetes-repo, made by
+    tools/kubernetes_repo.py) under its kubernetes.packageRepository, on the
+    lab bridge's address only and one port."""
 
-    def __init__(self, url: str, bridge_ip: str):
-        parsed = urlparse(url)
-        if parsed.hostname != bridge_ip:
-            raise RuntimeError(f"the lab serves etcd on its bridge ({bridge_ip}), not {parsed.hostname}: "
-                               f"fix hakube:etcd.downloadUrl in Pulumi.lab.yaml")
-        prefix = parsed.path.rstrip("/")
+    def __init__(self, spec, bridge_ip: str):
+        served = {}                      # URL path prefix -> directory
+        port = None
+        for key, url, directory in (("etcd.downloadUrl", spec.etcd.download_url, RELEASES),
+                                    ("kubernetes.packageRepository", spec.kubernetes.package_repo, PACKAGES)):
+            parsed = urlparse(url)
+            if parsed.hostname != bridge_ip or (port is not None and (parsed.port or 80) != port):
+                raise RuntimeError(f"the lab serves {key} on its bridge ({bridge_ip}:{port or parsed.port or 80}),"
+                                   f" not {parsed.netloc}: fix hakube:{key} in Pulumi.lab.yaml")
+            port = parsed.port or 80
+            served[parsed.path.rstrip("/")] = directory
 
         class Handler(http.server.SimpleHTTPRequestHandler):
             def translate_path(self, path):
-                if not path.startswith(prefix + "/"):
-                    return str(RELEASES / "__nothing__")
-                return super().translate_path(path[len(prefix):])
+                for prefix, directory in served.items():
+                    if path.startswith(prefix + "/"):
+                        rel = super().translate_path(path[len(prefix):])
+                        return str(directory / Path(rel).relative_to(RELEASES))
+                return str(RELEASES / "__nothing__")
 
             def log_message(self, *args):
                 pass
 
         handler = functools.partial(Handler, directory=str(RELEASES))
-        self.server = http.server.ThreadingHTTPServer((bridge_ip, parsed.port or 80), handler)
+        self.server = http.server.ThreadingHTTPServer((bridge_ip, port), handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def start(self):
@@ -115,9 +126,13 @@ class Lab:
         root = image.build()
         self.timings["image"] = time.monotonic() - t0
         etcd_release.build(ROOT / ".lab")
+        t0 = time.monotonic()
+        if not kubernetes_repo.make(PACKAGES, ROOT / ".tools", ROOT / ".lab" / "gnupg"):
+            raise RuntimeError("no Kubernetes release with a kubelet in .tools/kubernetes: run make tools")
+        self.timings["packages"] = time.monotonic() - t0
         down_all(quiet=True)
         self.bridge.up()
-        self.server = ReleaseServer(self.spec.etcd.download_url, str(self.spec.network.gateway))
+        self.server = ReleaseServer(self.spec, str(self.spec.network.gateway))
         self.server.start()
         if self.offsite:
             self.timings["offsite_store"] = self.offsite.boot(root, self.ssh)

@@ -64,7 +64,6 @@ NOT_REAL = ("pulumi:providers:libvirt", "libvirt:index/network:Network")
 NOT_RUN = {
     "-kernel": "a container shares this machine's kernel: it cannot load br_netfilter "
                "or set kernel-wide sysctls (this machine has no loadable modules at all)",
-    "-kube-packages": "no Kubernetes package repository is reachable from these machines",
 }
 
 

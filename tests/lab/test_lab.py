@@ -71,6 +71,35 @@ def test_endpoint_health_from_a_control_plane_with_kubeadm_paths(lab):
     assert "/etc/kubernetes/pki/apiserver-etcd-client.crt" in env
 
 
+def test_the_package_step_installs_the_release_from_the_package_repository(lab):
+    """hakube's package step, as on a user's node, on each control plane:
+    kubernetes.packageRepository is a signed repository in pkgs.k8s.io's
+    layout (the lab's: packages of binaries built from Go modules,
+    tools/kubernetes_repo.py). kubeadm, kubelet and kubectl at the stack's
+    version, held; cri-tools and kubernetes-cni come as their dependencies;
+    kubelet's unit runs kubelet with kubeadm's drop-in, enabled."""
+    version = lab.spec.kubernetes.version
+    step = next(s for s in lab.mocks.steps if s.name == "hakube-cp-master-01-kube-packages")
+    assert f"installed kubeadm/kubelet/kubectl {version}-0hakube1 (was: none)" in step.stdout, step.stdout
+    for node in ("master-01", "master-02"):
+        out = ok(lab, node, sudo(
+            "kubeadm version -o short; kubelet --version; kubectl version --client | head -1; crictl --version; "
+            "apt-mark showhold | sort | paste -sd' '; "
+            "dpkg-query -W -f '${Package} ${Version}\\n' cri-tools kubernetes-cni; "
+            "systemctl is-enabled kubelet; systemctl show -p ExecStart --value kubelet; "
+            "ls /opt/cni/bin | paste -sd' '"))
+        lines = out.splitlines()
+        assert lines[:4] == [f"v{version}", f"Kubernetes v{version}", f"Client Version: v{version}",
+                             "crictl version v1.36.0"], out
+        assert lines[4] == "kubeadm kubectl kubelet", out
+        assert lines[5:7] == ["cri-tools 1.36.0-0hakube1", "kubernetes-cni 1.10.0-0hakube1"], out
+        assert lines[7] == "enabled", out
+        # the drop-in's ExecStart, the unit's reset: kubelet reads what kubeadm writes
+        assert "argv[]=/usr/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS " \
+               "$KUBELET_EXTRA_ARGS ;" in lines[8], out
+        assert lines[9] == "bridge host-local loopback portmap", out
+
+
 def test_clients_without_a_cert_or_with_another_cas_cert_are_refused(lab):
     ep = f"https://{ips(lab)['etcd-01']}:2379"
     # no client certificate: TLS handshake refused

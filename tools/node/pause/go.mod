@@ -1,0 +1,3 @@
+module hakube.local/tools/node-pause
+
+go 1.24
