@@ -100,18 +100,21 @@ ETCD_LINES: dict[int, tuple[str, int | None, str]] = {
 ETCD_SOURCE = "kubespray checksums.yml @46dbdd39 (2026-08-21)"
 
 # Kubernetes minor -> (kubeadm config API hakube renders, the etcd line it is
-# tested with, where confirmed). v1beta4 arrived in 1.31; v1beta3 is what
-# 1.22-1.30 read.
+# tested with, the pause image kubeadm names, where confirmed). v1beta4
+# arrived in 1.31; v1beta3 is what 1.22-1.30 read. The pause version is
+# kubeadm's constants.PauseVersion, read in k8s.io/kubernetes v1.29.6,
+# v1.30.14, v1.31.14, v1.32.13, v1.33.13, v1.34.4, v1.35.4, v1.36.3 and v1.37.2:
+# containerd's pod sandboxes use it, so the node never fetches a second one.
 KUBERNETES = {
-    29: ("v1beta3", "3.5", "kubeadm v1beta3 reference"),
-    30: ("v1beta3", "3.5", "kubeadm v1beta3 reference"),
-    31: ("v1beta4", "3.5", "kubeadm v1beta4 reference"),
-    32: ("v1beta4", "3.5", "kubeadm v1beta4 reference"),
-    33: ("v1beta4", "3.5", "kubeadm v1beta4 reference"),
-    34: ("v1beta4", "3.5", "KUBESPRAY etcd_supported_versions['1.34']"),
-    35: ("v1beta4", "3.6", "KUBESPRAY etcd_supported_versions['1.35']"),
-    36: ("v1beta4", "3.6", "KUBESPRAY etcd_supported_versions['1.36'], kubeadm 1.36.0-1.36.4"),
-    37: ("v1beta4", "3.7", "K8S_137: v1beta3 removed, default etcd 3.7"),
+    29: ("v1beta3", "3.5", "3.9", "kubeadm v1beta3 reference"),
+    30: ("v1beta3", "3.5", "3.9", "kubeadm v1beta3 reference"),
+    31: ("v1beta4", "3.5", "3.10", "kubeadm v1beta4 reference"),
+    32: ("v1beta4", "3.5", "3.10", "kubeadm v1beta4 reference"),
+    33: ("v1beta4", "3.5", "3.10", "kubeadm v1beta4 reference"),
+    34: ("v1beta4", "3.5", "3.10.1", "KUBESPRAY etcd_supported_versions['1.34']"),
+    35: ("v1beta4", "3.6", "3.10.1", "KUBESPRAY etcd_supported_versions['1.35']"),
+    36: ("v1beta4", "3.6", "3.10.2", "KUBESPRAY etcd_supported_versions['1.36'], kubeadm 1.36.0-1.36.4"),
+    37: ("v1beta4", "3.7", "3.10.2", "K8S_137: v1beta3 removed, default etcd 3.7"),
 }
 # KUBESPRAY kubeadm_checksums: the newest patch it pins. Not 1.37: its etcd
 # line (3.7) has no pinned checksums here, and 1.36 is paired with the
@@ -122,6 +125,11 @@ CNI = {   # plugin -> (default version, source)
     "calico": ("3.31.7", "KUBESPRAY calicoctl_binary_checksums (newest)"),
     "flannel": ("0.28.4", "KUBESPRAY flannel_version"),
 }
+
+
+def pause_version(minor: int) -> str:
+    """The pause image's tag kubeadm of this minor names."""
+    return KUBERNETES[minor][2]
 
 
 def newest_pinned(minor: int | None = None) -> str | None:
@@ -157,9 +165,9 @@ def table() -> str:
     for minor, (status, floor, source) in sorted(ETCD_LINES.items()):
         out.append(f"  3.{minor}: {status}" + (f"; 3.{minor}.{floor}+ before 3.{minor + 1}" if floor else "")
                    + f"  ({source})")
-    out.append("Kubernetes (minor: kubeadm config API, etcd line, source):")
-    for minor, (api, line, source) in sorted(KUBERNETES.items()):
-        out.append(f"  1.{minor}: {api}, etcd {line}.x  ({source})"
+    out.append("Kubernetes (minor: kubeadm config API, etcd line, pause image, source):")
+    for minor, (api, line, pause, source) in sorted(KUBERNETES.items()):
+        out.append(f"  1.{minor}: {api}, etcd {line}.x, pause {pause}  ({source})"
                    + (f"   (default {KUBERNETES_DEFAULT})" if KUBERNETES_DEFAULT.startswith(f"1.{minor}.") else ""))
     out.append("CNI (default version, source):")
     for plugin, (version, source) in CNI.items():

@@ -41,7 +41,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 
-def _build_module():
+def build_module():
     """tools/build.py (what `make tools` builds), loaded by path: tools/ is
     not a package. One module object per process (its dataclasses look
     their module up by name)."""
@@ -113,7 +113,7 @@ def packages(kube: Path, node: Path) -> list[Package]:
     """The five packages of the release whose binaries are in `kube`
     (.tools/kubernetes/v<version>/) and `node` (.tools/node/)."""
     version = kube.name.lstrip("v")
-    tool = {t.name: t for t in _build_module().tools()}
+    tool = {t.name: t for t in build_module().tools()}
     cni, crictl = tool["cni-plugins"].version, tool["crictl"].version
     return [
         Package("kubeadm", version,

@@ -123,7 +123,8 @@ def prepare_node(parent: pulumi.Resource, name: str, spec: Spec, node: Node) -> 
     k8s = spec.kubernetes
     kernel = command(parent, name, node, "kernel", script("kernel", {}), after=[node.ready])
     runtime = command(parent, name, node, "containerd", script(
-        "containerd", {"CRI_SOCKET": payload.CRI_SOCKET}), after=[kernel])
+        "containerd", {"CRI_SOCKET": payload.CRI_SOCKET, "PAUSE_IMAGE": payload.pause_image(spec)}),
+        after=[kernel])
     packages = command(parent, name, node, "kube-packages", script("packages", {
         "K8S_VERSION": k8s.version, "K8S_MINOR": f"1.{k8s.minor}",
         "K8S_PACKAGE_REPO": k8s.package_repo}), after=[runtime])

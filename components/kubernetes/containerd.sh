@@ -13,6 +13,14 @@ grep -Eq '^[[:space:]]*SystemdCgroup[[:space:]]*=[[:space:]]*true' "$work/config
   echo "containerd's default config has no SystemdCgroup switch to turn on; containerd $(containerd --version)" >&2
   exit 1
 }
+# Pod sandboxes run the pause image kubeadm names for this Kubernetes minor
+# (containerd's own default is older, and kubeadm warns about the mismatch):
+# sandbox_image in containerd 1.x's config, pinned_images.sandbox in 2.x's.
+sed -i -E "s|^([[:space:]]*sandbox_image[[:space:]]*=[[:space:]]*).*|\1\"$PAUSE_IMAGE\"|; s|^([[:space:]]*sandbox[[:space:]]*=[[:space:]]*).*|\1'$PAUSE_IMAGE'|" "$work/config.toml"
+grep -Fq -e "\"$PAUSE_IMAGE\"" -e "'$PAUSE_IMAGE'" "$work/config.toml" || {
+  echo "containerd's default config names no sandbox image to set to $PAUSE_IMAGE; containerd $(containerd --version)" >&2
+  exit 1
+}
 put_file "$work/config.toml" /etc/containerd/config.toml 0644 root:root
 printf 'runtime-endpoint: %s\nimage-endpoint: %s\n' "$CRI_SOCKET" "$CRI_SOCKET" >"$work/crictl.yaml"
 restart=$CHANGED

@@ -11,6 +11,7 @@ from typing import Mapping
 
 import yaml
 
+from config import versions
 from config.spec import Spec
 from config.topology import NodeSpec
 
@@ -47,6 +48,13 @@ def _args(api: str, values: Mapping[str, str]) -> object:
     if api == "v1beta3":
         return dict(values)
     return [{"name": k, "value": v} for k, v in values.items()]
+
+
+def pause_image(spec: Spec) -> str:
+    """The pod sandbox image kubeadm names for the cluster's minor, from the
+    mirror kubeadm pulls from when one is set."""
+    k8s = spec.kubernetes
+    return f"{k8s.image_repository or 'registry.k8s.io'}/pause:{versions.pause_version(k8s.minor)}"
 
 
 def _node_registration(spec: Spec, node: NodeSpec) -> dict:

@@ -110,6 +110,15 @@ def _ifname(prefix: str, name: str) -> str:
     return prefix + hashlib.sha256(name.encode()).hexdigest()[:15 - len(prefix)]
 
 
+# What a host that runs pods needs beyond a VM's defaults, as nspawn options
+# (../shared/notes/real-binaries-2026-12.md has each error they answer):
+KUBELET_NSPAWN = [
+    "--bind=/dev/kmsg",                 # kubelet reads the kernel log
+    "--system-call-filter=@keyring",    # runc gives each container a session keyring
+    "--capability=all",                 # runc and kubelet make namespaces, mounts, cgroups
+]
+
+
 @dataclass
 class Host:
     """One lab host. `boot()` returns once systemd-nspawn is running; the
@@ -124,6 +133,7 @@ class Host:
     disk: Path                      # its Volume's disk (upper/, work/): outlives the host
     process: subprocess.Popen | None = field(default=None, repr=False)
     booted_at: float = 0.0
+    kubelet: bool = False           # a Kubernetes node: runs containerd's pods (KUBELET_NSPAWN)
 
     @property
     def dir(self) -> Path:
@@ -180,13 +190,20 @@ class Host:
                 except OSError:
                     pass                    # a hierarchy that refuses: the others still separate
 
+        extra: list[str] = []
+        if self.kubelet:
+            # containerd's store on this machine's own filesystem (overlayfs
+            # refuses an overlay upper dir as its upper dir), kept with the disk
+            store = self.disk / "containerd"
+            store.mkdir(exist_ok=True)
+            extra = [*KUBELET_NSPAWN, f"--bind={store}:/var/lib/containerd"]
         with open(self.log, "w") as log:
             self.process = subprocess.Popen(
                 ["systemd-nspawn", "--boot", "--quiet", "--register=no", "--keep-unit",
                  f"--machine={self.name}", f"--directory={self.root}",
                  f"--network-interface={self.guest_if}", "--console=read-only",
                  # etcd's unit asks for these; a VM has them.
-                 "--capability=CAP_IPC_LOCK"],
+                 "--capability=CAP_IPC_LOCK", *extra],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True, preexec_fn=own_cgroup)
         self.booted_at = time.monotonic()

@@ -56,7 +56,8 @@ def mirror() -> str:
 
 def image_key() -> str:
     """Its packages and the image-wide settings (_prepare's own text)."""
-    return hashlib.sha256(("\n".join([SUITE, *PACKAGES, inspect.getsource(_prepare)])).encode()).hexdigest()[:12]
+    return hashlib.sha256(("\n".join([SUITE, *PACKAGES, inspect.getsource(_prepare), LAB_CONTAINERD_PRE])
+                           ).encode()).hexdigest()[:12]
 
 
 def build(log=sys.stderr) -> Path:
@@ -85,6 +86,23 @@ def _prune(keep: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
+LAB_CONTAINERD_PRE = """#!/bin/sh
+# containerd's config as the containerd step wrote it, with the lab's changes
+# (tests/lab/image.py says why); cgroup controllers writable for pods.
+set -e
+for c in /sys/fs/cgroup/*/; do
+  case "$c" in */unified/|*/systemd/) continue ;; esac
+  mount -o remount,bind,rw "$c" 2>/dev/null || true
+done
+mkdir -p /run/hakube-lab
+src=/etc/containerd/config.toml
+[ -f "$src" ] || containerd config default >/run/hakube-lab/default.toml
+[ -f "$src" ] || src=/run/hakube-lab/default.toml
+sed -E 's/^([[:space:]]*restrict_oom_score_adj[[:space:]]*=[[:space:]]*)false/\\1true/' "$src" \
+  >/run/hakube-lab/containerd.toml
+"""
+
+
 def _prepare(root: Path) -> None:
     """Image-wide settings; everything per node comes from cloud-init."""
     # cloud-init reads the NoCloud seed each host gets under /var/lib/cloud/seed.
@@ -105,6 +123,21 @@ def _prepare(root: Path) -> None:
         (root / f).write_text("")
     for key in (root / "etc/ssh").glob("ssh_host_*"):
         key.unlink()
+    # containerd on a container host: what a VM does not need, kept out of
+    # the product's config (the containerd step writes /etc/containerd/
+    # config.toml as on a VM; containerd reads a copy with the lab's changes).
+    # - runc cannot raise a process's oom_score_adj here (no process on this
+    #   machine has CAP_SYS_RESOURCE): restrict_oom_score_adj;
+    # - nspawn mounts the cgroup v1 controllers read-only; pods need their own
+    #   cgroups in each (kubepods.slice): mounted writable before containerd.
+    pre = root / "usr/local/sbin/hakube-lab-containerd-config"
+    pre.write_text(LAB_CONTAINERD_PRE)
+    pre.chmod(0o755)
+    dropin = root / "etc/systemd/system/containerd.service.d"
+    dropin.mkdir(parents=True, exist_ok=True)
+    (dropin / "hakube-lab.conf").write_text(
+        "[Service]\nExecStartPre=/usr/local/sbin/hakube-lab-containerd-config\n"
+        "ExecStart=\nExecStart=/usr/bin/containerd --config /run/hakube-lab/containerd.toml\n")
     # Nothing in the lab reaches a package mirror.
     (root / "etc/apt/sources.list").write_text("")
     for f in (root / "etc/apt/sources.list.d").glob("*"):

@@ -30,7 +30,7 @@ from engine import Engine, provider_deletes
 from config.stackfile import raw_from_stack_file
 from tests.harness import ROOT, Run, run_program, unwrap
 from tests.tools import etcd_release
-from tools import kubernetes_repo
+from tools import kubernetes_images, kubernetes_repo
 
 from . import image
 from .offsite import OffsiteStore
@@ -42,6 +42,11 @@ STACK = "lab"
 BRIDGE = "hklab0"
 RELEASES = ROOT / ".lab" / "etcd-release"
 PACKAGES = ROOT / ".lab" / "kubernetes-repo"
+# The container images kubeadm asks for, made here (tools/kubernetes_images.py)
+# and served on the same port under /images: the lab has no registry, so a
+# node's containerd imports them (a registry is Kubernetes part 2's).
+IMAGES = ROOT / ".lab" / "kubernetes-images"
+IMAGES_PATH = "/images"
 SSH_DIR = LAB_ROOT / "ssh"
 ACCESS_DIR = ROOT / ".lab" / "access"
 # `pulumi up`'s default parallelism: 4 x the CPU count (ENGINE.md). Each
@@ -66,6 +71,8 @@ class ReleaseServer:
                                    f" not {parsed.netloc}: fix hakube:{key} in Pulumi.lab.yaml")
             port = parsed.port or 80
             served[parsed.path.rstrip("/")] = directory
+        served[IMAGES_PATH] = IMAGES
+        self.images_url = f"http://{bridge_ip}:{port}{IMAGES_PATH}"
 
         class Handler(http.server.SimpleHTTPRequestHandler):
             def translate_path(self, path):
@@ -117,8 +124,14 @@ class Lab:
             self.secrets.update(self.offsite.secrets())
             self.spec = load(self.raw, STACK)
         self.server: ReleaseServer | None = None
+        self.images: list[tuple[str, Path]] = []    # (name, archive) of kubeadm's images, made at up()
         self.runs: list[Run] = []
         self.timings: dict[str, float] = {}
+
+    def runs_pods(self, domain: str) -> bool:
+        """A domain of a Kubernetes node (a control plane or a worker) of the stack as it is now."""
+        topo = load(self.raw, STACK).topology          # lab.raw changes between runs (nodes added)
+        return any(domain.endswith(f"-{n.name}") for n in (*topo.control_planes, *topo.workers))
 
     # -- lifecycle -----------------------------------------------------------
     def up(self) -> Run:
@@ -129,6 +142,7 @@ class Lab:
         t0 = time.monotonic()
         if not kubernetes_repo.make(PACKAGES, ROOT / ".tools", ROOT / ".lab" / "gnupg"):
             raise RuntimeError("no Kubernetes release with a kubelet in .tools/kubernetes: run make tools")
+        self.images = kubernetes_images.make(IMAGES, ROOT / ".tools", root)
         self.timings["packages"] = time.monotonic() - t0
         down_all(quiet=True)
         self.bridge.up()
@@ -137,7 +151,7 @@ class Lab:
         if self.offsite:
             self.timings["offsite_store"] = self.offsite.boot(root, self.ssh)
             self.log(f"lab: off-host store (SFTP) up at {self.offsite.ip} in {self.timings['offsite_store']:.1f} s")
-        self.mocks = LabMocks(self.bridge, root, self.ssh, log=self.log)
+        self.mocks = LabMocks(self.bridge, root, self.ssh, log=self.log, runs_pods=self.runs_pods)
         t1 = time.monotonic()
         run = self.apply()
         self.timings["bring_up"] = time.monotonic() - t1

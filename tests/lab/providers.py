@@ -114,8 +114,10 @@ class LabMocks(pulumi.runtime.Mocks):
     """The executor of the engine model (engine/monitor.py) in the lab."""
 
     def __init__(self, bridge: Bridge, image: Path, ssh: Ssh,
-                 log: Callable[[str], None] = print):
+                 log: Callable[[str], None] = print, runs_pods: Callable[[str], bool] = lambda domain: False):
+        """`runs_pods(domain name)`: the host is a Kubernetes node (Host.kubelet)."""
         self.bridge, self.image, self.ssh, self.log = bridge, image, ssh, log
+        self.runs_pods = runs_pods
         self.lock = threading.Lock()
         self.cloudinit: dict[str, dict] = {}                        # disk id -> its inputs
         self.disks: dict[str, Path] = {}                            # volume id -> its disk dir
@@ -276,7 +278,7 @@ class LabMocks(pulumi.runtime.Mocks):
             raise StepFailed(f"{name}: its volume {inputs['disks'][0]['volumeId']} does not exist")
         host = Host(name=inputs["name"], mac=inputs["networkInterfaces"][0]["mac"], bridge=self.bridge,
                     user_data=seed["userData"], meta_data=seed["metaData"],
-                    network_config=seed["networkConfig"], disk=disk)
+                    network_config=seed["networkConfig"], disk=disk, kubelet=self.runs_pods(inputs["name"]))
         with self.lock:
             old = self.hosts.pop(host.name, None)
         if old is not None:

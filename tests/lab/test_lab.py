@@ -100,6 +100,45 @@ def test_the_package_step_installs_the_release_from_the_package_repository(lab):
         assert lines[9] == "bridge host-local loopback portmap", out
 
 
+POD = {"metadata": {"name": "hakube-probe", "namespace": "default", "uid": "hakube-probe-1"},
+       # the node's network (no CNI yet); a systemd slice as parent, as kubelet gives one with the systemd driver
+       "linux": {"cgroup_parent": "hakube.slice", "security_context": {"namespace_options": {"network": 2}}},
+       "log_directory": "/var/tmp/probe"}
+PROBE = {"metadata": {"name": "iptables"}, "command": ["/usr/sbin/iptables", "--version"], "log_path": "iptables.log"}
+
+
+def test_each_control_plane_runs_a_pod_from_the_images_made_here(lab):
+    """The images kubeadm asks for, made from the binaries `make tools` built
+    (tools/kubernetes_images.py: one layer each), given to each control
+    plane's containerd (the lab has no registry): `crictl images` lists every
+    image `kubeadm config images list` names for the node's own config. A pod
+    sandbox runs on the pause image the containerd step configured, and a
+    container of the kube-proxy image runs its iptables (nf_tables) there."""
+    version = lab.spec.kubernetes.version
+    url = lab.server.images_url
+    # the init file hakube hands the learner: external etcd, so no etcd image
+    wanted = ok(lab, "master-01", sudo("kubeadm config images list --config /root/kubeadm.yaml")).split()
+    assert not [w for w in wanted if "/etcd:" in w], wanted
+    for node in ("master-01", "master-02"):
+        t0 = time.monotonic()
+        fetch = " && ".join(f"curl -fsS -o /var/tmp/image.tar {url}/{path.name} && "
+                            "ctr -n k8s.io images import /var/tmp/image.tar >/dev/null" for _, path in lab.images)
+        ok(lab, node, sudo(fetch + " && rm -f /var/tmp/image.tar"))
+        TIMINGS[f"images: {len(lab.images)} imported into {node}'s containerd"] = time.monotonic() - t0
+        listed = json.loads(ok(lab, node, sudo("crictl images -o json")))
+        tags = {t for image in listed["images"] for t in image.get("repoTags") or []}
+        assert wanted and set(wanted) <= tags, (sorted(set(wanted) - tags), sorted(tags))
+        assert {name for name, _ in lab.images} <= tags
+    pod, probe = json.dumps(POD), json.dumps({**PROBE, "image": {"image": f"registry.k8s.io/kube-proxy:v{version}"}})
+    out = ok(lab, "master-01", sudo(
+        f"mkdir -p /var/tmp/probe && cd /var/tmp/probe && echo '{pod}' >pod.json && echo '{probe}' >c.json && "
+        "p=$(crictl runp pod.json) && c=$(crictl create $p c.json pod.json) && crictl start $c >/dev/null && "
+        "for i in $(seq 1 30); do [ \"$(crictl inspect -o go-template --template '{{.status.state}}' $c)\" = "
+        "CONTAINER_EXITED ] && break; sleep 1; done; crictl logs $c; "
+        "crictl stopp $p >/dev/null; crictl rmp $p >/dev/null"))
+    assert re.search(r"^iptables v1\.8\.\d+ \(nf_tables\)$", out, re.M), out
+
+
 def test_clients_without_a_cert_or_with_another_cas_cert_are_refused(lab):
     ep = f"https://{ips(lab)['etcd-01']}:2379"
     # no client certificate: TLS handshake refused

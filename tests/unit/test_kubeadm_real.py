@@ -113,3 +113,23 @@ def test_kubeadm_refuses_a_file_whose_first_part_has_no_kind(tmp_path):
     good = kp.init_config_yaml(spec, spec.topology.control_planes[0])
     res = validate(next(iter(BUILT.values())), "# a header\n---\n" + good.split("\n", 1)[1], tmp_path)
     assert res.returncode != 0 and "kind and apiVersion is mandatory" in res.stderr, res
+
+
+@pytest.mark.skipif(not BUILT, reason="no kubeadm built by `make tools`")
+def test_the_pause_image_containerd_gets_is_the_one_kubeadm_names():
+    """containerd's sandbox image (the containerd step, payloads.pause_image)
+    is what each built kubeadm lists for its release, with and without an
+    image repository: the row of versions.KUBERNETES is kubeadm's own."""
+    for version, kubeadm in BUILT.items():
+        minor = int(version.split(".")[1])
+        for repo in ("", "registry.example.internal:5000/k8s"):
+            raw = raw_from_stack_file(ROOT / "Pulumi.dev.yaml")
+            raw["kubernetes"] = {"version": version, **({"imageRepository": repo} if repo else {})}
+            spec = load(raw, "dev")
+            args = ["--kubernetes-version", f"v{version}"] + (["--image-repository", repo] if repo else [])
+            res = subprocess.run([str(kubeadm), "config", "images", "list", *args], capture_output=True, text=True,
+                                 timeout=60)
+            assert res.returncode == 0, res.stderr
+            pause = [line for line in res.stdout.split() if "/pause:" in line]
+            assert pause == [kp.pause_image(spec)], (version, repo, res.stdout)
+            assert versions.pause_version(minor) == pause[0].rsplit(":", 1)[1]

@@ -15,7 +15,7 @@ from tools import kubernetes_repo
 
 pytestmark = pytest.mark.tools
 TOOLS = ROOT / ".tools"
-LAB = kubernetes_repo._build_module().LAB_KUBERNETES.lstrip("v")
+LAB = kubernetes_repo.build_module().LAB_KUBERNETES.lstrip("v")
 MINOR = ".".join(LAB.split(".")[:2])
 
 

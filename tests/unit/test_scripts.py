@@ -493,3 +493,57 @@ def test_kubeadm_runs_on_cgroup_v1_only_when_the_stack_allows_it(fs, values, rc,
     assert says in res.stderr
     if rc:
         assert f"/sys/fs/cgroup is {fs}" in res.stderr
+
+
+# `containerd config default` as containerd 1.6 (Debian bookworm) and 2.x
+# print it, cut to the lines the containerd step edits and their neighbours.
+CONTAINERD_1 = '''version = 2
+[plugins."io.containerd.grpc.v1.cri"]
+    sandbox_image = "registry.k8s.io/pause:3.6"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      sandbox_mode = "podsandbox"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+'''
+CONTAINERD_2 = '''version = 3
+[plugins.'io.containerd.cri.v1.images'.pinned_images]
+      sandbox = 'registry.k8s.io/pause:3.10'
+[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
+          sandboxer = 'podsandbox'
+          [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+            SystemdCgroup = false
+'''
+
+
+@pytest.mark.parametrize("default", [CONTAINERD_1, CONTAINERD_2], ids=["containerd-1.6", "containerd-2"])
+def test_containerd_runs_pods_on_kubeadms_pause_image_and_the_systemd_cgroup_driver(tmp_path, default):
+    """The containerd step's config: SystemdCgroup on, the sandbox image the
+    one kubeadm names (no other key touched: sandbox_mode, sandboxer); a
+    default config without the key fails the step, naming it."""
+    from components.kubernetes import payloads as kp
+    from config import load, raw_from_stack_file
+    spec = load(raw_from_stack_file(COMPONENTS.parent / "Pulumi.dev.yaml"), "dev")
+    pause = kp.pause_image(spec)
+    assert pause == "registry.k8s.io/pause:3.10.2"          # 1.36's kubeadm (versions.KUBERNETES)
+    out = tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "default.toml").write_text(default)
+    stand_ins = f"""
+containerd() {{ if [ "$1" = config ]; then cat {tmp_path}/default.toml; else echo "containerd stand-in"; fi; }}
+systemctl() {{ return 0; }}
+put_file() {{ cp "$1" "{out}/$(basename "$2")"; CHANGED=1; }}
+"""
+    values = {"CRI_SOCKET": f"unix://{tmp_path}/sock", "PAUSE_IMAGE": pause}
+    (tmp_path / "sock").touch()
+    (tmp_path / "sock").unlink()
+    body = _k8s_body(values, "containerd.sh", stand_ins).replace('[ -S "${CRI_SOCKET#unix://}" ]', "true")
+    res = _run_body(body)
+    assert res.returncode == 0, res.stderr
+    config = (out / "config.toml").read_text()
+    assert "SystemdCgroup = true" in config and "SystemdCgroup = false" not in config
+    assert (f'sandbox_image = "{pause}"' if "sandbox_image" in default else f"sandbox = '{pause}'") in config
+    assert config.replace(pause, "X") == default.replace("false", "true").replace(
+        "registry.k8s.io/pause:3.6", "X").replace("registry.k8s.io/pause:3.10", "X"), config
+    (tmp_path / "default.toml").write_text(default.replace("sandbox", "other"))
+    res = _run_body(body)
+    assert res.returncode == 1 and f"names no sandbox image to set to {pause}" in res.stderr

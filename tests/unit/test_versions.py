@@ -69,7 +69,7 @@ def test_a_kubernetes_minor_without_a_row_is_refused_listing_those_there_are():
 
 def test_kubernetes_1_37_renders_v1beta4_the_only_api_it_reads():
     assert dev(kubernetes={"version": "1.37.2"}).kubernetes.kubeadm_api == "v1beta4"
-    assert all(api == "v1beta4" for minor, (api, _, _) in versions.KUBERNETES.items() if minor >= 31)
+    assert all(api == "v1beta4" for minor, (api, _, _, _) in versions.KUBERNETES.items() if minor >= 31)
 
 
 def test_etcd_3_7_is_accepted_and_checked_against_its_sums_file_with_a_warning():
