@@ -11,6 +11,7 @@ leads anywhere else, so lab traffic cannot leave this machine.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -110,6 +111,41 @@ def _ifname(prefix: str, name: str) -> str:
     return prefix + hashlib.sha256(name.encode()).hexdigest()[:15 - len(prefix)]
 
 
+# The machine-wide kernel tunables kubelet writes (its container manager and
+# kubeadm's preflight), kept before a pod host boots and restored at lab down.
+MACHINE_SYSCTLS = ("vm.overcommit_memory", "vm.panic_on_oom", "kernel.panic", "kernel.panic_on_oops",
+                   "kernel.keys.root_maxkeys", "kernel.keys.root_maxbytes")
+SYSCTLS_SAVED = LAB_ROOT / "machine-sysctls.json"
+
+
+def _sysctl_path(key: str) -> Path:
+    return Path("/proc/sys") / key.replace(".", "/")
+
+
+def save_sysctls() -> None:
+    """The machine's values, once per lab (a later host must not save what
+    an earlier one's kubelet already changed)."""
+    if SYSCTLS_SAVED.exists():
+        return
+    SYSCTLS_SAVED.parent.mkdir(parents=True, exist_ok=True)
+    SYSCTLS_SAVED.write_text(json.dumps({k: _sysctl_path(k).read_text().strip() for k in MACHINE_SYSCTLS
+                                         if _sysctl_path(k).exists()}) + "\n")
+
+
+def restore_sysctls() -> dict[str, tuple[str, str]]:
+    """Put back what save_sysctls() kept; returns {key: (was, restored)} of those a host had changed."""
+    if not SYSCTLS_SAVED.exists():
+        return {}
+    changed = {}
+    for key, value in json.loads(SYSCTLS_SAVED.read_text()).items():
+        now = _sysctl_path(key).read_text().strip()
+        if now != value:
+            _sysctl_path(key).write_text(value + "\n")
+            changed[key] = (now, value)
+    SYSCTLS_SAVED.unlink()
+    return changed
+
+
 # What a host that runs pods needs beyond a VM's defaults, as nspawn options
 # (../shared/notes/real-binaries-2026-12.md has each error they answer):
 KUBELET_NSPAWN = [
@@ -197,6 +233,14 @@ class Host:
             store = self.disk / "containerd"
             store.mkdir(exist_ok=True)
             extra = [*KUBELET_NSPAWN, f"--bind={store}:/var/lib/containerd"]
+        env = dict(os.environ)
+        if self.kubelet:
+            # kubelet sets kernel tunables it needs (vm.overcommit_memory,
+            # kernel.panic ...) through /proc/sys, read-only in a container
+            # unless nspawn is told otherwise. Those are this machine's own:
+            # save_sysctls() keeps them first, down_all() puts them back.
+            save_sysctls()
+            env["SYSTEMD_NSPAWN_API_VFS_WRITABLE"] = "1"
         with open(self.log, "w") as log:
             self.process = subprocess.Popen(
                 ["systemd-nspawn", "--boot", "--quiet", "--register=no", "--keep-unit",
@@ -204,7 +248,7 @@ class Host:
                  f"--network-interface={self.guest_if}", "--console=read-only",
                  # etcd's unit asks for these; a VM has them.
                  "--capability=CAP_IPC_LOCK", *extra],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                 start_new_session=True, preexec_fn=own_cgroup)
         self.booted_at = time.monotonic()
 

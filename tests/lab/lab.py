@@ -34,7 +34,7 @@ from tools import kubernetes_images, kubernetes_repo
 
 from . import image
 from .offsite import OffsiteStore
-from .hosts import DISKS_DIR, HOSTS_DIR, LAB_ROOT, Bridge, _cgroup_roots, _remove_cgroup, sh
+from .hosts import DISKS_DIR, HOSTS_DIR, LAB_ROOT, Bridge, _cgroup_roots, _remove_cgroup, restore_sysctls, sh
 from .providers import NOT_RUN, LabMocks
 from .ssh import Ssh
 
@@ -318,6 +318,9 @@ def down_all(quiet: bool = False) -> list[str]:
         for entry in (udev / "data").glob("n*"):
             if entry.name[1:] not in live:
                 entry.unlink()
+    for key, (was, now) in restore_sysctls().items():
+        if not quiet:
+            print(f"restored this machine's {key}: {was} -> {now} (a lab host's kubelet had set it)")
     shutil.rmtree(SSH_DIR, ignore_errors=True)
     shutil.rmtree(DISKS_DIR, ignore_errors=True)
     # Anything still in a lab host's cgroup is a lab host's process whose

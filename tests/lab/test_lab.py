@@ -16,6 +16,7 @@ import ssl
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -100,6 +101,17 @@ def test_the_package_step_installs_the_release_from_the_package_repository(lab):
         assert lines[9] == "bridge host-local loopback portmap", out
 
 
+def import_images(lab, node: str) -> None:
+    """kubeadm's images into the node's containerd, as a pull would put
+    them there (the lab has no registry)."""
+    t0 = time.monotonic()
+    url = lab.server.images_url
+    fetch = " && ".join(f"curl -fsS -o /var/tmp/image.tar {url}/{path.name} && "
+                        "ctr -n k8s.io images import /var/tmp/image.tar >/dev/null" for _, path in lab.images)
+    ok(lab, node, sudo(fetch + " && rm -f /var/tmp/image.tar"))
+    TIMINGS[f"images: {len(lab.images)} imported into {node}'s containerd"] = time.monotonic() - t0
+
+
 POD = {"metadata": {"name": "hakube-probe", "namespace": "default", "uid": "hakube-probe-1"},
        # the node's network (no CNI yet); a systemd slice as parent, as kubelet gives one with the systemd driver
        "linux": {"cgroup_parent": "hakube.slice", "security_context": {"namespace_options": {"network": 2}}},
@@ -115,16 +127,11 @@ def test_each_control_plane_runs_a_pod_from_the_images_made_here(lab):
     sandbox runs on the pause image the containerd step configured, and a
     container of the kube-proxy image runs its iptables (nf_tables) there."""
     version = lab.spec.kubernetes.version
-    url = lab.server.images_url
     # the init file hakube hands the learner: external etcd, so no etcd image
     wanted = ok(lab, "master-01", sudo("kubeadm config images list --config /root/kubeadm.yaml")).split()
     assert not [w for w in wanted if "/etcd:" in w], wanted
     for node in ("master-01", "master-02"):
-        t0 = time.monotonic()
-        fetch = " && ".join(f"curl -fsS -o /var/tmp/image.tar {url}/{path.name} && "
-                            "ctr -n k8s.io images import /var/tmp/image.tar >/dev/null" for _, path in lab.images)
-        ok(lab, node, sudo(fetch + " && rm -f /var/tmp/image.tar"))
-        TIMINGS[f"images: {len(lab.images)} imported into {node}'s containerd"] = time.monotonic() - t0
+        import_images(lab, node)
         listed = json.loads(ok(lab, node, sudo("crictl images -o json")))
         tags = {t for image in listed["images"] for t in image.get("repoTags") or []}
         assert wanted and set(wanted) <= tags, (sorted(set(wanted) - tags), sorted(tags))
@@ -137,6 +144,27 @@ def test_each_control_plane_runs_a_pod_from_the_images_made_here(lab):
         "CONTAINER_EXITED ] && break; sleep 1; done; crictl logs $c; "
         "crictl stopp $p >/dev/null; crictl rmp $p >/dev/null"))
     assert re.search(r"^iptables v1\.8\.\d+ \(nf_tables\)$", out, re.M), out
+
+
+def test_a_pod_host_sets_this_machines_kernel_tunables_and_the_lab_puts_them_back(lab):
+    """A control plane's /proc/sys is writable (kubelet sets vm.overcommit_memory
+    and kernel.panic*), and those keys are this machine's own, not the
+    container's: the lab keeps their values before a pod host boots and puts
+    them back when it goes down (down_all)."""
+    from .hosts import SYSCTLS_SAVED, restore_sysctls, save_sysctls
+    knob = Path("/proc/sys/vm/overcommit_memory")
+    saved = json.loads(SYSCTLS_SAVED.read_text())
+    assert saved["vm.overcommit_memory"] == knob.read_text().strip()
+    other = "1" if saved["vm.overcommit_memory"] != "1" else "0"
+    try:
+        ok(lab, "master-01", sudo(f"sysctl -qw vm.overcommit_memory={other}"))
+        assert knob.read_text().strip() == other                 # the machine's, as kubelet's would be
+        assert restore_sysctls() == {"vm.overcommit_memory": (other, saved["vm.overcommit_memory"])}
+        assert knob.read_text().strip() == saved["vm.overcommit_memory"]
+    finally:
+        if knob.read_text().strip() != saved["vm.overcommit_memory"]:
+            knob.write_text(saved["vm.overcommit_memory"] + "\n")
+        save_sysctls()                                            # for the lab's own teardown
 
 
 def test_clients_without_a_cert_or_with_another_cas_cert_are_refused(lab):
@@ -1292,3 +1320,54 @@ def test_two_to_one_load_balancers_keeps_the_vip_answering_on_one_host(lab):
     assert watch.failures() == 0 and len(watch.probe) > 10, watch.probe[-5:]
     assert watch.overlap_seconds() == 0 and holds_vip(lab, "lb-01")
     assert not [e for e in watch.events("lb-02") if e[1]], "lb-02 took the VIP while leaving"
+
+
+# --- practice mode, as the learner runs it: kubeadm init on the external etcd --
+
+def test_the_learners_kubeadm_init_brings_up_a_control_plane_on_the_external_etcd(lab):
+    """The seed's part 4 as practice mode hands it out: on master-01, the
+    `kubeadm init` line of the nextSteps output, run as printed, with the
+    real kubeadm and kubelet 1.36.3 from the package step and the images
+    given to containerd first. It finishes; master-01 registers (NotReady:
+    no CNI yet); the apiserver, controller manager and scheduler run as
+    static pods and there is no etcd manifest or pod; the apiserver's
+    --etcd-servers are the external members; the cluster's keys are under
+    /registry in the external etcd. Last in this module: kubelet stays up
+    until teardown, and the stand-in apiserver leaves :6443 first."""
+    import_images(lab, "master-01")
+    line = next(c for c in lab.outputs["nextSteps"] if "kubeadm init" in c)
+    command = line.split("#")[0].strip().removeprefix("sudo ")
+    assert "--ignore-preflight-errors=SystemVerification" in command        # kubernetes.allowCgroupV1 (cgroup v1 here)
+    # the stand-in apiserver of the load balancer tests holds :6443; the
+    # kernel step the lab skips sets net.ipv4.ip_forward (this host's netns)
+    ok(lab, "master-01", sudo("systemctl stop 'hakube-standin-*' 2>/dev/null; sysctl -qw net.ipv4.ip_forward=1"))
+    t0 = time.monotonic()
+    # its output carries a join token and a certificate key: shown only on failure
+    res = lab.sh("master-01", sudo(f"{command} >/var/tmp/init.log 2>&1; rc=$?; if [ $rc = 0 ]; then "
+                                   "grep -o 'control-plane has initialized successfully' /var/tmp/init.log; "
+                                   "else tail -40 /var/tmp/init.log; fi; exit $rc"))
+    TIMINGS["practice mode: the learner's kubeadm init on master-01"] = time.monotonic() - t0
+    assert res.rc == 0, res.stdout + res.stderr
+    assert res.stdout.strip() == "control-plane has initialized successfully", res.stdout
+    k = "KUBECONFIG=/etc/kubernetes/admin.conf kubectl "
+    nodes = ok(lab, "master-01", sudo(k + "get nodes --no-headers -o custom-columns=N:.metadata.name,V:.status.nodeInfo.kubeletVersion"))
+    assert nodes.split() == ["master-01", f"v{lab.spec.kubernetes.version}"], nodes
+    deadline = time.monotonic() + 90
+    while True:
+        pods = ok(lab, "master-01", sudo(k + "-n kube-system get pods --no-headers "
+                                         "-o custom-columns=N:.metadata.name,P:.status.phase"))
+        running = {n.rsplit("-master-01", 1)[0] for n, phase in (line.split() for line in pods.splitlines())
+                   if phase == "Running" and n.endswith("-master-01")}
+        if running >= {"kube-apiserver", "kube-controller-manager", "kube-scheduler"} or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert running >= {"kube-apiserver", "kube-controller-manager", "kube-scheduler"}, pods
+    assert "etcd" not in pods, pods
+    manifests = ok(lab, "master-01", sudo("ls /etc/kubernetes/manifests")).split()
+    assert sorted(manifests) == ["kube-apiserver.yaml", "kube-controller-manager.yaml", "kube-scheduler.yaml"]
+    servers = re.search(r"--etcd-servers=(\S+)", ok(lab, "master-01", sudo("cat /etc/kubernetes/manifests/kube-apiserver.yaml")))
+    assert servers and sorted(servers.group(1).split(",")) == sorted(f"https://{ips(lab)[n]}:2379" for n in ETCD)
+    keys = ok(lab, "etcd-01", sudo(f"{HC} --endpoints=https://127.0.0.1:2379 get /registry/namespaces/ --prefix --keys-only"))
+    assert "/registry/namespaces/kube-system" in keys.split(), keys
+    # kubelet's pods would hold the host's shutdown (a container that ignores SIGTERM: 90 s)
+    lab.sh("master-01", sudo("systemctl stop kubelet; crictl rmp -fa >/dev/null 2>&1"))
