@@ -206,9 +206,13 @@ def sign(repo: Path, home: Path) -> None:
     if not gpg(home, "--list-secret-keys", "--with-colons").stdout.strip():
         gpg(home, "--passphrase", "", "--quick-generate-key", "hakube Kubernetes packages", "ed25519", "sign",
             "never")
-    gpg(home, "--armor", "--output", str(repo / "Release.key"), "--export")
-    gpg(home, "--clearsign", "--output", str(repo / "InRelease"), str(repo / "Release"))
-    gpg(home, "--armor", "--detach-sign", "--output", str(repo / "Release.gpg"), str(repo / "Release"))
+    try:
+        gpg(home, "--armor", "--output", str(repo / "Release.key"), "--export")
+        gpg(home, "--clearsign", "--output", str(repo / "InRelease"), str(repo / "Release"))
+        gpg(home, "--armor", "--detach-sign", "--output", str(repo / "Release.gpg"), str(repo / "Release"))
+    finally:
+        # gpg leaves an agent running per home; nothing here needs it after
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], capture_output=True)
 
 
 def make(out: Path, tools_dir: Path, home: Path | None = None) -> list[Path]:
