@@ -30,9 +30,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 try:
-    from tools.kubernetes_repo import build_module
+    from tools.kubernetes_repo import build_module, up_to_date
 except ImportError:                     # run as a script: tools/ is its sys.path[0]
-    from kubernetes_repo import build_module
+    from kubernetes_repo import build_module, up_to_date
 PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # What kube-proxy (iptables and nftables modes) and flanneld run, and the `cp`
 # of Flannel's init containers; iptables is xtables-nft-multi behind links.
@@ -54,7 +54,7 @@ class Image:
         return self.name.replace("/", "_").replace(":", "_") + ".tar"
 
 
-def images(kube: Path, node: Path, flannel_version: str, flannel_cni_tag: str) -> list[Image]:
+def images(kube: Path, node: Path) -> list[Image]:
     v = "v" + kube.name.lstrip("v")
     b = build_module()
     tools = {t.name: t for t in b.tools()}
@@ -65,9 +65,9 @@ def images(kube: Path, node: Path, flannel_version: str, flannel_cni_tag: str) -
     out.append(Image(f"registry.k8s.io/coredns/coredns:v{tools['coredns'].version}",
                      {"/coredns": node / "coredns"}, ["/coredns"]))
     out.append(Image(f"registry.k8s.io/pause:{b.NODE_OWN_VERSION}", {"/pause": node / "pause"}, ["/pause"]))
-    out.append(Image(f"ghcr.io/flannel-io/flannel:v{flannel_version}", {"/opt/bin/flanneld": node / "flanneld"},
+    out.append(Image(f"ghcr.io/flannel-io/flannel:v{tools['flannel'].version}", {"/opt/bin/flanneld": node / "flanneld"},
                      ["/opt/bin/flanneld"], userland=True))
-    out.append(Image(f"ghcr.io/flannel-io/flannel-cni-plugin:{flannel_cni_tag}", {"/flannel": node / "flannel"},
+    out.append(Image(f"ghcr.io/flannel-io/flannel-cni-plugin:{FLANNEL_CNI_TAG}", {"/flannel": node / "flannel"},
                      ["/usr/bin/cp"], userland=True))
     return out
 
@@ -174,16 +174,13 @@ def make(out: Path, tools_dir: Path, userland_root: Path) -> list[tuple[str, Pat
     kubes = [k for k in sorted((tools_dir / "kubernetes").glob("v*")) if (k / "kube-apiserver").exists()]
     if not kubes:
         raise SystemExit(f"no Kubernetes release with a kube-apiserver in {tools_dir}/kubernetes: run make tools")
-    flannel = build_module().tools()
-    flannel_version = next(t.version for t in flannel if t.name == "flannel")
     out.mkdir(parents=True, exist_ok=True)
     user = closure(userland_root, USERLAND)
     made = []
-    for image in images(kubes[-1], tools_dir / "node", flannel_version, FLANNEL_CNI_TAG):
+    for image in images(kubes[-1], tools_dir / "node"):
         files = {**(user if image.userland else {}), **image.files}
         archive = out / image.archive
-        sources = [f.resolve() for f in files.values() if isinstance(f, Path)] + [Path(__file__).resolve()]
-        if not (archive.exists() and all(f.stat().st_mtime <= archive.stat().st_mtime for f in sources)):
+        if not up_to_date(archive, [f for f in files.values() if isinstance(f, Path)] + [Path(__file__)]):
             write_archive(image, files, out)
         made.append((image.name, archive))
     return made

@@ -41,6 +41,12 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 
+def up_to_date(target: Path, sources: list[Path]) -> bool:
+    """`target` exists and is newer than each source (this script counts as
+    one: the caller lists it)."""
+    return target.exists() and all(f.resolve().stat().st_mtime <= target.stat().st_mtime for f in sources)
+
+
 def build_module():
     """tools/build.py (what `make tools` builds), loaded by path: tools/ is
     not a package. One module object per process (its dataclasses look
@@ -224,10 +230,8 @@ def make(out: Path, tools_dir: Path, home: Path | None = None) -> list[Path]:
         minor = ".".join(kube.name.lstrip("v").split(".")[:2])
         repo = out / f"v{minor}" / "deb"
         pkgs = packages(kube, tools_dir / "node")
-        sources = [src.resolve() for p in pkgs for src, _ in p.files.values() if isinstance(src, Path)]
-        sources.append(Path(__file__).resolve())
-        if (repo / "InRelease").exists() and all(
-                f.stat().st_mtime <= (repo / "InRelease").stat().st_mtime for f in sources):
+        sources = [src for p in pkgs for src, _ in p.files.values() if isinstance(src, Path)]
+        if up_to_date(repo / "InRelease", [*sources, Path(__file__)]):
             made.append(repo)          # made from these binaries already (gzip of ~250 MB takes a while)
             continue
         shutil.rmtree(repo, ignore_errors=True)

@@ -31,7 +31,7 @@ wait_healthy_local() {
 # ("wal: slice bounds out of range"); later releases refuse ("exceeds the last
 # WAL entry index", etcd #22686). Either way the WAL is of no use, and the
 # database holds every entry the member applied.
-WAL_GAP='state.commit [0-9]* is out of range|exceeds the last WAL entry index|wal: slice bounds out of range'
+WAL_GAP='state\.commit [0-9]+ is out of range \[[0-9]+, [0-9]+\]|adjusted commit index [0-9]+ exceeds the last WAL entry index [0-9]+|wal: slice bounds out of range'
 # forced_start SINCE -> 0 one-member cluster answers, 2 the WAL gap, 1 other failure
 forced_start() {
   local i
@@ -134,8 +134,7 @@ systemctl start etcd || true
 forced_start "$since" && outcome=0 || outcome=$?
 if [ "$outcome" = 2 ]; then
   echo "etcd on $MEMBER_NAME refused --force-new-cluster: its database applied entries its WAL lost (an unclean stop):"
-  journalctl -u etcd --since "@$since" --no-pager -o cat 2>/dev/null |
-    grep -oE 'state.commit [0-9]+ is out of range \[[0-9]+, [0-9]+\]|adjusted commit index [0-9]+ exceeds the last WAL entry index [0-9]+|wal: slice bounds out of range' |
+  journalctl -u etcd --since "@$since" --no-pager -o cat 2>/dev/null | grep -oE "$WAL_GAP" |
     awk '!seen[$0]++' | sed 's/^/  etcd: /'
   recover_from_db "$kept"
   done_message
