@@ -11,7 +11,7 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 from .reader import (HOSTNAME_LABEL, ConfigError, Problems, Section, parse_ipv4,
                      parse_ipv4_network, parse_version)
@@ -130,6 +130,9 @@ class RoleSpec:
 class CniSpec:
     plugin: str
     version: str
+    # where the CNI's manifest is fetched from ("" = the plugin's release on
+    # GitHub): a mirror, or a file served inside an air-gapped network
+    manifest_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,10 @@ class KubernetesSpec:
     # nodes on cgroup v1 may run kubelet: from 1.35 it refuses v1 unless told
     # (failCgroupV1), and kubeadm's SystemVerification fails there
     allow_cgroup_v1: bool = False
+    # kube-proxy's conntrack.maxPerCore (None = kube-proxy's default, 32768);
+    # 0 leaves the node's nf_conntrack_max as it is, which a node whose
+    # kube-proxy may not write it (a container host) needs
+    conntrack_max_per_core: Optional[int] = None
 
     @property
     def endpoint(self) -> str:
@@ -575,6 +582,9 @@ def _kubernetes(s: Section, network: NetworkSpec, stack: str) -> KubernetesSpec:
         parse_version(cni_version)
     except (ValueError, TypeError) as exc:
         c.problems.add(c.key("version"), f"{cni_version!r} is not a version ({exc})")
+    manifest = c.string("manifestUrl", "")
+    if isinstance(manifest, str) and manifest and not re.match(r"^https?://\S+$", manifest):
+        c.problems.add(c.key("manifestUrl"), f"{manifest!r} is not an http(s) URL")
     c.finish()
     r = s.section("certRenewal")
     renewal_enabled = r.boolean("enabled", True)
@@ -613,10 +623,15 @@ def _kubernetes(s: Section, network: NetworkSpec, stack: str) -> KubernetesSpec:
                        f"{images!r} is not an image repository: a registry host (and port) with an optional "
                        "path, no scheme, e.g. registry.example.internal:5000/k8s")
     allow_cgroup_v1 = s.boolean("allowCgroupV1", False)
+    kp = s.section("kubeProxy")
+    # kube-proxy's own bound (int32); 0 = leave nf_conntrack_max alone
+    conntrack = kp.integer("conntrackMaxPerCore", None, 0, 2**31 - 1)
+    kp.finish()
     s.finish()
     return KubernetesSpec(version=version, minor=minor, kubeadm_api=api, bootstrap=bootstrap,
                           vip=vip, api_port=api_port, pod_subnet=pod, service_subnet=svc,
-                          cni=CniSpec(plugin, str(cni_version).lstrip("v")),
+                          cni=CniSpec(plugin, str(cni_version).lstrip("v"),
+                                      manifest.strip() if isinstance(manifest, str) else ""),
                           package_repo=repo.rstrip("/"), cluster_name=f"hakube-{stack}",
                           renewal_enabled=renewal_enabled, renewal_days=renewal_days,
                           renewal_calendar=renewal_calendar, encryption_enabled=encryption_enabled,
@@ -624,7 +639,8 @@ def _kubernetes(s: Section, network: NetworkSpec, stack: str) -> KubernetesSpec:
                           audit_enabled=audit_enabled, audit_max_age_days=audit_age,
                           audit_max_backups=audit_backups, audit_max_size_mb=audit_size,
                           image_repository=images.rstrip("/") if isinstance(images, str) else "",
-                          allow_cgroup_v1=bool(allow_cgroup_v1))
+                          allow_cgroup_v1=bool(allow_cgroup_v1),
+                          conntrack_max_per_core=conntrack if isinstance(conntrack, int) else None)
 
 
 def _etcd(s: Section, stack: str) -> EtcdSpec:

@@ -21,6 +21,7 @@ import gzip
 import hashlib
 import io
 import json
+import re
 import subprocess
 import sys
 import tarfile
@@ -67,7 +68,8 @@ def images(kube: Path, node: Path) -> list[Image]:
     out.append(Image(f"registry.k8s.io/pause:{b.NODE_OWN_VERSION}", {"/pause": node / "pause"}, ["/pause"]))
     out.append(Image(f"ghcr.io/flannel-io/flannel:v{tools['flannel'].version}", {"/opt/bin/flanneld": node / "flanneld"},
                      ["/opt/bin/flanneld"], userland=True))
-    out.append(Image(f"ghcr.io/flannel-io/flannel-cni-plugin:{FLANNEL_CNI_TAG}", {"/flannel": node / "flannel"},
+    cni_tag = flannel_cni_tag(flannel_manifest(tools["flannel"].version).read_text())
+    out.append(Image(f"ghcr.io/flannel-io/flannel-cni-plugin:{cni_tag}", {"/flannel": node / "flannel"},
                      ["/usr/bin/cp"], userland=True))
     return out
 
@@ -186,9 +188,26 @@ def make(out: Path, tools_dir: Path, userland_root: Path) -> list[tuple[str, Pat
     return made
 
 
-# The tag kube-flannel.yml (v0.28.4) gives its CNI plugin's image; the plugin
-# inside is containernetworking/plugins' meta/flannel (see tools/build.py).
-FLANNEL_CNI_TAG = "v1.9.1-flannel1"
+def flannel_manifest(version: str) -> Path:
+    """Flannel's kube-flannel.yml of `version`, from its Go module (the file
+    its releases publish, in Documentation/), fetched through the module
+    proxy into Go's module cache if it is not there."""
+    out = subprocess.run(["go", "mod", "download", "-json", f"github.com/flannel-io/flannel@v{version.lstrip('v')}"],
+                         capture_output=True, text=True)
+    info = json.loads(out.stdout or "{}")
+    if out.returncode != 0 or "Dir" not in info:
+        raise SystemExit(f"cannot fetch Flannel {version}'s module: {info.get('Error') or out.stderr.strip()}")
+    return Path(info["Dir"]) / "Documentation" / "kube-flannel.yml"
+
+
+def flannel_cni_tag(manifest: str) -> str:
+    """The tag kube-flannel.yml gives its CNI plugin's image (the plugin the
+    image here carries is containernetworking/plugins' meta/flannel: see
+    tools/build.py)."""
+    tags = set(re.findall(r"image:\s*ghcr\.io/flannel-io/flannel-cni-plugin:(\S+)", manifest))
+    if len(tags) != 1:
+        raise SystemExit(f"kube-flannel.yml names {len(tags)} flannel-cni-plugin tags ({sorted(tags)}), not one")
+    return tags.pop()
 
 
 def main(argv: list[str]) -> int:

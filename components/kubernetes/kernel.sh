@@ -7,8 +7,16 @@ overlay
 br_netfilter
 M
 put_file "$work/modules" /etc/modules-load.d/hakube-k8s.conf 0644 root:root
+# A module built into the kernel has no /sys/module entry of its own and
+# nothing for modprobe to load: each is judged present by what it provides.
+loaded() {
+  case "$1" in
+    overlay) grep -qw overlay /proc/filesystems ;;
+    br_netfilter) [ -e /proc/sys/net/bridge/bridge-nf-call-iptables ] ;;
+  esac
+}
 for m in overlay br_netfilter; do
-  [ -d "/sys/module/$m" ] || modprobe "$m" || { echo "cannot load kernel module $m" >&2; exit 1; }
+  loaded "$m" || modprobe "$m" || { echo "cannot load kernel module $m" >&2; exit 1; }
 done
 cat >"$work/sysctl" <<'S'
 net.bridge.bridge-nf-call-iptables = 1

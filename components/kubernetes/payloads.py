@@ -186,6 +186,19 @@ def kubelet_configuration(spec: Spec) -> dict:
     return doc
 
 
+def kube_proxy_configuration(spec: Spec) -> dict | None:
+    """kube-proxy's settings that differ from its defaults, or None (then
+    kubeadm writes its own). kubeadm init puts them in the kube-proxy
+    ConfigMap; a later change of them is not applied to a running cluster."""
+    if spec.kubernetes.conntrack_max_per_core is None:
+        return None
+    return {
+        "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+        "kind": "KubeProxyConfiguration",
+        "conntrack": {"maxPerCore": spec.kubernetes.conntrack_max_per_core},
+    }
+
+
 def join_configuration(spec: Spec, node: NodeSpec, *, token: str, ca_cert_hash: str,
                        control_plane: bool) -> dict:
     """A control plane joins with the shared certificates already in place
@@ -220,7 +233,9 @@ def dump(*docs: dict) -> str:
 
 
 def init_config_yaml(spec: Spec, node: NodeSpec) -> str:
-    return dump(cluster_configuration(spec), init_configuration(spec, node), kubelet_configuration(spec))
+    proxy = kube_proxy_configuration(spec)
+    return dump(cluster_configuration(spec), init_configuration(spec, node), kubelet_configuration(spec),
+                *([proxy] if proxy else []))
 
 
 def join_config_yaml(spec: Spec, node: NodeSpec, credentials: Mapping[str, str], control_plane: bool) -> str:
@@ -233,6 +248,8 @@ def join_config_yaml(spec: Spec, node: NodeSpec, credentials: Mapping[str, str],
 
 def cni_manifest_url(spec: Spec) -> str:
     cni = spec.kubernetes.cni
+    if cni.manifest_url:
+        return cni.manifest_url
     if cni.plugin == "calico":
         return f"https://raw.githubusercontent.com/projectcalico/calico/v{cni.version}/manifests/calico.yaml"
     return f"https://github.com/flannel-io/flannel/releases/download/v{cni.version}/kube-flannel.yml"

@@ -15,6 +15,7 @@ import http.server
 import json
 import os
 import pickle
+import shlex
 import shutil
 import signal
 import subprocess
@@ -47,6 +48,9 @@ PACKAGES = ROOT / ".lab" / "kubernetes-repo"
 # node's containerd imports them (a registry is Kubernetes part 2's).
 IMAGES = ROOT / ".lab" / "kubernetes-images"
 IMAGES_PATH = "/images"
+# The CNI's manifest, served where the stack's kubernetes.cni.manifestUrl says
+# (the release of Flannel whose images are made here, from its Go module).
+CNI = ROOT / ".lab" / "cni"
 SSH_DIR = LAB_ROOT / "ssh"
 ACCESS_DIR = ROOT / ".lab" / "access"
 # `pulumi up`'s default parallelism: 4 x the CPU count (ENGINE.md). Each
@@ -73,6 +77,13 @@ class ReleaseServer:
             served[parsed.path.rstrip("/")] = directory
         served[IMAGES_PATH] = IMAGES
         self.images_url = f"http://{bridge_ip}:{port}{IMAGES_PATH}"
+        manifest = urlparse(spec.kubernetes.cni.manifest_url)
+        if manifest.path:
+            if manifest.hostname != bridge_ip or (manifest.port or 80) != port:
+                raise RuntimeError(f"the lab serves kubernetes.cni.manifestUrl on {bridge_ip}:{port}, not "
+                                   f"{manifest.netloc}: fix it in Pulumi.lab.yaml")
+            served[str(Path(manifest.path).parent)] = CNI
+            self.cni_name = Path(manifest.path).name
 
         class Handler(http.server.SimpleHTTPRequestHandler):
             def translate_path(self, path):
@@ -128,6 +139,35 @@ class Lab:
         self.runs: list[Run] = []
         self.timings: dict[str, float] = {}
 
+    def _cni_manifest(self) -> None:
+        """The manifest of the stack's CNI release, where the lab serves it
+        (a Flannel manifest only: the lab makes Flannel's images)."""
+        cni = self.spec.kubernetes.cni
+        if not cni.manifest_url:
+            return
+        if cni.plugin != "flannel":
+            raise RuntimeError(f"the lab makes Flannel's images, not {cni.plugin}'s: set kubernetes.cni.plugin "
+                               "to flannel in Pulumi.lab.yaml")
+        made = next(name for name, _ in self.images if "/flannel:" in name).rsplit(":v", 1)[1]
+        if made != cni.version:
+            raise RuntimeError(f"the lab made Flannel {made}'s images (make tools), but the stack asks for "
+                               f"{cni.version}: set kubernetes.cni.version to {made}")
+        CNI.mkdir(parents=True, exist_ok=True)
+        name = Path(urlparse(cni.manifest_url).path).name
+        shutil.copyfile(kubernetes_images.flannel_manifest(made), CNI / name)
+
+    def give_images(self, connection: dict) -> float:
+        """kubeadm's and the CNI's images into a node's containerd, as pulls
+        would put them there: the lab has no registry. Seconds taken."""
+        assert self.server is not None
+        url = self.server.images_url
+        fetch = " && ".join(f"curl -fsS -o /var/tmp/image.tar {url}/{path.name} && "
+                            "ctr -n k8s.io images import /var/tmp/image.tar >/dev/null" for _, path in self.images)
+        res = self.ssh.run(connection, f"sudo sh -c {shlex.quote(fetch + ' && rm -f /var/tmp/image.tar')}")
+        if res.rc != 0:
+            raise RuntimeError(f"images into {connection['host']}'s containerd: {res.stdout}{res.stderr}")
+        return res.seconds
+
     def runs_pods(self, domain: str) -> bool:
         """A domain of a Kubernetes node (a control plane or a worker) of the stack as it is now."""
         topo = load(self.raw, STACK).topology          # lab.raw changes between runs (nodes added)
@@ -143,6 +183,7 @@ class Lab:
         if not kubernetes_repo.make(PACKAGES, ROOT / ".tools", ROOT / ".lab" / "gnupg"):
             raise RuntimeError("no Kubernetes release with a kubelet in .tools/kubernetes: run make tools")
         self.images = kubernetes_images.make(IMAGES, ROOT / ".tools", root)
+        self._cni_manifest()
         self.timings["packages"] = time.monotonic() - t0
         down_all(quiet=True)
         self.bridge.up()
@@ -151,7 +192,8 @@ class Lab:
         if self.offsite:
             self.timings["offsite_store"] = self.offsite.boot(root, self.ssh)
             self.log(f"lab: off-host store (SFTP) up at {self.offsite.ip} in {self.timings['offsite_store']:.1f} s")
-        self.mocks = LabMocks(self.bridge, root, self.ssh, log=self.log, runs_pods=self.runs_pods)
+        self.mocks = LabMocks(self.bridge, root, self.ssh, log=self.log, runs_pods=self.runs_pods,
+                              give_images=self.give_images)
         t1 = time.monotonic()
         run = self.apply()
         self.timings["bring_up"] = time.monotonic() - t1

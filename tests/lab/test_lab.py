@@ -28,7 +28,7 @@ from tests.realtls import MiniCA
 
 from .conftest import TIMINGS
 from .providers import StepFailed
-from .vip import VipWatch, holds_vip, vip_accepts, wait_vip
+from .vip import VipWatch, holds_vip, server_states, under_load, vip_accepts, wait_state, wait_vip
 
 pytestmark = pytest.mark.lab
 
@@ -101,17 +101,6 @@ def test_the_package_step_installs_the_release_from_the_package_repository(lab):
         assert lines[9] == "bridge host-local loopback portmap", out
 
 
-def import_images(lab, node: str) -> None:
-    """kubeadm's images into the node's containerd, as a pull would put
-    them there (the lab has no registry)."""
-    t0 = time.monotonic()
-    url = lab.server.images_url
-    fetch = " && ".join(f"curl -fsS -o /var/tmp/image.tar {url}/{path.name} && "
-                        "ctr -n k8s.io images import /var/tmp/image.tar >/dev/null" for _, path in lab.images)
-    ok(lab, node, sudo(fetch + " && rm -f /var/tmp/image.tar"))
-    TIMINGS[f"images: {len(lab.images)} imported into {node}'s containerd"] = time.monotonic() - t0
-
-
 POD = {"metadata": {"name": "hakube-probe", "namespace": "default", "uid": "hakube-probe-1"},
        # the node's network (no CNI yet); a systemd slice as parent, as kubelet gives one with the systemd driver
        "linux": {"cgroup_parent": "hakube.slice", "security_context": {"namespace_options": {"network": 2}}},
@@ -122,7 +111,8 @@ PROBE = {"metadata": {"name": "iptables"}, "command": ["/usr/sbin/iptables", "--
 def test_each_control_plane_runs_a_pod_from_the_images_made_here(lab):
     """The images kubeadm asks for, made from the binaries `make tools` built
     (tools/kubernetes_images.py: one layer each), given to each control
-    plane's containerd (the lab has no registry): `crictl images` lists every
+    plane's containerd after its containerd step (the lab has no registry:
+    Lab.give_images): `crictl images` lists every
     image `kubeadm config images list` names for the node's own config. A pod
     sandbox runs on the pause image the containerd step configured, and a
     container of the kube-proxy image runs its iptables (nf_tables) there."""
@@ -131,7 +121,6 @@ def test_each_control_plane_runs_a_pod_from_the_images_made_here(lab):
     wanted = ok(lab, "master-01", sudo("kubeadm config images list --config /root/kubeadm.yaml")).split()
     assert not [w for w in wanted if "/etcd:" in w], wanted
     for node in ("master-01", "master-02"):
-        import_images(lab, node)
         listed = json.loads(ok(lab, node, sudo("crictl images -o json")))
         tags = {t for image in listed["images"] for t in image.get("repoTags") or []}
         assert wanted and set(wanted) <= tags, (sorted(set(wanted) - tags), sorted(tags))
@@ -455,21 +444,6 @@ def start_standin(lab, node):
        stdin=RESPONDER)
 
 
-def server_states(lab):
-    out = ok(lab, "lb-01", sudo("echo 'show stat' | nc -U /run/haproxy/admin.sock"))
-    rows = [line.split(",") for line in out.splitlines() if line.startswith("kube-apiservers,")]
-    return {r[1]: r[17] for r in rows if r[1] not in ("BACKEND", "FRONTEND")}
-
-
-def wait_state(lab, server, want, timeout=30.0):
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if server_states(lab).get(server, "").startswith(want):
-            return time.monotonic() - t0
-        time.sleep(0.25)
-    pytest.fail(f"{server} not {want} after {timeout} s: {server_states(lab)}")
-
-
 def hits(lab, n=12):
     vip = lab.outputs["vip"]
     out = ok(lab, "lb-01", " ; ".join([f"curl -sk --max-time 3 https://{vip}:6443/ ; echo"] * n))
@@ -490,42 +464,6 @@ def test_haproxy_routes_the_vip_to_the_control_planes_and_around_a_dead_one(lab)
     start_standin(lab, "master-02")
     TIMINGS["haproxy: revived backend back UP"] = wait_state(lab, "master-02", "UP")
     assert set(hits(lab)) == {"master-01", "master-02"}
-
-
-# Requests through the VIP from master-01, a new connection every 0.1 s, each
-# in the background (so requests overlap, as a cluster's clients do): one
-# line "start_ms duration_ms curl_rc body" per request.
-REQUEST_LOOP = r"""
-end=$((SECONDS + DUR))
-while [ $SECONDS -lt $end ]; do
-  ( s=$(date +%s%3N); out=$(curl -sk --max-time 15 "https://$VIP:6443/readyz" 2>/dev/null); rc=$?
-    echo "$s $(( $(date +%s%3N) - s )) $rc $out" ) &
-  sleep 0.1
-done
-wait
-"""
-
-
-def _under_load(lab, break_it, restore, duration=16, at=3):
-    """Run the request loop, break master-02 `at` s in, and return
-    (seconds until HAProxy marked it DOWN, the requests as (start, ms, ok) from the moment it was broken,
-    and how long breaking it took)."""
-    loop = lab.ssh.start(lab.connection("master-01"),
-                         f"DUR={duration} VIP={lab.outputs['vip']} bash -c {shlex.quote(REQUEST_LOOP)}")
-    try:
-        time.sleep(at)
-        broken = time.time()
-        break_it()
-        # a kill over SSH takes effect somewhere inside that call: requests
-        # started before it returned may have been in flight when it did
-        settled = time.time() - broken
-        down = wait_state(lab, "master-02", "DOWN", timeout=20)
-        out, _ = loop.communicate(timeout=duration + 30)
-    finally:
-        restore()
-    rows = [line.split(" ", 3) for line in out.splitlines() if line.strip()]
-    requests = [(int(r[0]) / 1000 - broken, int(r[1]), r[2] == "0" and r[3:] == ["ok"]) for r in rows]
-    return down, requests, settled
 
 
 def test_the_vip_rides_out_a_silent_apiserver_host_and_a_killed_one_under_load(lab):
@@ -553,7 +491,7 @@ def test_the_vip_rides_out_a_silent_apiserver_host_and_a_killed_one_under_load(l
             ("silent host", lambda: subprocess.run(["ip", "link", "set", link, "down"], check=True), revive),
             ("killed apiserver", lambda: ok(lab, "master-02", "sudo -n systemctl kill -s KILL 'hakube-standin-*'"),
              lambda: (start_standin(lab, "master-02"), wait_state(lab, "master-02", "UP")))):
-        down, requests, settled = _under_load(lab, break_it, restore)
+        down, requests, settled = under_load(lab, break_it, restore)
         inflight = [r for r in requests if r[0] < settled and r[0] + r[1] / 1000 > 0]
         after = [r for r in requests if r[0] >= settled]
         failed = [r for r in after if not r[2]]
@@ -1328,26 +1266,25 @@ def test_the_learners_kubeadm_init_brings_up_a_control_plane_on_the_external_etc
     """The seed's part 4 as practice mode hands it out: on master-01, the
     `kubeadm init` line of the nextSteps output, run as printed, with the
     real kubeadm and kubelet 1.36.3 from the package step and the images
-    given to containerd first. It finishes; master-01 registers (NotReady:
+    given to containerd at bring-up. It finishes; master-01 registers (NotReady:
     no CNI yet); the apiserver, controller manager and scheduler run as
     static pods and there is no etcd manifest or pod; the apiserver's
     --etcd-servers are the external members; the cluster's keys are under
     /registry in the external etcd. Last in this module: kubelet stays up
     until teardown, and the stand-in apiserver leaves :6443 first."""
-    import_images(lab, "master-01")
     line = next(c for c in lab.outputs["nextSteps"] if "kubeadm init" in c)
     command = line.split("#")[0].strip().removeprefix("sudo ")
     assert "--ignore-preflight-errors=SystemVerification" in command        # kubernetes.allowCgroupV1 (cgroup v1 here)
     # The load balancer tests' stand-in apiservers leave every control plane
     # (one holds :6443 here; behind the VIP, kubeadm's and kubectl's calls
     # must not reach another's self-signed one), and HAProxy sees them gone.
-    # The kernel step the lab skips sets net.ipv4.ip_forward (this netns).
     for node in ("master-01", "master-02"):
         lab.sh(node, sudo("systemctl stop 'hakube-standin-*' 2>/dev/null; true"))
     if server_states(lab):
         for node in ("master-01", "master-02"):
             wait_state(lab, node, "DOWN", timeout=30)
-    ok(lab, "master-01", sudo("sysctl -qw net.ipv4.ip_forward=1"))
+    # the kernel step turned forwarding on (in the node's network namespace)
+    assert ok(lab, "master-01", "cat /proc/sys/net/ipv4/ip_forward").strip() == "1"
     t0 = time.monotonic()
     # its output carries a join token and a certificate key: shown only on failure
     res = lab.sh("master-01", sudo(f"{command} >/var/tmp/init.log 2>&1; rc=$?; if [ $rc = 0 ]; then "

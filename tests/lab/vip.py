@@ -103,3 +103,58 @@ class VipWatch:
 
     def failures(self) -> int:
         return sum(1 for _, r in self.probe if r != "ok")
+
+
+# --- HAProxy's view of the apiservers, and requests through the VIP ----------
+
+def server_states(lab):
+    res = lab.sh("lb-01", "echo 'show stat' | sudo -n nc -U /run/haproxy/admin.sock")
+    assert res.rc == 0, f"lb-01: HAProxy's stats: {res.stdout}{res.stderr}"
+    out = res.stdout
+    rows = [line.split(",") for line in out.splitlines() if line.startswith("kube-apiservers,")]
+    return {r[1]: r[17] for r in rows if r[1] not in ("BACKEND", "FRONTEND")}
+
+
+def wait_state(lab, server, want, timeout=30.0):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if server_states(lab).get(server, "").startswith(want):
+            return time.monotonic() - t0
+        time.sleep(0.25)
+    pytest.fail(f"{server} not {want} after {timeout} s: {server_states(lab)}")
+
+
+# Requests through the VIP from master-01 (as root), a new connection every 0.1 s, each
+# in the background (so requests overlap, as a cluster's clients do): one
+# line "start_ms duration_ms curl_rc body" per request.
+REQUEST_LOOP = r"""
+end=$((SECONDS + DUR))
+while [ $SECONDS -lt $end ]; do
+  ( s=$(date +%s%3N); out=$(curl -sk --max-time 15 "https://$VIP:6443/readyz" 2>/dev/null); rc=$?
+    echo "$s $(( $(date +%s%3N) - s )) $rc $out" ) &
+  sleep 0.1
+done
+wait
+"""
+
+
+def under_load(lab, break_it, restore, duration=16, at=3, loop=REQUEST_LOOP, server="master-02"):
+    """Run the request loop on master-01, break `server` `at` s in, and
+    return (seconds until HAProxy marked it DOWN, the requests as (start, ms,
+    ok) from the moment it was broken, and how long breaking it took)."""
+    loop = lab.ssh.start(lab.connection("master-01"),
+                         f"sudo -n env DUR={duration} VIP={lab.outputs['vip']} bash -c {shlex.quote(loop)}")
+    try:
+        time.sleep(at)
+        broken = time.time()
+        break_it()
+        # a kill over SSH takes effect somewhere inside that call: requests
+        # started before it returned may have been in flight when it did
+        settled = time.time() - broken
+        down = wait_state(lab, server, "DOWN", timeout=20)
+        out, _ = loop.communicate(timeout=duration + 30)
+    finally:
+        restore()
+    rows = [line.split(" ", 3) for line in out.splitlines() if line.strip()]
+    requests = [(int(r[0]) / 1000 - broken, int(r[1]), r[2] == "0" and r[3:] == ["ok"]) for r in rows]
+    return down, requests, settled

@@ -40,7 +40,8 @@ def variants(stack: str) -> list[tuple[str, dict]]:
                 ("bootstrap-audit-images", {"bootstrap": True, "audit": {"enabled": True},
                                             "imageRepository": "registry.example.internal:5000/k8s"}),
                 ("practice-images", {"bootstrap": False, "imageRepository": "registry.example.internal/mirror"}),
-                ("bootstrap-cgroup-v1", {"bootstrap": True, "allowCgroupV1": True})]
+                ("bootstrap-cgroup-v1", {"bootstrap": True, "allowCgroupV1": True}),
+                ("bootstrap-conntrack", {"bootstrap": True, "kubeProxy": {"conntrackMaxPerCore": 0}})]
     return out
 
 

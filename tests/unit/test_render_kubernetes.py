@@ -95,6 +95,35 @@ def test_image_repository_is_where_kubeadm_pulls_from():
     assert cluster["imageRepository"] == "registry.example.internal:5000/k8s"
 
 
+def test_kube_proxy_keeps_its_defaults_unless_the_conntrack_bound_is_set():
+    """kubernetes.kubeProxy.conntrackMaxPerCore: kube-proxy's conntrack.maxPerCore
+    in a KubeProxyConfiguration of the init file (0: kube-proxy leaves
+    nf_conntrack_max alone). Unset, the file has no such document and an
+    existing stack's file is unchanged."""
+    spec = spec_for("1.36.4")
+    node = spec.topology.control_planes[0]
+    assert [d["kind"] for d in yaml.safe_load_all(kp.init_config_yaml(spec, node))] == \
+        ["ClusterConfiguration", "InitConfiguration", "KubeletConfiguration"]
+    raw = raw_from_stack_file(ROOT / "Pulumi.dev.yaml")
+    raw["kubernetes"] = {**raw.get("kubernetes", {}), "kubeProxy": {"conntrackMaxPerCore": 0}}
+    spec = load(raw, "dev")
+    docs = list(yaml.safe_load_all(kp.init_config_yaml(spec, node)))
+    assert docs[-1] == {"apiVersion": "kubeproxy.config.k8s.io/v1alpha1", "kind": "KubeProxyConfiguration",
+                        "conntrack": {"maxPerCore": 0}}
+
+
+def test_the_cni_manifest_comes_from_its_release_unless_a_url_is_given():
+    raw = raw_from_stack_file(ROOT / "Pulumi.dev.yaml")
+    raw["kubernetes"] = {**raw.get("kubernetes", {}), "cni": {"plugin": "flannel", "version": "0.28.4"}}
+    assert kp.cni_manifest_url(load(raw, "dev")) == \
+        "https://github.com/flannel-io/flannel/releases/download/v0.28.4/kube-flannel.yml"
+    raw["kubernetes"]["cni"]["manifestUrl"] = "http://mirror.example.internal/flannel/kube-flannel.yml"
+    spec = load(raw, "dev")
+    assert kp.cni_manifest_url(spec) == "http://mirror.example.internal/flannel/kube-flannel.yml"
+    assert any("kubectl apply -f http://mirror.example.internal/flannel/kube-flannel.yml" in c
+               for c in kp.practice_commands(spec))
+
+
 def test_cgroup_v1_is_allowed_only_by_its_key():
     """kubernetes.allowCgroupV1: kubelet's failCgroupV1: false in the init
     file's KubeletConfiguration (1.31 and later; older kubelets have no such

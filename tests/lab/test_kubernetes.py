@@ -1,0 +1,286 @@
+"""Kubernetes for real: the lab stack in bootstrap mode with three control
+planes. One `pulumi up` (the fixture's bring-up) runs kubeadm init on
+master-01 against the external etcd with the VIP as its endpoint, joins
+master-02 and then master-03 with hakube's own certificate distribution,
+applies Flannel and runs the seed's checks as its own gates; kubeadm
+deploys CoreDNS and kube-proxy. Every binary and image is built here from Go
+modules (make tools). Then the seed's checks as a person makes them, a pod
+on each node answering a pod on another, encryption in etcd's raw data, the
+VIP under a silent apiserver host, and a second `pulumi up` that runs
+nothing. Teardown is `pulumi destroy`: the control planes leave the cluster
+(drain, kubeadm reset, the Node deleted) before their machines go."""
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+import re
+import secrets
+import shlex
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import TIMINGS, lab_fixture
+from .vip import server_states, under_load, wait_state
+
+pytestmark = pytest.mark.lab
+
+CONTROL_PLANES = ("master-01", "master-02", "master-03")
+ETCD = ("etcd-01", "etcd-02", "etcd-03")
+KUBECTL = "kubectl --kubeconfig /etc/kubernetes/admin.conf "
+# etcdctl on a control plane with the client certificate kubeadm's apiserver uses
+ETCDCTL = ("etcdctl --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/apiserver-etcd-client.crt "
+           "--key=/etc/kubernetes/pki/apiserver-etcd-client.key ")
+DNS_QUERY = (Path(__file__).parent / "dns_query.py").read_text()
+
+
+@pytest.fixture(scope="module")
+def lab():
+    yield from lab_fixture("kubernetes lab", {
+        "kubernetes": {"bootstrap": True},
+        "nodes": {"controlPlane": {"count": 3}},
+        # no snapshot timer: three real control planes share this machine's two cores
+        "etcd": {"backup": {"enabled": False}},
+    })
+
+
+def ok(lab, node, command, stdin=None, timeout=120):
+    res = lab.sh(node, command, stdin=stdin, timeout=timeout)
+    assert res.rc == 0, f"{node}: {command}\n{res.stdout}\n{res.stderr}"
+    return res.stdout
+
+
+def sudo(command: str) -> str:
+    return "sudo -n bash -c " + shlex.quote(command)
+
+
+def kubectl(lab, args: str, node="master-01", stdin=None) -> str:
+    return ok(lab, node, sudo(KUBECTL + args), stdin=stdin)
+
+
+def ran(lab, suffix: str):
+    """The bring-up's step whose name ends with `suffix`."""
+    found = [s for s in lab.mocks.steps if s.name.endswith(suffix)]
+    assert len(found) == 1, (suffix, [s.name for s in found])
+    return found[0]
+
+
+def test_one_pulumi_up_makes_three_control_planes_on_the_external_etcd(lab):
+    """What the bring-up ran, in order: kubeadm init once on master-01, the
+    CNI after it, master-02's join and then master-03's (one at a time,
+    each after its own token), the checks last. Each step's time is printed."""
+    init = ran(lab, "-master-01-kubeadm-init")
+    joins = [ran(lab, f"-{n}-kubeadm-join") for n in CONTROL_PLANES[1:]]
+    cni, ready = ran(lab, "-master-01-cni"), ran(lab, "-checks-master-01-nodes-ready")
+    assert not [s for s in lab.mocks.steps if s.name.endswith("-kubeadm-init") and s is not init]
+    assert init.started + init.seconds <= cni.started
+    assert init.started + init.seconds <= joins[0].started
+    assert joins[0].started + joins[0].seconds <= joins[1].started, "the joins overlapped"
+    assert max(s.started + s.seconds for s in (cni, *joins)) <= ready.started
+    assert "kubeadm init done (external etcd: " in init.stdout
+    for step in (init, *joins, cni, ready, ran(lab, "-checks-master-01-no-local-etcd"),
+                 ran(lab, "-checks-etcd-01-registry")):
+        TIMINGS[f"kubernetes lab: {step.name.removeprefix('hakube-')}"] = step.seconds
+
+
+def _daemonset(pod: dict) -> str | None:
+    return next((o["name"] for o in pod["metadata"].get("ownerReferences", []) if o["kind"] == "DaemonSet"), None)
+
+
+def test_every_node_is_ready_and_the_control_plane_runs_without_a_local_etcd(lab):
+    """The seed's part 5: every node Ready at the version asked for; the
+    control plane's static pods, kube-proxy, CoreDNS and Flannel running on
+    it; no etcd pod and no etcd manifest anywhere; each apiserver's
+    --etcd-servers lists the three external members."""
+    version = f"v{lab.spec.kubernetes.version}"
+    nodes = json.loads(kubectl(lab, "get nodes -o json"))["items"]
+    seen = {n["metadata"]["name"]: (n["status"]["nodeInfo"]["kubeletVersion"],
+                                    {c["type"]: c["status"] for c in n["status"]["conditions"]}["Ready"])
+            for n in nodes}
+    assert seen == {n: (version, "True") for n in CONTROL_PLANES}, seen
+    deadline = time.monotonic() + 120
+    while True:
+        pods = json.loads(kubectl(lab, "get pods -A -o json"))["items"]
+        # (namespace, the DaemonSet's name or else the pod's, node) of every pod running and ready
+        running = {(p["metadata"]["namespace"], _daemonset(p) or p["metadata"]["name"], p["spec"].get("nodeName"))
+                   for p in pods if p["status"].get("phase") == "Running"
+                   and all(c.get("ready") for c in p["status"].get("containerStatuses", []))}
+        wanted = {("kube-system", f"{c}-{n}", n) for n in CONTROL_PLANES
+                  for c in ("kube-apiserver", "kube-controller-manager", "kube-scheduler")}
+        wanted |= {("kube-system", "kube-proxy", n) for n in CONTROL_PLANES}
+        wanted |= {("kube-flannel", "kube-flannel-ds", n) for n in CONTROL_PLANES}
+        dns = [p for p in running if p[1].startswith("coredns-")]
+        if (wanted <= running and len(dns) == 2) or time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    assert wanted <= running, sorted(wanted - running)
+    assert len(dns) == 2, sorted(running)
+    assert not [p for p in pods if "etcd" in p["metadata"]["name"]]
+    endpoints = sorted(f"https://{lab.outputs['nodeIps'][m]}:2379" for m in ETCD)
+    for node in CONTROL_PLANES:
+        manifests = ok(lab, node, sudo("ls /etc/kubernetes/manifests")).split()
+        assert sorted(manifests) == ["kube-apiserver.yaml", "kube-controller-manager.yaml", "kube-scheduler.yaml"]
+        manifest = ok(lab, node, sudo("cat /etc/kubernetes/manifests/kube-apiserver.yaml"))
+        servers = re.search(r"--etcd-servers=(\S+)", manifest)
+        assert servers and sorted(servers.group(1).split(",")) == endpoints, (node, servers)
+
+
+def test_etcdctl_on_a_control_plane_lists_the_members_and_finds_the_clusters_keys(lab):
+    """`etcdctl member list` from master-02 with the apiserver's own client
+    certificate: the three external members, started; and the cluster's
+    objects are under /registry."""
+    out = ok(lab, "master-02", sudo(f"{ETCDCTL} --endpoints=https://{lab.outputs['nodeIps']['etcd-01']}:2379 "
+                                    "member list -w json"))
+    members = json.loads(out)["members"]
+    assert sorted(m["name"] for m in members) == list(ETCD)
+    keys = ok(lab, "master-02", sudo(f"{ETCDCTL} --endpoints=https://{lab.outputs['nodeIps']['etcd-02']}:2379 "
+                                     "get /registry/namespaces/ --prefix --keys-only")).split()
+    assert "/registry/namespaces/kube-system" in keys and "/registry/namespaces/kube-flannel" in keys, keys
+
+
+def test_a_secret_is_encrypted_in_etcds_raw_data(lab):
+    """A Secret written through the API is `k8s:enc:secretbox:v1:<key>:` and
+    ciphertext in etcd, its value nowhere in the raw bytes, and the API gives
+    the value back."""
+    value = "hakube-" + secrets.token_hex(12)
+    kubectl(lab, f"-n default create secret generic hakube-raw --from-literal=probe={value}")
+    # the raw bytes (ciphertext is not text), as hex
+    raw = bytes.fromhex(ok(lab, "master-01", sudo(
+        f"{ETCDCTL} --endpoints=https://{lab.outputs['nodeIps']['etcd-03']}:2379 "
+        "get /registry/secrets/default/hakube-raw --print-value-only | od -An -v -tx1 | tr -d ' \\n'")))
+    key = lab.spec.kubernetes.encryption_keys[0]
+    assert raw.startswith(f"k8s:enc:{lab.spec.kubernetes.encryption_provider}:v1:{key}:".encode()), raw[:60]
+    assert value.encode() not in raw and b"probe" not in raw, raw
+    back = kubectl(lab, "-n default get secret hakube-raw -o jsonpath={.data.probe}")
+    assert base64.b64decode(back).decode() == value
+
+
+def _pod_ips(lab, selector: str) -> dict[str, str]:
+    pods = json.loads(kubectl(lab, f"-n hakube-net get pods -l {selector} -o json"))["items"]
+    return {p["spec"]["nodeName"]: p["status"].get("podIP", "") for p in pods
+            if p["status"].get("phase") == "Running"}
+
+
+def _wait(get, want, timeout=90):
+    deadline = time.monotonic() + timeout
+    while True:
+        got = get()
+        if want(got) or time.monotonic() > deadline:
+            return got
+        time.sleep(2)
+
+
+def corefile_pod(name: str, node: str, image: str, corefile: str, labels: dict) -> list[dict]:
+    """A pod of the CoreDNS image made here, pinned to `node`, serving `corefile`."""
+    return [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "hakube-net"},
+             "data": {"Corefile": corefile}},
+            {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "hakube-net",
+                                                              "labels": labels},
+             "spec": {"nodeName": node, "containers": [{
+                 "name": "coredns", "image": image,
+                 "args": ["-conf", "/etc/coredns/Corefile"],
+                 "volumeMounts": [{"name": "conf", "mountPath": "/etc/coredns"}]}],
+                 "volumes": [{"name": "conf", "configMap": {"name": name}}]}}]
+
+
+def test_a_pod_on_each_node_answers_a_pod_on_the_next_node(lab):
+    """Flannel across nodes, seen by the pods themselves. On each node a
+    `whoami` pod (CoreDNS's whoami plugin: it answers with the address it
+    was asked from) and a relay pod that forwards every query to the whoami
+    pod of the next node (master-01 -> 02 -> 03 -> 01). A DNS query to each
+    relay, from its own node, comes back naming the relay's own pod address:
+    pod to pod across nodes, unmasqueraded. And the cluster's DNS Service
+    answers for kubernetes.default (kube-proxy and CoreDNS)."""
+    # the image kubeadm deployed CoreDNS with (made here, given to each node)
+    image = kubectl(lab, "-n kube-system get deployment coredns -o "
+                         "jsonpath={.spec.template.spec.containers[0].image}")
+    docs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "hakube-net"}}]
+    for node in CONTROL_PLANES:
+        docs += corefile_pod(f"whoami-{node}", node, image, ".:53 {\n    whoami\n}\n", {"app": "whoami"})
+    kubectl(lab, "apply -f -", stdin=yaml.safe_dump_all(docs))
+    whoami = _wait(lambda: _pod_ips(lab, "app=whoami"), lambda got: len(got) == 3 and all(got.values()))
+    assert sorted(whoami) == list(CONTROL_PLANES), whoami
+    docs = []
+    for i, node in enumerate(CONTROL_PLANES):
+        peer = whoami[CONTROL_PLANES[(i + 1) % 3]]
+        docs += corefile_pod(f"relay-{node}", node, image, f".:53 {{\n    forward . {peer}\n}}\n", {"app": "relay"})
+    kubectl(lab, "apply -f -", stdin=yaml.safe_dump_all(docs))
+    relays = _wait(lambda: _pod_ips(lab, "app=relay"), lambda got: len(got) == 3 and all(got.values()))
+    subnets = {}
+    for node in CONTROL_PLANES:
+        cidr = kubectl(lab, f"get node {node} -o jsonpath={{.spec.podCIDR}}")
+        subnets[node] = cidr
+        assert ipaddress.ip_address(relays[node]) in ipaddress.ip_network(cidr), (node, relays[node], cidr)
+        answer = ok(lab, node, f"python3 - {relays[node]} probe.hakube.test", stdin=DNS_QUERY).split()
+        assert answer == [relays[node]], (node, answer, relays)
+    assert len(set(subnets.values())) == 3, subnets
+    dns = kubectl(lab, "-n kube-system get service kube-dns -o jsonpath={.spec.clusterIP}")
+    api = kubectl(lab, "-n default get service kubernetes -o jsonpath={.spec.clusterIP}")
+    for node in CONTROL_PLANES:
+        answer = ok(lab, node, f"python3 - {dns} kubernetes.default.svc.cluster.local", stdin=DNS_QUERY).split()
+        assert answer == [api], (node, answer)
+
+
+# Requests through the VIP with kubectl, a new process (and connection) every 0.2 s
+KUBECTL_LOOP = r"""
+end=$((SECONDS + DUR))
+while [ $SECONDS -lt $end ]; do
+  ( s=$(date +%s%3N)
+    out=$(kubectl --kubeconfig /etc/kubernetes/admin.conf get --raw /readyz --request-timeout=15s 2>/dev/null); rc=$?
+    echo "$s $(( $(date +%s%3N) - s )) $rc $out" ) &
+  sleep 0.2
+done
+wait
+"""
+
+
+def test_the_vip_serves_kubectl_while_an_apiservers_host_goes_silent(lab):
+    """kubectl get --raw /readyz through the VIP (admin.conf's server) in a
+    loop while master-02's link is cut on the lab host (no RST, no FIN, as on
+    a power loss). HAProxy's checks reach the real apiservers' /readyz and
+    mark it down; the number of failed requests is printed. Requests sent
+    after the cut all succeed (HAProxy redispatches a connect that gets no
+    answer); one in flight on the dead host's connection can only end at
+    kubectl's timeout. Then master-02 comes back UP and Ready."""
+    from .hosts import _ifname
+    assert "https://" + lab.outputs["vip"] + ":6443" in ok(lab, "master-01", sudo(
+        "grep server: /etc/kubernetes/admin.conf"))
+    for node in CONTROL_PLANES:
+        wait_state(lab, node, "UP", timeout=60)
+    link = _ifname("hkl", "hakube-lab-master-02")
+
+    def revive():
+        subprocess.run(["ip", "link", "set", link, "up"], check=True)
+
+    down, requests, settled = under_load(
+        lab, lambda: subprocess.run(["ip", "link", "set", link, "down"], check=True), revive,
+        duration=20, loop=KUBECTL_LOOP)
+    inflight = [r for r in requests if r[0] < settled and r[0] + r[1] / 1000 > 0]
+    after = [r for r in requests if r[0] >= settled]
+    failed = [r for r in after if not r[2]]
+    lost = [r for r in inflight if not r[2]]
+    TIMINGS["kubernetes lab, VIP, silent master-02: marked DOWN after"] = down
+    TIMINGS[f"kubernetes lab, VIP: {len(requests)} kubectl requests, {len(failed) + len(lost)} failed "
+            f"({len(failed)} of {len(after)} sent after the cut, {len(lost)} of {len(inflight)} in flight); "
+            "slowest"] = max(ms for _, ms, _ in requests) / 1000
+    assert down <= 6, f"marked down after {down:.1f} s"
+    assert failed == [], f"{len(failed)} of {len(after)} sent after the cut failed: {failed}"
+    assert all(r[2] for r in requests if r[0] + r[1] / 1000 < 0), "a request before the cut failed"
+    TIMINGS["kubernetes lab, VIP: master-02 back UP after"] = wait_state(lab, "master-02", "UP", timeout=60)
+    ready = _wait(lambda: kubectl(lab, "get node master-02 -o "
+                                       "'jsonpath={.status.conditions[?(@.type==\"Ready\")].status}'"),
+                  lambda got: got == "True", timeout=120)
+    assert ready == "True"
+
+
+def test_a_second_pulumi_up_runs_nothing(lab):
+    """With the cluster up, the next `pulumi up` changes nothing: every
+    resource is "same" and no script runs."""
+    since = len(lab.mocks.steps)
+    lab.apply()
+    assert lab.mocks.steps[since:] == [], [s.name for s in lab.mocks.steps[since:]]
+    assert {s.op for s in lab.runs[-1].steps} == {"same"}
