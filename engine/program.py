@@ -58,6 +58,19 @@ class RecordingMonitor(pmocks.MockMonitor):
         self.engine = engine
         self.run_id = engine.run_id if engine is not None else 0
 
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        """The engine's URN: the type qualified by the parent's whole chain of
+        types, none for a child of the stack (pkg resource/urn.go; the SDK's
+        mock keeps only the parent's own type and qualifies the stack's
+        children with pulumi:pulumi:Stack). `pulumi preview --json` names
+        resources this way, so the model's plan and the real one compare URN
+        by URN."""
+        if parent:
+            qualified = parent.split("::")[2]
+            if qualified != "pulumi:pulumi:Stack":
+                type_ = f"{qualified}${type_}"
+        return "urn:pulumi:" + "::".join([pulumi.get_stack(), pulumi.get_project(), type_, name])
+
     def RegisterResource(self, request):  # noqa: N802 - gRPC method name
         if request.type == "pulumi:pulumi:Stack":
             return super().RegisterResource(request)

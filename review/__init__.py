@@ -348,7 +348,12 @@ def _command_why(step: dict) -> list[str]:
             why.append("a new machine (its trigger changed)")
     old_m, old_text = unwrap_script(step.get("old_script"))
     new_m, new_text = unwrap_script(step.get("script"))
-    if step["action"] in step.get("secret", []):
+    unknown = step.get("unknown") or []
+    if unknown:
+        why.append(f"{', '.join(unknown)} known only once the steps it depends on have run")
+    if step["action"] in unknown:
+        pass
+    elif step["action"] in step.get("secret", []):
         why.append("its script changed (secret)")
     elif step["action"] in step["changed"] or step["op"] == "replace":
         if old_m != new_m:
@@ -360,7 +365,7 @@ def _command_why(step: dict) -> list[str]:
                 why.append(value_change(key, old_vals.get(key), new_vals.get(key)))
         if old_body != new_body:
             why.append("script edited")
-    if "stdin" in step["changed"]:
+    if "stdin" in step["changed"] and "stdin" not in unknown:
         if "stdin" in step.get("secret", []):
             why.append("its secret input changed")
         else:
@@ -534,6 +539,9 @@ def _cert_name(name: str) -> str:
 
 # -- the real engine's plan: `pulumi preview --json` ---------------------------------
 
+# what `pulumi preview --json` prints for a value it cannot know yet (an
+# output of a resource the same run creates or changes)
+UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 PREVIEW_OPS = {"create-replacement": "replace", "delete-replaced": "replace", "replace": "replace",
                "discard-replaced": "replace", "create": "create", "update": "update", "delete": "delete",
                "same": "same", "read": "same", "refresh": "same", "import": "create"}
@@ -572,6 +580,8 @@ def from_preview(preview: dict, nodes: dict | Iterable[str] = (), stack: str = "
         conn = ni.get("connection") if isinstance(ni.get("connection"), dict) else oi.get("connection")
         host = conn.get("host") if isinstance(conn, dict) else None
         if op == "delete":
+            if type_.startswith("hakube:"):
+                continue                # a component: its children are listed
             steps.append(("delete", {"name": name, "type": type_, "urn": step.get("urn"), "host": host,
                                      "delete": oi.get("delete") if type_ == COMMAND else None,
                                      "retained": bool(old.get("retainOnDelete"))}))
@@ -580,14 +590,20 @@ def from_preview(preview: dict, nodes: dict | Iterable[str] = (), stack: str = "
         if type_ == COMMAND:
             action = "create" if op in ("create", "replace") or not ni.get("update") else "update"
         script = ni.get(action) if action else None
-        runs = bool(script) and str(script).strip() not in ("true", ":")
+        # a text made from outputs of steps that run first: the preview
+        # cannot know it (unknown), only that it runs
+        unknown = script == UNKNOWN
+        if unknown:
+            script = oi.get(action) or oi.get("create") or ""
+        runs = unknown or (bool(script) and str(script).strip() not in ("true", ":"))
         steps.append(("step", {
             "name": name, "type": type_, "urn": step.get("urn"), "op": op, "changed": changed, "host": host,
             "replace_keys": sorted(step.get("replaceReasons") or []), "dbr": False, "delete_first": [],
             "reason": "", "action": action, "runs": runs, "script": script,
             "secret": [k for k, v in ni.items() if v == "[secret]"],
             "old": {k: oi.get(k) for k in changed if k in oi}, "new": {k: ni.get(k) for k in changed if k in ni},
-            "old_script": (oi.get(action) or oi.get("create")) if action and oi else None}))
+            "old_script": (oi.get(action) or oi.get("create")) if action and oi else None,
+            "unknown": sorted(k for k in changed if ni.get(k) == UNKNOWN)}))
     for kind, s in steps:
         item = _deleted(s, nodes) if kind == "delete" else _item(s, nodes, False)
         if item is not None:
@@ -600,8 +616,10 @@ def compare(model: dict, preview: dict) -> list[str]:
     """Where the model's plan (a review.side report) and the real engine's
     differ, URN by URN: each line is a bug in the model."""
     mine = {s["urn"]: s["op"] for s in model.get("steps", [])}
-    mine.update({d["urn"]: "delete" for d in model.get("deleted", [])})
-    theirs = preview_ops(preview)
+    # a replaced resource's old copy is deleted too (create-before-delete):
+    # that is the replace, not a delete of the resource
+    mine.update({d["urn"]: "delete" for d in model.get("deleted", []) if d["urn"] not in mine})
+    theirs = {urn: op for urn, op in preview_ops(preview).items() if urn.split("::")[2] != "pulumi:pulumi:Stack"}
     out = []
     for urn in sorted(set(mine) | set(theirs)):
         a, b = mine.get(urn, "absent"), theirs.get(urn, "same" if urn in mine else "absent")

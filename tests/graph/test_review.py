@@ -21,6 +21,8 @@ from review.__main__ import side
 from tests.harness import ROOT
 from tests.plan import Planner
 
+COMMAND_TYPE = "command:remote:Command"
+
 GOLDEN = Path(__file__).parent / "golden"
 SKIP = shutil.ignore_patterns(".git", ".venv", ".lab", ".tools", "__pycache__", ".pulumi-state", ".pytest_cache", "*.key")
 KEY_A = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIReviewKeyAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA review-a"
@@ -229,3 +231,23 @@ def test_a_disagreement_between_the_model_and_pulumi_preview_is_printed(tmp_path
     real = from_preview(preview, head["outputs"]["nodeIps"], "dev")
     real.disagreements = lines
     assert "disagree" in render(real) and "etcd-01-restart" in render(real)
+
+
+def test_a_script_the_preview_cannot_know_yet_is_not_read_as_removed():
+    """`pulumi preview --json` prints an output the same run makes (a new
+    certificate's digest in a restart step's text) as the unknown value: the
+    review says the text is known only once the steps before it ran, not
+    that the script's lines go away."""
+    unknown = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+    old = {"create": "#!/bin/bash\nRESTART_PAYLOAD='abc'\n# hakube-step: etcd/restart.sh\nsystemctl restart etcd\n",
+           "connection": {"host": "192.168.144.201"}}
+    step = {"op": "update", "urn": "urn:pulumi:dev::hakube::hakube:cluster:Cluster$command:remote:Command::"
+                                   "hakube-etcd-etcd-01-restart",
+            "diffReasons": ["create"], "detailedDiff": {"create": {"kind": "update"}},
+            "oldState": {"type": COMMAND_TYPE, "custom": True, "inputs": old},
+            "newState": {"type": COMMAND_TYPE, "custom": True, "inputs": {**old, "create": unknown}}}
+    review = from_preview({"steps": [step]}, {"etcd-01": "192.168.144.201"}, "dev")
+    (item,) = review.items
+    assert (item.name, item.op, item.action) == ("hakube-etcd-etcd-01-restart", "update", "create")
+    assert item.why == ["create known only once the steps it depends on have run"], item.why
+    assert unknown not in render(review)

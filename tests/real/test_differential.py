@@ -1,0 +1,125 @@
+"""The engine model (engine/, what `make review` plans with no state) against
+the real Pulumi engine, URN by URN and operation by operation.
+
+The real side: hakube's program run by the CLI `make tools` builds, through
+the Automation API (tests/realengine/driver.py), with the stand-in provider
+plugins in echo mode (tests/realengine/plugin.py: the providers' answers as
+read in their source; nothing acts). The model's side: review.side, the
+same program under engine/ with engine/echo.py. Both start from the dev
+stack and go through the same chain of changes; before each change is
+applied, the real `pulumi preview --json` and the model's plan are compared
+with review.compare() (every line is a disagreement), and the review made
+from the real preview is held to the model's, item by item. Then both apply
+it (a real `pulumi up`; the model's state carried over) and the next change
+starts from there. At the end, `pulumi preview --expect-no-changes` holds.
+The figures printed are the real engine's cost per run.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from config.stackfile import raw_from_stack_file
+from review import build, compare, from_preview
+from tests.conftest import ROOT
+
+PULUMI = ROOT / ".tools" / "bin" / "pulumi"
+pytestmark = [pytest.mark.tools,
+              pytest.mark.skipif(not PULUMI.exists(), reason="needs `make tools` (the Pulumi CLI)")]
+FIGURES: dict[str, float] = {}
+
+
+def deep(a: dict, b: dict) -> dict:
+    return {**a, **{k: deep(a.get(k) or {}, v) if isinstance(v, dict) else v for k, v in b.items()}}
+
+
+# (name, the change to the stack's config), applied one after the other
+CHAIN: list[tuple[str, dict]] = [
+    ("rotation", {"pki": {"rotation": "2027-01"}}),
+    ("etcd upgrade", {"etcd": {"version": "3.7.3"}}),
+    ("etcd 3 -> 5", {"nodes": {"etcd": {"count": 5}}}),
+    ("etcd 5 -> 3", {"nodes": {"etcd": {"count": 3}}}),
+    ("diskGiB", {"nodes": {"etcd": {"diskGiB": 40}}}),
+    ("image", {"image": {"url": "https://cloud.debian.org/images/debian-13.qcow2"}}),
+    ("control-plane memory", {"nodes": {"controlPlane": {"memoryMiB": 8192}}}),
+    ("kubernetes.version", {"kubernetes": {"version": "1.37.2"}}),
+    ("load balancers 1 -> 2", {"nodes": {"loadBalancer": {"count": 2}}}),
+    ("a worker added", {"nodes": {"workers": {"count": 1}}}),
+    ("the worker removed", {"nodes": {"workers": {"count": 0}}}),
+]
+
+
+class Real:
+    """The dev stack under the real engine, in a work directory of its own."""
+
+    def __init__(self, work: Path):
+        self.work = work
+
+    def __call__(self, config: dict, op: str) -> dict:
+        cfg = self.work / "config.json"
+        cfg.write_text(json.dumps(config))
+        t0 = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "tests.realengine.driver", str(self.work / "real"), "dev",
+                               str(cfg), op], cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, f"pulumi {op}:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
+        out["wall"] = time.monotonic() - t0
+        return out
+
+
+class Model:
+    """The same stack under engine/ (review.side), its state carried over."""
+
+    def __init__(self, work: Path):
+        self.work, self.state, self.n = work, None, 0
+
+    def __call__(self, config: dict) -> dict:
+        self.n += 1
+        cfg, report, state = (self.work / f"model-{self.n}.{x}" for x in ("config.json", "json", "state"))
+        cfg.write_text(json.dumps({"raw": config}))
+        argv = [sys.executable, "-m", "review.side", "--root", str(ROOT), "--stack", "dev", "--config", str(cfg),
+                "--report", str(report), "--state-out", str(state)]
+        if self.state:
+            argv += ["--state-in", str(self.state)]
+        proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0 and report.exists(), proc.stderr[-3000:]
+        self.state = state
+        return json.loads(report.read_text())
+
+
+def test_the_model_plans_what_the_real_engine_plans_through_a_chain_of_changes(tmp_path):
+    real, model = Real(tmp_path), Model(tmp_path)
+    config = {k: v for k, v in raw_from_stack_file(ROOT / "Pulumi.dev.yaml").items()}
+    t0 = time.monotonic()
+    first = real(config, "up")
+    FIGURES["real engine: dev stack created (pulumi up)"] = first["seconds"]
+    model(config)
+    found: list[str] = []
+    for name, change in CHAIN:
+        config = deep(copy.deepcopy(config), change)
+        preview = real(config, "preview")
+        FIGURES[f"real engine: preview of {name}"] = preview["seconds"]
+        plan = model(config)
+        lines = compare(plan, preview["preview"])
+        found += [f"{name}: {line}" for line in lines]
+        if not lines:
+            mine = build({}, plan)
+            theirs = from_preview(preview["preview"], plan["outputs"].get("nodeIps") or {}, "dev")
+            a = sorted((i.name, i.op, i.action) for i in mine.items if i.kind != "new")
+            b = sorted((i.name, i.op, i.action) for i in theirs.items if i.kind != "new")
+            if a != b:
+                found.append(f"{name}: the reviews differ: model only {sorted(set(a) - set(b))[:5]}, "
+                             f"preview only {sorted(set(b) - set(a))[:5]}")
+        up = real(config, "up")
+        FIGURES[f"real engine: up of {name}"] = up["seconds"]
+    # the program converges: after the last change, nothing left to do
+    FIGURES["real engine: preview --expect-no-changes"] = real(config, "expect-no-changes")["seconds"]
+    FIGURES["real engine: the whole chain"] = time.monotonic() - t0
+    print("\n".join(f"{k:60} {v:7.1f} s" for k, v in FIGURES.items()))
+    assert not found, f"{len(found)} disagreements over {len(CHAIN)} changes:\n" + "\n".join(found)

@@ -1,0 +1,107 @@
+"""hakube's program run by the real Pulumi engine: the CLI `make tools`
+builds (.tools/bin/pulumi), through the Automation API as an inline program
+(the SDK serves `__main__.py` from this process: no language host, which the
+Go module proxy refuses to build), with a file backend and a passphrase in a
+work directory of its own, and the stand-in provider plugins of
+tests/realengine on PATH.
+
+    python -m tests.realengine.driver WORK STACK CONFIG.json OP [--replace URN]...
+
+OP: preview (prints `pulumi preview --json`), up, refresh, destroy,
+expect-no-changes (a preview that fails on any change). CONFIG.json: the
+stack's `hakube:` keys as `Pulumi.<stack>.yaml` holds them (the stack file
+in WORK is written from it before each run). One process per run: the SDK's
+runtime settings are global, and the graph tier's mocks live in the test
+process.
+"""
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+PULUMI_ROOT = ROOT / ".tools"
+BIN = Path(__file__).resolve().parent / "bin"
+PASSPHRASE = "hakube-real-engine"
+
+
+def env(work: Path) -> dict[str, str]:
+    return {
+        "PATH": f"{BIN}:{PULUMI_ROOT / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "PULUMI_HOME": str(work / "pulumi-home"),
+        "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
+        "PULUMI_SKIP_UPDATE_CHECK": "1",
+        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+        "PULUMI_SKIP_CONFIRMATIONS": "1",
+        "HAKUBE_PYTHON": sys.executable,
+        "HAKUBE_ECHO_STATE": str(work / "echo-state.json"),
+    }
+
+
+def program() -> None:
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+
+
+def stack(work: Path, name: str, config: dict):
+    from pulumi import automation as auto
+    (work / "state").mkdir(parents=True, exist_ok=True)
+    stack_file = work / f"Pulumi.{name}.yaml"
+    salt = yaml.safe_load(stack_file.read_text()).get("encryptionsalt") if stack_file.exists() else None
+    doc = {"config": {f"hakube:{k}": v for k, v in config.items()}}
+    if salt:
+        doc["encryptionsalt"] = salt
+    stack_file.write_text(yaml.safe_dump(doc, sort_keys=False))
+    e = env(work)
+    os.environ.update({k: v for k, v in e.items() if k.startswith("HAKUBE_")})
+    ws = auto.LocalWorkspaceOptions(
+        work_dir=str(work), pulumi_home=e["PULUMI_HOME"], env_vars=e,
+        pulumi_command=auto.PulumiCommand(root=str(PULUMI_ROOT), skip_version_check=True),
+        project_settings=auto.ProjectSettings(name="hakube", runtime="python",
+                                              backend=auto.ProjectBackend(url=f"file://{work / 'state'}")),
+        secrets_provider="passphrase")
+    return auto.create_or_select_stack(stack_name=name, project_name="hakube", program=program, opts=ws)
+
+
+def run(work: Path, name: str, config: dict, op: str, replace: list[str] | None = None) -> dict:
+    s = stack(work, name, config)
+    t0 = time.monotonic()
+    out: dict = {"op": op}
+    if op == "preview":
+        res = s.preview(json=True, replace=replace or None, color="never")
+        out["preview"] = json.loads(res.stdout)
+    elif op == "expect-no-changes":
+        res = s.preview(expect_no_changes=True, color="never")
+        out["changes"] = res.change_summary
+    elif op == "up":
+        res = s.up(replace=replace or None, color="never")
+        out["changes"] = res.summary.resource_changes
+        out["outputs"] = {k: (None if v.secret else v.value) for k, v in res.outputs.items()}
+    elif op == "refresh":
+        out["changes"] = s.refresh(color="never").summary.resource_changes
+    elif op == "destroy":
+        out["changes"] = s.destroy(color="never").summary.resource_changes
+    else:
+        raise SystemExit(f"unknown operation {op!r}")
+    out["seconds"] = round(time.monotonic() - t0, 2)
+    return out
+
+
+def main(argv: list[str]) -> int:
+    work, name, config_file, op = Path(argv[1]).resolve(), argv[2], Path(argv[3]), argv[4]
+    replace = [argv[i + 1] for i, a in enumerate(argv) if a == "--replace"]
+    work.mkdir(parents=True, exist_ok=True)
+    result = run(work, name, json.loads(config_file.read_text()), op, replace)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
