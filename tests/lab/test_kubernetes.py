@@ -5,9 +5,9 @@ master-02 and then master-03 with hakube's own certificate distribution,
 applies Flannel and runs the seed's checks as its own gates; kubeadm
 deploys CoreDNS and kube-proxy. Every binary and image is built here from Go
 modules (make tools). Then the seed's checks as a person makes them, a pod
-on each node answering a pod on another, encryption in etcd's raw data, the
-VIP under a silent apiserver host, and a second `pulumi up` that runs
-nothing. Teardown is `pulumi destroy`: the control planes leave the cluster
+on each node answering a pod on another, encryption in etcd's raw data,
+HAProxy and the VIP in front of the real apiservers (one stopped, one host
+silent, one killed), and a second `pulumi up` that runs nothing. Teardown is `pulumi destroy`: the control planes leave the cluster
 (drain, kubeadm reset, the Node deleted) before their machines go."""
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ import json
 import re
 import secrets
 import shlex
+import socket
+import ssl
 import subprocess
 import time
 from pathlib import Path
@@ -25,7 +27,7 @@ import pytest
 import yaml
 
 from .conftest import TIMINGS, lab_fixture
-from .vip import server_states, under_load, wait_state
+from .vip import under_load, wait_state
 
 pytestmark = pytest.mark.lab
 
@@ -225,6 +227,75 @@ def test_a_pod_on_each_node_answers_a_pod_on_the_next_node(lab):
         assert answer == [api], (node, answer)
 
 
+def served_by(lab) -> dict[str, int]:
+    """HAProxy's count of sessions each apiserver has served (stot)."""
+    res = lab.sh("lb-01", "echo 'show stat' | sudo -n nc -U /run/haproxy/admin.sock")
+    assert res.rc == 0, res.stdout + res.stderr
+    rows = [line.split(",") for line in res.stdout.splitlines() if line.startswith("kube-apiservers,")]
+    return {r[1]: int(r[7] or 0) for r in rows if r[1] not in ("BACKEND", "FRONTEND")}
+
+
+def readyz(lab, n: int) -> list[str]:
+    """`n` requests for /readyz through the VIP, each a new connection."""
+    vip = lab.outputs["vip"]
+    out = ok(lab, "master-01", " ; ".join([f"curl -sk --max-time 5 https://{vip}:6443/readyz ; echo"] * n))
+    return [line for line in out.splitlines() if line]
+
+
+def test_haproxy_spreads_the_vip_over_the_apiservers_and_routes_around_a_stopped_one(lab):
+    """HAProxy's checks reach the real apiservers' /readyz: all three UP, and
+    requests through the VIP are served by each. master-02's apiserver
+    stopped as kubeadm stops one (its static pod manifest moved away): marked
+    DOWN within inter x fall, every request still answered by the others;
+    its manifest put back, kubelet starts it and it is UP again."""
+    for node in CONTROL_PLANES:
+        wait_state(lab, node, "UP", timeout=60)
+    before = served_by(lab)
+    assert readyz(lab, 30) == ["ok"] * 30
+    after = served_by(lab)
+    assert all(after[n] > before[n] for n in CONTROL_PLANES), (before, after)
+    manifest = "/etc/kubernetes/manifests/kube-apiserver.yaml"
+    ok(lab, "master-02", sudo(f"mv {manifest} /root/kube-apiserver.yaml"))
+    try:
+        down = wait_state(lab, "master-02", "DOWN", timeout=60)
+        TIMINGS["kubernetes lab, haproxy: stopped apiserver marked DOWN"] = down
+        before = served_by(lab)
+        assert readyz(lab, 12) == ["ok"] * 12
+        assert served_by(lab)["master-02"] == before["master-02"]
+    finally:
+        ok(lab, "master-02", sudo(f"mv /root/kube-apiserver.yaml {manifest}"))
+    TIMINGS["kubernetes lab, haproxy: apiserver back UP after its manifest returned"] = \
+        wait_state(lab, "master-02", "UP", timeout=120)
+
+
+def test_a_config_change_reloads_haproxy_without_dropping_connections(lab):
+    """An established connection through the VIP to a real apiserver keeps
+    working across the reload a changed haproxy.cfg causes (the program's
+    own step, re-run with a changed config, then with the original again)."""
+    step = lab.runs[-1].by_name("hakube-lb-lb-01-haproxy").inputs
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    with ctx.wrap_socket(socket.create_connection((lab.outputs["vip"], 6443), timeout=5)) as conn:
+        def get() -> bytes:
+            """One whole response on the same connection (headers, then a 2-byte body)."""
+            conn.sendall(b"GET /readyz HTTP/1.1\r\nHost: vip\r\n\r\n")
+            buf = b""
+            while not (b"\r\n\r\n" in buf and buf.endswith(b"ok")):
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                buf += chunk
+            return buf
+        assert get().startswith(b"HTTP/1.1 200")
+        workers = ok(lab, "lb-01", "pgrep -x haproxy | sort").split()
+        changed = ok(lab, "lb-01", step["create"], stdin=step["stdin"] + "# changed by the lab\n")
+        assert "haproxy reloaded" in changed
+        assert ok(lab, "lb-01", "pgrep -x haproxy | sort").split() != workers
+        assert get().startswith(b"HTTP/1.1 200"), "the established connection was dropped by the reload"
+        assert get().startswith(b"HTTP/1.1 200")
+    assert "haproxy reloaded" in ok(lab, "lb-01", step["create"], stdin=step["stdin"])
+
+
 # Requests through the VIP with kubectl, a new process (and connection) every 0.2 s
 KUBECTL_LOOP = r"""
 end=$((SECONDS + DUR))
@@ -238,43 +309,44 @@ wait
 """
 
 
-def test_the_vip_serves_kubectl_while_an_apiservers_host_goes_silent(lab):
+def test_the_vip_serves_kubectl_while_an_apiservers_host_goes_silent_or_its_apiserver_is_killed(lab):
     """kubectl get --raw /readyz through the VIP (admin.conf's server) in a
-    loop while master-02's link is cut on the lab host (no RST, no FIN, as on
-    a power loss). HAProxy's checks reach the real apiservers' /readyz and
-    mark it down; the number of failed requests is printed. Requests sent
-    after the cut all succeed (HAProxy redispatches a connect that gets no
-    answer); one in flight on the dead host's connection can only end at
-    kubectl's timeout. Then master-02 comes back UP and Ready."""
+    loop, twice: while master-02's link is cut on the lab host (no RST, no
+    FIN, as on a power loss), and while its kube-apiserver process is killed
+    (kubelet starts it again). HAProxy marks it down; the number of failed
+    requests is printed. Requests sent after the failure all succeed
+    (HAProxy redispatches a connect that gets no answer); one in flight on
+    the dead host's connection can only end at kubectl's timeout. Each time
+    master-02 comes back UP, and Ready."""
     from .hosts import _ifname
     assert "https://" + lab.outputs["vip"] + ":6443" in ok(lab, "master-01", sudo(
         "grep server: /etc/kubernetes/admin.conf"))
-    for node in CONTROL_PLANES:
-        wait_state(lab, node, "UP", timeout=60)
     link = _ifname("hkl", "hakube-lab-master-02")
-
-    def revive():
-        subprocess.run(["ip", "link", "set", link, "up"], check=True)
-
-    down, requests, settled = under_load(
-        lab, lambda: subprocess.run(["ip", "link", "set", link, "down"], check=True), revive,
-        duration=20, loop=KUBECTL_LOOP)
-    inflight = [r for r in requests if r[0] < settled and r[0] + r[1] / 1000 > 0]
-    after = [r for r in requests if r[0] >= settled]
-    failed = [r for r in after if not r[2]]
-    lost = [r for r in inflight if not r[2]]
-    TIMINGS["kubernetes lab, VIP, silent master-02: marked DOWN after"] = down
-    TIMINGS[f"kubernetes lab, VIP: {len(requests)} kubectl requests, {len(failed) + len(lost)} failed "
-            f"({len(failed)} of {len(after)} sent after the cut, {len(lost)} of {len(inflight)} in flight); "
-            "slowest"] = max(ms for _, ms, _ in requests) / 1000
-    assert down <= 6, f"marked down after {down:.1f} s"
-    assert failed == [], f"{len(failed)} of {len(after)} sent after the cut failed: {failed}"
-    assert all(r[2] for r in requests if r[0] + r[1] / 1000 < 0), "a request before the cut failed"
-    TIMINGS["kubernetes lab, VIP: master-02 back UP after"] = wait_state(lab, "master-02", "UP", timeout=60)
-    ready = _wait(lambda: kubectl(lab, "get node master-02 -o "
-                                       "'jsonpath={.status.conditions[?(@.type==\"Ready\")].status}'"),
-                  lambda got: got == "True", timeout=120)
-    assert ready == "True"
+    cases = (("silent host", lambda: subprocess.run(["ip", "link", "set", link, "down"], check=True),
+              lambda: subprocess.run(["ip", "link", "set", link, "up"], check=True)),
+             ("killed apiserver", lambda: ok(lab, "master-02", "sudo -n pkill -KILL -x kube-apiserver"),
+              lambda: None))
+    for case, break_it, restore in cases:
+        for node in CONTROL_PLANES:
+            wait_state(lab, node, "UP", timeout=120)
+        down, requests, settled = under_load(lab, break_it, restore, duration=20, loop=KUBECTL_LOOP)
+        inflight = [r for r in requests if r[0] < settled and r[0] + r[1] / 1000 > 0]
+        after = [r for r in requests if r[0] >= settled]
+        failed = [r for r in after if not r[2]]
+        lost = [r for r in inflight if not r[2]]
+        TIMINGS[f"kubernetes lab, VIP, {case} (master-02): marked DOWN after"] = down
+        TIMINGS[f"kubernetes lab, VIP, {case}: {len(requests)} kubectl requests, {len(failed) + len(lost)} "
+                f"failed ({len(failed)} of {len(after)} sent after, {len(lost)} of {len(inflight)} in flight); "
+                "slowest"] = max(ms for _, ms, _ in requests) / 1000
+        assert down <= 6, f"{case}: marked down after {down:.1f} s"
+        assert failed == [], f"{case}: {len(failed)} of {len(after)} sent after it failed: {failed}"
+        assert all(r[2] for r in requests if r[0] + r[1] / 1000 < 0), f"{case}: a request before it failed"
+        TIMINGS[f"kubernetes lab, VIP, {case}: master-02 back UP after"] = \
+            wait_state(lab, "master-02", "UP", timeout=120)
+        ready = _wait(lambda: kubectl(lab, "get node master-02 -o "
+                                           "'jsonpath={.status.conditions[?(@.type==\"Ready\")].status}'"),
+                      lambda got: got == "True", timeout=120)
+        assert ready == "True", case
 
 
 def test_a_second_pulumi_up_runs_nothing(lab):
