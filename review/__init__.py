@@ -351,11 +351,9 @@ def _command_why(step: dict) -> list[str]:
     unknown = step.get("unknown") or []
     if unknown:
         why.append(f"{', '.join(unknown)} known only once the steps it depends on have run")
-    if step["action"] in unknown:
-        pass
-    elif step["action"] in step.get("secret", []):
+    if step["action"] in step.get("secret", []) and step["action"] not in unknown:
         why.append("its script changed (secret)")
-    elif step["action"] in step["changed"] or step["op"] == "replace":
+    elif step["action"] not in unknown and (step["action"] in step["changed"] or step["op"] == "replace"):
         if old_m != new_m:
             why.append("a new machine (the id on its disk)")
         old_vals, old_body = prelude(old_text)

@@ -66,9 +66,10 @@ def images(kube: Path, node: Path) -> list[Image]:
     out.append(Image(f"registry.k8s.io/coredns/coredns:v{tools['coredns'].version}",
                      {"/coredns": node / "coredns"}, ["/coredns"]))
     out.append(Image(f"registry.k8s.io/pause:{b.NODE_OWN_VERSION}", {"/pause": node / "pause"}, ["/pause"]))
-    out.append(Image(f"ghcr.io/flannel-io/flannel:v{tools['flannel'].version}", {"/opt/bin/flanneld": node / "flanneld"},
+    flannel = flannel_version()
+    out.append(Image(f"ghcr.io/flannel-io/flannel:v{flannel}", {"/opt/bin/flanneld": node / "flanneld"},
                      ["/opt/bin/flanneld"], userland=True))
-    cni_tag = flannel_cni_tag(flannel_manifest(tools["flannel"].version).read_text())
+    cni_tag = flannel_cni_tag(flannel_manifest(flannel).read_text())
     out.append(Image(f"ghcr.io/flannel-io/flannel-cni-plugin:{cni_tag}", {"/flannel": node / "flannel"},
                      ["/usr/bin/cp"], userland=True))
     return out
@@ -186,6 +187,11 @@ def make(out: Path, tools_dir: Path, userland_root: Path) -> list[tuple[str, Pat
             write_archive(image, files, out)
         made.append((image.name, archive))
     return made
+
+
+def flannel_version() -> str:
+    """The Flannel release `make tools` builds flanneld of (its images are made here)."""
+    return next(t.version for t in build_module().tools() if t.name == "flannel")
 
 
 def flannel_manifest(version: str) -> Path:

@@ -67,8 +67,11 @@ class ReleaseServer:
     def __init__(self, spec, bridge_ip: str):
         served = {}                      # URL path prefix -> directory
         port = None
-        for key, url, directory in (("etcd.downloadUrl", spec.etcd.download_url, RELEASES),
-                                    ("kubernetes.packageRepository", spec.kubernetes.package_repo, PACKAGES)):
+        urls = [("etcd.downloadUrl", spec.etcd.download_url, RELEASES),
+                ("kubernetes.packageRepository", spec.kubernetes.package_repo, PACKAGES)]
+        if spec.kubernetes.cni.manifest_url:     # the file's directory
+            urls.append(("kubernetes.cni.manifestUrl", spec.kubernetes.cni.manifest_url.rsplit("/", 1)[0], CNI))
+        for key, url, directory in urls:
             parsed = urlparse(url)
             if parsed.hostname != bridge_ip or (port is not None and (parsed.port or 80) != port):
                 raise RuntimeError(f"the lab serves {key} on its bridge ({bridge_ip}:{port or parsed.port or 80}),"
@@ -77,13 +80,6 @@ class ReleaseServer:
             served[parsed.path.rstrip("/")] = directory
         served[IMAGES_PATH] = IMAGES
         self.images_url = f"http://{bridge_ip}:{port}{IMAGES_PATH}"
-        manifest = urlparse(spec.kubernetes.cni.manifest_url)
-        if manifest.path:
-            if manifest.hostname != bridge_ip or (manifest.port or 80) != port:
-                raise RuntimeError(f"the lab serves kubernetes.cni.manifestUrl on {bridge_ip}:{port}, not "
-                                   f"{manifest.netloc}: fix it in Pulumi.lab.yaml")
-            served[str(Path(manifest.path).parent)] = CNI
-            self.cni_name = Path(manifest.path).name
 
         class Handler(http.server.SimpleHTTPRequestHandler):
             def translate_path(self, path):
@@ -148,7 +144,7 @@ class Lab:
         if cni.plugin != "flannel":
             raise RuntimeError(f"the lab makes Flannel's images, not {cni.plugin}'s: set kubernetes.cni.plugin "
                                "to flannel in Pulumi.lab.yaml")
-        made = next(name for name, _ in self.images if "/flannel:" in name).rsplit(":v", 1)[1]
+        made = kubernetes_images.flannel_version()
         if made != cni.version:
             raise RuntimeError(f"the lab made Flannel {made}'s images (make tools), but the stack asks for "
                                f"{cni.version}: set kubernetes.cni.version to {made}")

@@ -16,7 +16,6 @@ import ipaddress
 import json
 import re
 import secrets
-import shlex
 import socket
 import ssl
 import subprocess
@@ -27,7 +26,8 @@ import pytest
 import yaml
 
 from .conftest import TIMINGS, lab_fixture
-from .vip import under_load, wait_state
+from .test_lab import ok, sudo
+from .vip import haproxy_stats, under_load, wait_state
 
 pytestmark = pytest.mark.lab
 
@@ -48,16 +48,6 @@ def lab():
         # no snapshot timer: three real control planes share this machine's two cores
         "etcd": {"backup": {"enabled": False}},
     })
-
-
-def ok(lab, node, command, stdin=None, timeout=120):
-    res = lab.sh(node, command, stdin=stdin, timeout=timeout)
-    assert res.rc == 0, f"{node}: {command}\n{res.stdout}\n{res.stderr}"
-    return res.stdout
-
-
-def sudo(command: str) -> str:
-    return "sudo -n bash -c " + shlex.quote(command)
 
 
 def kubectl(lab, args: str, node="master-01", stdin=None) -> str:
@@ -229,10 +219,7 @@ def test_a_pod_on_each_node_answers_a_pod_on_the_next_node(lab):
 
 def served_by(lab) -> dict[str, int]:
     """HAProxy's count of sessions each apiserver has served (stot)."""
-    res = lab.sh("lb-01", "echo 'show stat' | sudo -n nc -U /run/haproxy/admin.sock")
-    assert res.rc == 0, res.stdout + res.stderr
-    rows = [line.split(",") for line in res.stdout.splitlines() if line.startswith("kube-apiservers,")]
-    return {r[1]: int(r[7] or 0) for r in rows if r[1] not in ("BACKEND", "FRONTEND")}
+    return {server: int(row[7] or 0) for server, row in haproxy_stats(lab).items()}
 
 
 def readyz(lab, n: int) -> list[str]:
@@ -296,19 +283,6 @@ def test_a_config_change_reloads_haproxy_without_dropping_connections(lab):
     assert "haproxy reloaded" in ok(lab, "lb-01", step["create"], stdin=step["stdin"])
 
 
-# Requests through the VIP with kubectl, a new process (and connection) every 0.2 s
-KUBECTL_LOOP = r"""
-end=$((SECONDS + DUR))
-while [ $SECONDS -lt $end ]; do
-  ( s=$(date +%s%3N)
-    out=$(kubectl --kubeconfig /etc/kubernetes/admin.conf get --raw /readyz --request-timeout=15s 2>/dev/null); rc=$?
-    echo "$s $(( $(date +%s%3N) - s )) $rc $out" ) &
-  sleep 0.2
-done
-wait
-"""
-
-
 def test_the_vip_serves_kubectl_while_an_apiservers_host_goes_silent_or_its_apiserver_is_killed(lab):
     """kubectl get --raw /readyz through the VIP (admin.conf's server) in a
     loop, twice: while master-02's link is cut on the lab host (no RST, no
@@ -329,7 +303,7 @@ def test_the_vip_serves_kubectl_while_an_apiservers_host_goes_silent_or_its_apis
     for case, break_it, restore in cases:
         for node in CONTROL_PLANES:
             wait_state(lab, node, "UP", timeout=120)
-        down, requests, settled = under_load(lab, break_it, restore, duration=20, loop=KUBECTL_LOOP)
+        down, requests, settled = under_load(lab, break_it, restore, duration=20)
         inflight = [r for r in requests if r[0] < settled and r[0] + r[1] / 1000 > 0]
         after = [r for r in requests if r[0] >= settled]
         failed = [r for r in after if not r[2]]

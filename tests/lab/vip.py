@@ -107,12 +107,17 @@ class VipWatch:
 
 # --- HAProxy's view of the apiservers, and requests through the VIP ----------
 
-def server_states(lab):
+def haproxy_stats(lab) -> dict[str, list[str]]:
+    """lb-01's HAProxy `show stat` rows of the apiservers' backend, by server
+    (CSV: svname 1, stot 7, status 17)."""
     res = lab.sh("lb-01", "echo 'show stat' | sudo -n nc -U /run/haproxy/admin.sock")
     assert res.rc == 0, f"lb-01: HAProxy's stats: {res.stdout}{res.stderr}"
-    out = res.stdout
-    rows = [line.split(",") for line in out.splitlines() if line.startswith("kube-apiservers,")]
-    return {r[1]: r[17] for r in rows if r[1] not in ("BACKEND", "FRONTEND")}
+    rows = [line.split(",") for line in res.stdout.splitlines() if line.startswith("kube-apiservers,")]
+    return {r[1]: r for r in rows if r[1] not in ("BACKEND", "FRONTEND")}
+
+
+def server_states(lab) -> dict[str, str]:
+    return {server: row[17] for server, row in haproxy_stats(lab).items()}
 
 
 def wait_state(lab, server, want, timeout=30.0):
@@ -124,26 +129,28 @@ def wait_state(lab, server, want, timeout=30.0):
     pytest.fail(f"{server} not {want} after {timeout} s: {server_states(lab)}")
 
 
-# Requests through the VIP from master-01 (as root), a new connection every 0.1 s, each
-# in the background (so requests overlap, as a cluster's clients do): one
-# line "start_ms duration_ms curl_rc body" per request.
+# Requests through the VIP from master-01 (as root): `kubectl get --raw
+# /readyz` with admin.conf (its server is the VIP), a new process and
+# connection every 0.2 s, each in the background (so requests overlap, as a
+# cluster's clients do): one line "start_ms duration_ms rc body" per request.
 REQUEST_LOOP = r"""
 end=$((SECONDS + DUR))
 while [ $SECONDS -lt $end ]; do
-  ( s=$(date +%s%3N); out=$(curl -sk --max-time 15 "https://$VIP:6443/readyz" 2>/dev/null); rc=$?
+  ( s=$(date +%s%3N)
+    out=$(kubectl --kubeconfig /etc/kubernetes/admin.conf get --raw /readyz --request-timeout=15s 2>/dev/null); rc=$?
     echo "$s $(( $(date +%s%3N) - s )) $rc $out" ) &
-  sleep 0.1
+  sleep 0.2
 done
 wait
 """
 
 
-def under_load(lab, break_it, restore, duration=16, at=3, loop=REQUEST_LOOP, server="master-02"):
+def under_load(lab, break_it, restore, duration=16, at=3, server="master-02"):
     """Run the request loop on master-01, break `server` `at` s in, and
     return (seconds until HAProxy marked it DOWN, the requests as (start, ms,
     ok) from the moment it was broken, and how long breaking it took)."""
     loop = lab.ssh.start(lab.connection("master-01"),
-                         f"sudo -n env DUR={duration} VIP={lab.outputs['vip']} bash -c {shlex.quote(loop)}")
+                         f"sudo -n env DUR={duration} bash -c {shlex.quote(REQUEST_LOOP)}")
     try:
         time.sleep(at)
         broken = time.time()

@@ -319,7 +319,7 @@ class Provider(provider_pb2_grpc.ResourceProviderServicer):
 
     def Create(self, request, context):  # noqa: N802
         inputs = to_py(request.properties)
-        outs = self._outputs(request.type, request.urn, inputs, preview=request.preview, created=True)
+        outs = self._outputs(request.type, request.urn, inputs, preview=request.preview)
         if request.preview:
             rid = "" if self.package != "command" or request.type != COMMAND else f"{_name(request.urn)}{uuid.uuid4().hex[:8]}"
         else:
@@ -366,10 +366,11 @@ class Provider(provider_pb2_grpc.ResourceProviderServicer):
             return {"stdout": f"{root}-disk-{count(f'created:{root}', False)}"}
         return None
 
-    def _outputs(self, type_: str, urn: str, inputs: dict, preview: bool, created: bool) -> dict:
+    def _outputs(self, type_: str, urn: str, inputs: dict, preview: bool) -> dict:
+        """A creation's outputs (made up; unknown where a preview cannot know them)."""
         name = _name(urn)
         outs = dict(inputs)
-        if not preview and created:
+        if not preview:
             count(f"created:{name}", True)
         fresh = uuid.uuid4().hex[:8]
         if type_ == COMMAND:
