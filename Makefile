@@ -159,12 +159,15 @@ lab-releases: tools deps
 # Native tracebacks: pytest's own (it parses test sources again) can crash on
 # Python 3.11.7 ("AST constructor recursion depth mismatch") and hide the failure.
 # The unit, graph and real tiers run on both cores (pytest-xdist, a module
-# per process); the lab runs alone after them, its timings undisturbed.
+# per process, the longest first: tests/conftest.py); then the lab's modules,
+# each on a lab of its own (a slot: tests/lab/hosts.py) and all at once, as
+# they spend most of their time waiting on their hosts.
 PYTEST := $(PY) -m pytest -q -p no:cacheprovider --tb=native --durations=10
 PARALLEL := -n 2 --dist loadfile
+IN_ORDER := --no-loadscope-reorder
 test: deps lab-releases
-	$(PYTEST) $(PARALLEL) tests/unit tests/graph tests/real
-	$(PYTEST) tests/lab
+	$(PYTEST) $(PARALLEL) $(IN_ORDER) tests/unit tests/graph tests/real
+	$(PYTEST) -n 3 --dist loadfile $(IN_ORDER) tests/lab
 
 # The unit and graph tiers with no Go build, no root and no lab: tests that
 # need `make tools` builds are skipped and listed (-rs), and so are the real

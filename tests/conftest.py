@@ -36,7 +36,16 @@ def pytest_configure(config):
                                        "(skipped by `make test-fast`)")
 
 
+# The longest modules first: pytest-xdist's loadfile (with
+# --no-loadscope-reorder, Makefile) hands modules to its processes in the
+# order collected, so one that starts last cannot hold up the run's end.
+LONGEST_FIRST = ("tests/real/test_differential.py", "tests/unit/test_render_etcd.py")
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
+    first = {path: i for i, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: first.get(item.nodeid.split("::")[0], len(first)))
     if not FAST:
         return
     skip = pytest.mark.skip(reason=SKIP_REASON)

@@ -1,5 +1,8 @@
-"""The lab suite's fixture: one lab for the whole suite, brought up by the
-program's own graph, torn down at the end (and checked to leave nothing)."""
+"""The lab suite's fixtures: one lab per test module, brought up by the
+program's own graph, torn down at the module's end (and checked to leave
+nothing). Each module's lab has a slot of its own (hosts.Slot: bridge,
+addresses, hosts), so `make test` runs the modules side by side, one per
+pytest-xdist worker (--dist loadfile)."""
 from __future__ import annotations
 
 import os
@@ -10,10 +13,14 @@ import pytest
 
 from tests.harness import ROOT
 
-from .lab import HOSTS_DIR, Lab, sh
+from .lab import Lab, left_behind
 
 TIMINGS: dict[str, float] = {}
-LOG = ROOT / ".lab" / "lab-run.log"      # every step with its timing, for a failed run
+# every step of the slot's lab with its timing, for a failed run
+LOGS = ROOT / ".lab"
+# Each module's slot; the longest module first, so that with fewer workers
+# than modules the shorter ones share a worker.
+SLOTS = {"test_lab.py": 0, "test_day_two.py": 1, "test_kubernetes.py": 2}
 
 
 def lab_unavailable() -> str | None:
@@ -25,16 +32,15 @@ def lab_unavailable() -> str | None:
     return None
 
 
-def lab_fixture(label: str, overrides: dict | None = None, offsite: bool = False):
-    """One lab per test module (module scope: two labs never overlap, they
-    share the bridge and addresses)."""
+def lab_fixture(label: str, slot: int, overrides: dict | None = None, offsite: bool = False):
+    """One lab per test module, in its own slot (module scope)."""
     why = lab_unavailable()
     if why:
         pytest.skip(why)
     t0 = time.monotonic()
-    LOG.parent.mkdir(parents=True, exist_ok=True)
-    log = open(LOG, "a", buffering=1)
-    lab = Lab(log=lambda line: print(line, file=log), overrides=overrides, offsite=offsite)
+    LOGS.mkdir(parents=True, exist_ok=True)
+    log = open(LOGS / f"lab-run-{slot}.log", "w", buffering=1)
+    lab = Lab(log=lambda line: print(line, file=log), overrides=overrides, offsite=offsite, slot=slot)
     try:
         lab.up()
     except Exception:
@@ -49,16 +55,14 @@ def lab_fixture(label: str, overrides: dict | None = None, offsite: bool = False
     problems = lab.down()
     TIMINGS[f"{label}: teardown"] = time.monotonic() - t1
     TIMINGS[f"{label}: everything"] = time.monotonic() - t0
-    left = sh("pgrep", "-f", "systemd-nspawn", check=False).stdout.split()
-    links = [l for l in sh("ip", "-o", "link", "show").stdout.splitlines() if ": hk" in l]
-    assert not problems and not left and not links and not any(HOSTS_DIR.glob("*")), \
-        f"teardown left: {problems} nspawn={left} links={links}"
+    left = left_behind(lab.slot)
+    assert not problems and not left, f"teardown left: {problems} {left}"
 
 
 @pytest.fixture(scope="module")
 def lab():
     """The lab stack, copying its snapshots to an SFTP store on a lab host of its own."""
-    yield from lab_fixture("lab", offsite=True)
+    yield from lab_fixture("lab", SLOTS["test_lab.py"], offsite=True)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +70,7 @@ def lab_day2():
     """Day two: a 3-member cluster on etcd 3.5.31 (upgraded to 3.5.33, 3.6 and 3.7,
     grown to 5 and shrunk to 3 by the tests), one control plane. Backups off:
     the scenarios count restarts and PIDs."""
-    yield from lab_fixture("day two lab", {
+    yield from lab_fixture("day two lab", SLOTS["test_day_two.py"], {
         # the smallest quota hakube allows, so NOSPACE is reachable; defragment from 1 MiB
         "etcd": {"version": "3.5.31", "backup": {"enabled": False}, "quotaBackendBytes": 64 * 1024**2,
                  "maintenance": {"defragMinBytes": 1024**2}},
@@ -74,13 +78,26 @@ def lab_day2():
     })
 
 
-def pytest_sessionstart(session):
-    if LOG.exists():
-        LOG.unlink()
-
-
 def pytest_configure(config):
     config.addinivalue_line("markers", "lab: runs against the lab's real hosts (needs root)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The modules in SLOTS' order (the longest first): pytest-xdist's
+    loadfile hands the files out in the order collected."""
+    order = list(SLOTS)
+    items.sort(key=lambda item: order.index(item.path.name) if item.path.name in order else len(order))
+
+
+def pytest_sessionfinish(session):
+    """A pytest-xdist worker sends its labs' figures to the controller."""
+    if hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["lab_timings"] = dict(TIMINGS)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    TIMINGS.update(getattr(node, "workeroutput", {}).get("lab_timings", {}))
 
 
 def pytest_terminal_summary(terminalreporter):

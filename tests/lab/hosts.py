@@ -10,6 +10,7 @@ leads anywhere else, so lab traffic cannot leave this machine.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -21,9 +22,52 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 LAB_ROOT = Path("/var/lib/hakube-lab")
-HOSTS_DIR = LAB_ROOT / "hosts"
-DISKS_DIR = LAB_ROOT / "disks"      # one per libvirt Volume: the upper dir of a host's overlay root
 SEED = Path("var/lib/cloud/seed/nocloud")
+SLOTS = 3
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where one lab lives on this machine, so that labs can run side by side
+    (one per test module, `make test` runs the modules at once): its own
+    bridge, /24, host and disk dirs, link names and cgroups. Slot 0 is the
+    stack file's own addresses (Pulumi.lab.yaml's 10.231.4.0/24); slot n
+    moves them n /24s up. Every name and path below is the slot's alone, so
+    one lab's teardown never touches another's hosts."""
+    index: int
+
+    def __post_init__(self):
+        if not 0 <= self.index < SLOTS:
+            raise ValueError(f"lab slot {self.index}: the lab has slots 0 to {SLOTS - 1}")
+
+    @property
+    def bridge(self) -> str:
+        return f"hklab{self.index}"
+
+    @property
+    def link_prefixes(self) -> tuple[str, str]:
+        """(host end, container end) of each host's veth pair."""
+        return f"hkl{self.index}", f"hkg{self.index}"
+
+    @property
+    def hosts_dir(self) -> Path:
+        return LAB_ROOT / "hosts" / str(self.index)
+
+    @property
+    def disks_dir(self) -> Path:
+        """One dir per libvirt Volume: the upper dir of a host's overlay root."""
+        return LAB_ROOT / "disks" / str(self.index)
+
+    @property
+    def ssh_dir(self) -> Path:
+        return LAB_ROOT / "ssh" / str(self.index)
+
+    @property
+    def cgroup(self) -> str:
+        return f"hakube-lab-{self.index}"
+
+    def owns_link(self, name: str) -> bool:
+        return name == self.bridge or name.startswith(self.link_prefixes)
 
 
 def sh(*argv: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
@@ -51,7 +95,7 @@ class Bridge:
             sh("ip", "link", "del", self.name)
 
 
-def _cgroup_roots() -> list[Path]:
+def _cgroup_roots(slot: Slot) -> list[Path]:
     """Where each host gets a cgroup of its own, in every hierarchy this
     process is in (nested under its own cgroup there, so limits still apply).
     nspawn with --keep-unit leaves a container in its caller's cgroups; with
@@ -72,7 +116,7 @@ def _cgroup_roots() -> list[Path]:
             mounts = [Path("/sys/fs/cgroup") / ",".join(names)] + [Path("/sys/fs/cgroup") / n for n in names]
         mount = next((m for m in mounts if (m / "cgroup.procs").exists()), None)
         if mount is not None:
-            roots.append(mount / path.lstrip("/") / "hakube-lab")
+            roots.append(mount / path.lstrip("/") / slot.cgroup)
     return roots
 
 
@@ -112,38 +156,84 @@ def _ifname(prefix: str, name: str) -> str:
 
 
 # The machine-wide kernel tunables kubelet writes (its container manager and
-# kubeadm's preflight), kept before a pod host boots and restored at lab down.
+# kubeadm's preflight), and those the lab raises (LAB_LIMITS): kept before a
+# lab's first host boots, restored when the last lab goes down.
 MACHINE_SYSCTLS = ("vm.overcommit_memory", "vm.panic_on_oom", "kernel.panic", "kernel.panic_on_oops",
-                   "kernel.keys.root_maxkeys", "kernel.keys.root_maxbytes")
+                   "kernel.keys.root_maxkeys", "kernel.keys.root_maxbytes", "fs.inotify.max_user_instances")
 SYSCTLS_SAVED = LAB_ROOT / "machine-sysctls.json"
+# Every lab host's processes are this machine's root (no user namespace), and
+# each host's systemd, journald, networkd and logind (kubelet and containerd
+# on a pod host) hold inotify instances: the default 128 ran out with three
+# labs at once, and a host's PID 1 exited ("Failed to create control group
+# inotify object: Too many open files").
+LAB_LIMITS = {"fs.inotify.max_user_instances": 8192}
 
 
 def _sysctl_path(key: str) -> Path:
     return Path("/proc/sys") / key.replace(".", "/")
 
 
+def machine_lock():
+    """One lab at a time in what labs share on this machine: the kernel
+    tunables below, the cached image and served files (lab.py)."""
+    LAB_ROOT.mkdir(parents=True, exist_ok=True)
+    return _Flock(LAB_ROOT / ".lock")
+
+
+class _Flock:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self):
+        self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+
+
 def save_sysctls() -> None:
-    """The machine's values, once per lab (a later host must not save what
-    an earlier one's kubelet already changed)."""
-    if SYSCTLS_SAVED.exists():
-        return
-    SYSCTLS_SAVED.parent.mkdir(parents=True, exist_ok=True)
-    SYSCTLS_SAVED.write_text(json.dumps({k: _sysctl_path(k).read_text().strip() for k in MACHINE_SYSCTLS
-                                         if _sysctl_path(k).exists()}) + "\n")
+    """The machine's values, once for every lab that runs (a later host, of
+    this lab or another, must not save what an earlier one's kubelet
+    already changed)."""
+    with machine_lock():
+        if SYSCTLS_SAVED.exists():
+            return
+        SYSCTLS_SAVED.write_text(json.dumps({k: _sysctl_path(k).read_text().strip() for k in MACHINE_SYSCTLS
+                                             if _sysctl_path(k).exists()}) + "\n")
 
 
-def restore_sysctls() -> dict[str, tuple[str, str]]:
-    """Put back what save_sysctls() kept; returns {key: (was, restored)} of those a host had changed."""
-    if not SYSCTLS_SAVED.exists():
-        return {}
-    changed = {}
-    for key, value in json.loads(SYSCTLS_SAVED.read_text()).items():
-        now = _sysctl_path(key).read_text().strip()
-        if now != value:
-            _sysctl_path(key).write_text(value + "\n")
-            changed[key] = (now, value)
-    SYSCTLS_SAVED.unlink()
-    return changed
+def raise_limits() -> None:
+    """LAB_LIMITS, where the machine's are lower (after save_sysctls)."""
+    with machine_lock():
+        for key, floor in LAB_LIMITS.items():
+            if int(_sysctl_path(key).read_text()) < floor:
+                _sysctl_path(key).write_text(f"{floor}\n")
+
+
+def restore_sysctls(unless_others_of: Slot | None = None, saved: Path = SYSCTLS_SAVED) -> dict[str, tuple[str, str]]:
+    """Put back what save_sysctls() kept in `saved`, and drop that file;
+    returns {key: (was, restored)} of those a host or the lab had changed.
+    `unless_others_of`: a lab going down leaves them while another slot
+    still has hosts (its kubelets set them; the last lab down puts them
+    back)."""
+    with machine_lock():
+        if not saved.exists():
+            return {}
+        if unless_others_of is not None and any(
+                any(Slot(i).hosts_dir.glob("*")) for i in range(SLOTS)
+                if i != unless_others_of.index and Slot(i).hosts_dir.exists()):
+            return {}
+        changed = {}
+        for key, value in json.loads(saved.read_text()).items():
+            now = _sysctl_path(key).read_text().strip()
+            if now != value:
+                _sysctl_path(key).write_text(value + "\n")
+                changed[key] = (now, value)
+        saved.unlink()
+        return changed
 
 
 # What a host that runs pods needs beyond a VM's defaults, as nspawn options
@@ -162,7 +252,7 @@ class Host:
     waits for the boot to finish, as it does for a VM."""
     name: str               # the domain name, e.g. hakube-lab-etcd-01
     mac: str
-    bridge: Bridge
+    slot: Slot
     user_data: str
     meta_data: str
     network_config: str
@@ -173,7 +263,7 @@ class Host:
 
     @property
     def dir(self) -> Path:
-        return HOSTS_DIR / self.name
+        return self.slot.hosts_dir / self.name
 
     @property
     def root(self) -> Path:
@@ -181,15 +271,15 @@ class Host:
 
     @property
     def host_if(self) -> str:
-        return _ifname("hkl", self.name)
+        return _ifname(self.slot.link_prefixes[0], self.name)
 
     @property
     def guest_if(self) -> str:
-        return _ifname("hkg", self.name)
+        return _ifname(self.slot.link_prefixes[1], self.name)
 
     @property
     def cgroups(self) -> list[Path]:
-        return [root / self.name for root in _cgroup_roots()]
+        return [root / self.name for root in _cgroup_roots(self.slot)]
 
     @property
     def log(self) -> Path:
@@ -213,7 +303,7 @@ class Host:
         # has one; the image ships none, so every host is a distinct machine.
         sh("ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.guest_if)
         sh("ip", "link", "set", self.guest_if, "address", self.mac)
-        sh("ip", "link", "set", self.host_if, "master", self.bridge.name, "up")
+        sh("ip", "link", "set", self.host_if, "master", self.slot.bridge, "up")
         self._mark_udev_initialized(self.guest_if)
         cgroups = self.cgroups
         for cgroup in cgroups:

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import functools
 import http.server
+import ipaddress
 import json
 import os
 import pickle
+import re
 import shlex
 import shutil
 import signal
@@ -23,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -35,12 +38,12 @@ from tools import kubernetes_images, kubernetes_repo
 
 from . import image
 from .offsite import OffsiteStore
-from .hosts import DISKS_DIR, HOSTS_DIR, LAB_ROOT, Bridge, _cgroup_roots, _remove_cgroup, restore_sysctls, sh
+from .hosts import (SLOTS, Bridge, Slot, _cgroup_roots, _remove_cgroup, machine_lock, raise_limits, restore_sysctls,
+                    save_sysctls, sh)
 from .providers import NOT_RUN, LabMocks
 from .ssh import Ssh
 
 STACK = "lab"
-BRIDGE = "hklab0"
 RELEASES = ROOT / ".lab" / "etcd-release"
 PACKAGES = ROOT / ".lab" / "kubernetes-repo"
 # The container images kubeadm asks for, made here (tools/kubernetes_images.py)
@@ -51,7 +54,6 @@ IMAGES_PATH = "/images"
 # The CNI's manifest, served where the stack's kubernetes.cni.manifestUrl says
 # (the release of Flannel whose images are made here, from its Go module).
 CNI = ROOT / ".lab" / "cni"
-SSH_DIR = LAB_ROOT / "ssh"
 ACCESS_DIR = ROOT / ".lab" / "access"
 # `pulumi up`'s default parallelism: 4 x the CPU count (ENGINE.md). Each
 # registration holds a thread of the SDK's executor while its step runs.
@@ -104,27 +106,53 @@ class ReleaseServer:
         self.server.server_close()
 
 
+def moved(raw, slot: Slot):
+    """The stack config with every address of the stack file's /24 (its
+    network.cidr, the bridge's URLs, the monitoring source) moved to the
+    slot's own /24: slot n is n /24s above the stack file's."""
+    cidr = ipaddress.ip_network(raw["network"]["cidr"])
+    if cidr.prefixlen != 24:
+        raise RuntimeError(f"the lab moves its stack's /24 for each slot; Pulumi.lab.yaml's network.cidr is {cidr}")
+    if slot.index == 0:
+        return raw
+    old = str(cidr.network_address).rsplit(".", 1)[0] + "."
+    new = str(cidr.network_address + 256 * slot.index).rsplit(".", 1)[0] + "."
+
+    def move(value):
+        if isinstance(value, dict):
+            return {k: move(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [move(v) for v in value]
+        if isinstance(value, str):
+            return re.sub(rf"(?<![\d.]){re.escape(old)}(?=\d)", new, value)
+        return value
+    return move(raw)
+
+
 class Lab:
-    def __init__(self, log=print, overrides: dict | None = None, offsite: bool = False):
+    def __init__(self, log=print, overrides: dict | None = None, offsite: bool = False, slot: int = 0):
         """`overrides`: stack config keys merged over Pulumi.lab.yaml's (one
         level deep), e.g. {"nodes": {"loadBalancer": {"count": 2}}}.
         `offsite`: an SFTP store on a lab host of its own, where the stack
-        copies its snapshots (etcd.backup.offsite, offsite.py)."""
+        copies its snapshots (etcd.backup.offsite, offsite.py).
+        `slot`: where on this machine (hosts.Slot), so labs run side by side."""
         self.log = log
+        self.slot = Slot(slot)
         self.raw = raw_from_stack_file(ROOT / f"Pulumi.{STACK}.yaml")
         for key, value in (overrides or {}).items():
             base = self.raw.get(key)
             self.raw[key] = {**base, **value} if isinstance(base, dict) and isinstance(value, dict) else value
+        self.raw = moved(self.raw, self.slot)
         self.spec = load(self.raw, STACK)
         net = self.spec.network
-        self.bridge = Bridge(BRIDGE, f"{net.gateway}/{net.cidr.prefixlen}")
-        self.ssh = Ssh(SSH_DIR)
+        self.bridge = Bridge(self.slot.bridge, f"{net.gateway}/{net.cidr.prefixlen}")
+        self.ssh = Ssh(self.slot.ssh_dir)
         self.mocks: LabMocks | None = None
         self.engine = Engine()          # the stack's state, between runs of the program
         self.secrets: dict[str, str] = {}   # secret stack config (hakube:sshPrivateKey ...)
         self.offsite: OffsiteStore | None = None
         if offsite:
-            self.offsite = OffsiteStore(net.cidr, net.gateway, self.bridge)
+            self.offsite = OffsiteStore(net.cidr, net.gateway, self.slot)
             etcd = dict(self.raw.get("etcd") or {})
             etcd["backup"] = {**(etcd.get("backup") or {}), "offsite": self.offsite.stack_config()}
             self.raw["etcd"] = etcd
@@ -171,24 +199,29 @@ class Lab:
 
     # -- lifecycle -----------------------------------------------------------
     def up(self) -> Run:
-        t0 = time.monotonic()
-        root = image.build()
-        self.timings["image"] = time.monotonic() - t0
-        etcd_release.build(ROOT / ".lab")
-        t0 = time.monotonic()
-        if not kubernetes_repo.make(PACKAGES, ROOT / ".tools", ROOT / ".lab" / "gnupg"):
-            raise RuntimeError("no Kubernetes release with a kubelet in .tools/kubernetes: run make tools")
-        self.images = kubernetes_images.make(IMAGES, ROOT / ".tools", root)
-        self._cni_manifest()
-        self.timings["packages"] = time.monotonic() - t0
-        down_all(quiet=True)
+        # what every lab shares (the image, the served files): made or
+        # checked by one lab at a time, the others wait and find them made
+        with machine_lock():
+            t0 = time.monotonic()
+            root = image.build()
+            self.timings["image"] = time.monotonic() - t0
+            etcd_release.build(ROOT / ".lab")
+            t0 = time.monotonic()
+            if not kubernetes_repo.make(PACKAGES, ROOT / ".tools", ROOT / ".lab" / "gnupg"):
+                raise RuntimeError("no Kubernetes release with a kubelet in .tools/kubernetes: run make tools")
+            self.images = kubernetes_images.make(IMAGES, ROOT / ".tools", root)
+            self._cni_manifest()
+            self.timings["packages"] = time.monotonic() - t0
+        down_all(self.slot, quiet=True)
+        save_sysctls()
+        raise_limits()
         self.bridge.up()
         self.server = ReleaseServer(self.spec, str(self.spec.network.gateway))
         self.server.start()
         if self.offsite:
             self.timings["offsite_store"] = self.offsite.boot(root, self.ssh)
             self.log(f"lab: off-host store (SFTP) up at {self.offsite.ip} in {self.timings['offsite_store']:.1f} s")
-        self.mocks = LabMocks(self.bridge, root, self.ssh, log=self.log, runs_pods=self.runs_pods,
+        self.mocks = LabMocks(self.slot, root, self.ssh, log=self.log, runs_pods=self.runs_pods,
                               give_images=self.give_images)
         t1 = time.monotonic()
         run = self.apply()
@@ -267,20 +300,27 @@ class Lab:
         """`pulumi destroy`, then anything a failed run left."""
         problems = []
         if self.mocks:
+            def delete(res) -> str | None:
+                try:
+                    if provider_deletes(res):
+                        self.mocks.delete(res)
+                except Exception as err:            # noqa: BLE001 - reported, teardown goes on
+                    return f"{res.name}: {str(err)[-500:]}"
+                return None
+            # A batch's deletes side by side, as `pulumi destroy` runs them
+            # (engine/monitor.py run_deletes); unlike it, a failed delete
+            # does not stop the teardown.
             for batch in self.engine.destroy():
+                with ThreadPoolExecutor(max_workers=max(1, min(PARALLEL, len(batch)))) as pool:
+                    problems += [p for p in pool.map(delete, batch) if p]
                 for res in batch:
-                    try:
-                        if provider_deletes(res):
-                            self.mocks.delete(res)
-                    except Exception as err:        # noqa: BLE001 - reported, teardown goes on
-                        problems.append(f"{res.name}: {str(err)[-500:]}")
                     self.engine.deleted(res)
             self.mocks.discard_all()
         if self.offsite:
             self.offsite.discard()
         if self.server:
             self.server.stop()
-        problems += down_all(quiet=True)
+        problems += down_all(self.slot, quiet=True)
         return problems
 
     # -- access --------------------------------------------------------------
@@ -324,11 +364,13 @@ def _read(path: Path) -> str:
         return ""                           # a cgroup removed while we looked
 
 
-def down_all(quiet: bool = False) -> list[str]:
-    """Remove every lab host, link and file, including those of an earlier
-    process (make lab leaves them running). Returns what it could not remove."""
+def down_all(slot: Slot, quiet: bool = False) -> list[str]:
+    """Remove every host, link and file of the slot's lab, including those of
+    an earlier process (make lab leaves them running); another slot's lab is
+    not touched. Returns what it could not remove."""
     problems = []
-    for host_dir in sorted(HOSTS_DIR.glob("*")) if HOSTS_DIR.exists() else []:
+    hosts_dir = slot.hosts_dir
+    for host_dir in sorted(hosts_dir.glob("*")) if hosts_dir.exists() else []:
         root = host_dir / "root"
         pids = sh("pgrep", "-f", f"systemd-nspawn .*--directory={root}( |$)", check=False).stdout.split()
         for pid in pids:
@@ -344,27 +386,29 @@ def down_all(quiet: bool = False) -> list[str]:
         shutil.rmtree(host_dir, ignore_errors=True)
         if not quiet:
             print(f"removed {host_dir.name}")
-    for line in sh("ip", "-o", "link", "show").stdout.splitlines():
-        name = line.split(":")[1].strip().split("@")[0]
-        if name.startswith(("hkl", "hkg")) and name != BRIDGE:
+    for name in lab_links(slot):
+        if name != slot.bridge:
             sh("ip", "link", "del", name, check=False)
-    Bridge(BRIDGE, "").down()
+    Bridge(slot.bridge, "").down()
     udev = Path("/run/udev")
     if not (udev / "control").exists() and (udev / "data").exists():
-        # No udev here: the entries are the lab's own (hosts.py); drop the stale ones.
+        # No udev here: the entries are the labs' own (hosts.py); drop the
+        # stale ones. The entries are listed before the live links are read:
+        # an entry another lab writes meanwhile is for a link already live.
+        entries = list((udev / "data").glob("n*"))
         live = {p.read_text().strip() for p in Path("/sys/class/net").glob("*/ifindex")}
-        for entry in (udev / "data").glob("n*"):
+        for entry in entries:
             if entry.name[1:] not in live:
-                entry.unlink()
-    for key, (was, now) in restore_sysctls().items():
+                entry.unlink(missing_ok=True)
+    for key, (was, now) in restore_sysctls(unless_others_of=slot).items():
         if not quiet:
-            print(f"restored this machine's {key}: {was} -> {now} (a lab host's kubelet had set it)")
-    shutil.rmtree(SSH_DIR, ignore_errors=True)
-    shutil.rmtree(DISKS_DIR, ignore_errors=True)
+            print(f"restored this machine's {key}: {was} -> {now} (the lab or a lab host's kubelet had set it)")
+    shutil.rmtree(slot.ssh_dir, ignore_errors=True)
+    shutil.rmtree(slot.disks_dir, ignore_errors=True)
     # Anything still in a lab host's cgroup is a lab host's process whose
     # nspawn is gone (a host killed without its init): kill it, or its
     # systemd would share the cgroups of the next host of that name.
-    for root in _cgroup_roots():
+    for root in _cgroup_roots(slot):
         left = [int(pid) for d, _, files in os.walk(root) if "cgroup.procs" in files
                 for pid in _read(Path(d) / "cgroup.procs").split()]
         for pid in left:
@@ -376,11 +420,27 @@ def down_all(quiet: bool = False) -> list[str]:
             problems.append(f"{len(left)} lab processes were left in {root} (killed)")
             time.sleep(1)
         _remove_cgroup(root)
-    left = sh("pgrep", "-f", f"systemd-nspawn .*--directory={HOSTS_DIR}", check=False).stdout.split()
+    problems += left_behind(slot)
+    return problems
+
+
+def lab_links(slot: Slot) -> list[str]:
+    """The slot's network links on this machine (its bridge, its hosts' veths)."""
+    names = [line.split(":")[1].strip().split("@")[0] for line in sh("ip", "-o", "link", "show").stdout.splitlines()]
+    return [name for name in names if slot.owns_link(name)]
+
+
+def left_behind(slot: Slot) -> list[str]:
+    """What of the slot's lab is still on this machine: nspawn processes,
+    host dirs, links."""
+    problems = []
+    left = sh("pgrep", "-f", f"systemd-nspawn .*--directory={slot.hosts_dir}/", check=False).stdout.split()
     if left:
         problems.append(f"nspawn processes still running: {left}")
-    if any(HOSTS_DIR.glob("*")) if HOSTS_DIR.exists() else False:
-        problems.append(f"host dirs left in {HOSTS_DIR}")
+    if any(slot.hosts_dir.glob("*")) if slot.hosts_dir.exists() else False:
+        problems.append(f"host dirs left in {slot.hosts_dir}")
+    if lab_links(slot):
+        problems.append(f"links left: {lab_links(slot)}")
     return problems
 
 
@@ -390,7 +450,7 @@ def main(argv: list[str]) -> int:
         return 1
     cmd = argv[1] if len(argv) > 1 else "up"
     if cmd == "down":
-        problems = down_all()
+        problems = [p for i in range(SLOTS) for p in down_all(Slot(i))]
         print("\n".join(problems) or "lab removed")
         return 1 if problems else 0
     if cmd != "up":

@@ -15,7 +15,7 @@ import yaml
 
 from tests.realtls import ssh_key_pair
 
-from .hosts import DISKS_DIR, Bridge, Host
+from .hosts import Host, Slot
 
 NAME = "hakube-lab-offsite"
 USER = "offsite"
@@ -24,9 +24,9 @@ MAC = "52:54:00:4c:ab:fa"
 
 
 class OffsiteStore:
-    def __init__(self, cidr: ipaddress.IPv4Network, gateway, bridge: Bridge):
+    def __init__(self, cidr: ipaddress.IPv4Network, gateway, slot: Slot):
         self.ip = str(cidr.network_address + 250)
-        self.cidr, self.gateway, self.bridge = cidr, gateway, bridge
+        self.cidr, self.gateway, self.slot = cidr, gateway, slot
         self.client_key, self.client_pub = ssh_key_pair()
         self.host_key, self.host_pub = ssh_key_pair()
         self.host: Host | None = None
@@ -50,7 +50,7 @@ class OffsiteStore:
     def boot(self, image: Path, ssh, timeout: float = 120) -> float:
         """Boot it and wait until SFTP logins work; returns the seconds taken."""
         t0 = time.monotonic()
-        disk = DISKS_DIR / NAME
+        disk = self.slot.disks_dir / NAME
         shutil.rmtree(disk, ignore_errors=True)
         (disk / "upper").mkdir(parents=True)
         (disk / "work").mkdir()
@@ -66,7 +66,7 @@ class OffsiteStore:
             "match": {"macaddress": MAC}, "set-name": "eth0", "dhcp4": False, "dhcp6": False,
             "addresses": [f"{self.ip}/{self.cidr.prefixlen}"],
             "routes": [{"to": "0.0.0.0/0", "via": str(self.gateway)}]}}}, sort_keys=False)
-        self.host = Host(name=NAME, mac=MAC, bridge=self.bridge, user_data=user_data,
+        self.host = Host(name=NAME, mac=MAC, slot=self.slot, user_data=user_data,
                          meta_data=yaml.safe_dump({"instance-id": NAME, "local-hostname": "offsite"}),
                          network_config=network, disk=disk)
         self.host.boot(image)
@@ -92,4 +92,4 @@ class OffsiteStore:
         if self.host is not None:
             self.host.discard()
             self.host = None
-        shutil.rmtree(DISKS_DIR / NAME, ignore_errors=True)
+        shutil.rmtree(self.slot.disks_dir / NAME, ignore_errors=True)

@@ -46,7 +46,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from tests import realtls
 from tests.harness import unwrap
 
-from .hosts import DISKS_DIR, Bridge, Host
+from .hosts import Host, Slot
 from .ssh import Ssh
 
 COMMAND = "command:remote:Command"
@@ -115,12 +115,12 @@ def _go_quote(text: str) -> str:
 class LabMocks(pulumi.runtime.Mocks):
     """The executor of the engine model (engine/monitor.py) in the lab."""
 
-    def __init__(self, bridge: Bridge, image: Path, ssh: Ssh,
+    def __init__(self, slot: Slot, image: Path, ssh: Ssh,
                  log: Callable[[str], None] = print, runs_pods: Callable[[str], bool] = lambda domain: False,
                  give_images: Callable[[dict], float] | None = None):
         """`runs_pods(domain name)`: the host is a Kubernetes node (Host.kubelet).
         `give_images(connection)`: what stands in for a registry (GIVE_IMAGES_AFTER)."""
-        self.bridge, self.image, self.ssh, self.log = bridge, image, ssh, log
+        self.slot, self.image, self.ssh, self.log = slot, image, ssh, log
         self.runs_pods = runs_pods
         self.give_images = give_images
         self.lock = threading.Lock()
@@ -264,7 +264,7 @@ class LabMocks(pulumi.runtime.Mocks):
         vol_id = f"/var/lib/libvirt/images/{inputs['name']}"
         if inputs.get("source") and not inputs.get("baseVolumeId"):
             return {**inputs, "id": vol_id}             # the base image: the lab's image stands in
-        disk = DISKS_DIR / inputs["name"]
+        disk = self.slot.disks_dir / inputs["name"]
         shutil.rmtree(disk, ignore_errors=True)
         (disk / "upper").mkdir(parents=True)
         (disk / "work").mkdir()
@@ -284,7 +284,7 @@ class LabMocks(pulumi.runtime.Mocks):
         disk = self.disks.get(inputs["disks"][0]["volumeId"])
         if disk is None:
             raise StepFailed(f"{name}: its volume {inputs['disks'][0]['volumeId']} does not exist")
-        host = Host(name=inputs["name"], mac=inputs["networkInterfaces"][0]["mac"], bridge=self.bridge,
+        host = Host(name=inputs["name"], mac=inputs["networkInterfaces"][0]["mac"], slot=self.slot,
                     user_data=seed["userData"], meta_data=seed["metaData"],
                     network_config=seed["networkConfig"], disk=disk, kubelet=self.runs_pods(inputs["name"]))
         with self.lock:

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import TIMINGS, lab_fixture
+from .conftest import SLOTS, TIMINGS, lab_fixture
 from .test_lab import ok, sudo
 from .vip import haproxy_stats, under_load, wait_state
 
@@ -42,7 +42,7 @@ DNS_QUERY = (Path(__file__).parent / "dns_query.py").read_text()
 
 @pytest.fixture(scope="module")
 def lab():
-    yield from lab_fixture("kubernetes lab", {
+    yield from lab_fixture("kubernetes lab", SLOTS["test_kubernetes.py"], {
         "kubernetes": {"bootstrap": True},
         "nodes": {"controlPlane": {"count": 3}},
         # no snapshot timer: three real control planes share this machine's two cores
@@ -292,10 +292,9 @@ def test_the_vip_serves_kubectl_while_an_apiservers_host_goes_silent_or_its_apis
     (HAProxy redispatches a connect that gets no answer); one in flight on
     the dead host's connection can only end at kubectl's timeout. Each time
     master-02 comes back UP, and Ready."""
-    from .hosts import _ifname
     assert "https://" + lab.outputs["vip"] + ":6443" in ok(lab, "master-01", sudo(
         "grep server: /etc/kubernetes/admin.conf"))
-    link = _ifname("hkl", "hakube-lab-master-02")
+    link = lab.mocks.hosts["hakube-lab-master-02"].host_if
     cases = (("silent host", lambda: subprocess.run(["ip", "link", "set", link, "down"], check=True),
               lambda: subprocess.run(["ip", "link", "set", link, "up"], check=True)),
              ("killed apiserver", lambda: ok(lab, "master-02", "sudo -n pkill -KILL -x kube-apiserver"),
