@@ -32,15 +32,16 @@ def lab_unavailable() -> str | None:
     return None
 
 
-def lab_fixture(label: str, slot: int, overrides: dict | None = None, offsite: bool = False):
-    """One lab per test module, in its own slot (module scope)."""
+def lab_fixture(label: str, slot: int, overrides: dict | None = None, offsite: bool = False, real: bool = False):
+    """One lab per test module, in its own slot (module scope); `real`: its
+    program runs by the real Pulumi engine (realrun.py)."""
     why = lab_unavailable()
     if why:
         pytest.skip(why)
     t0 = time.monotonic()
     LOGS.mkdir(parents=True, exist_ok=True)
     log = open(LOGS / f"lab-run-{slot}.log", "w", buffering=1)
-    lab = Lab(log=lambda line: print(line, file=log), overrides=overrides, offsite=offsite, slot=slot)
+    lab = Lab(log=lambda line: print(line, file=log), overrides=overrides, offsite=offsite, slot=slot, real=real)
     try:
         lab.up()
     except Exception:

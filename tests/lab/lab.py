@@ -41,6 +41,7 @@ from .offsite import OffsiteStore
 from .hosts import (SLOTS, Bridge, Slot, _cgroup_roots, _remove_cgroup, machine_lock, raise_limits, restore_sysctls,
                     save_sysctls, sh)
 from .providers import NOT_RUN, LabMocks
+from .realrun import RealEngine
 from .ssh import Ssh
 
 STACK = "lab"
@@ -55,6 +56,7 @@ IMAGES_PATH = "/images"
 # (the release of Flannel whose images are made here, from its Go module).
 CNI = ROOT / ".lab" / "cni"
 ACCESS_DIR = ROOT / ".lab" / "access"
+REAL = ROOT / ".lab" / "real-engine"       # per slot: the real engine's work dir (state, stack file)
 # `pulumi up`'s default parallelism: 4 x the CPU count (ENGINE.md). Each
 # registration holds a thread of the SDK's executor while its step runs.
 PARALLEL = 4 * (os.cpu_count() or 1)
@@ -130,12 +132,15 @@ def moved(raw, slot: Slot):
 
 
 class Lab:
-    def __init__(self, log=print, overrides: dict | None = None, offsite: bool = False, slot: int = 0):
+    def __init__(self, log=print, overrides: dict | None = None, offsite: bool = False, slot: int = 0,
+                 real: bool = False):
         """`overrides`: stack config keys merged over Pulumi.lab.yaml's (one
         level deep), e.g. {"nodes": {"loadBalancer": {"count": 2}}}.
         `offsite`: an SFTP store on a lab host of its own, where the stack
         copies its snapshots (etcd.backup.offsite, offsite.py).
-        `slot`: where on this machine (hosts.Slot), so labs run side by side."""
+        `slot`: where on this machine (hosts.Slot), so labs run side by side.
+        `real`: every program run by the real Pulumi engine (realrun.py), not
+        the engine model."""
         self.log = log
         self.slot = Slot(slot)
         self.raw = raw_from_stack_file(ROOT / f"Pulumi.{STACK}.yaml")
@@ -162,6 +167,11 @@ class Lab:
         self.images: list[tuple[str, Path]] = []    # (name, archive) of kubeadm's images, made at up()
         self.runs: list[Run] = []
         self.timings: dict[str, float] = {}
+        self.real: RealEngine | None = None
+        if real and self.secrets:
+            raise RuntimeError("the lab under the real engine sets no secret stack config yet: "
+                               f"{sorted(self.secrets)} (an off-host store needs the engine model)")
+        self._real = real
 
     def _cni_manifest(self) -> None:
         """The manifest of the stack's CNI release, where the lab serves it
@@ -223,6 +233,10 @@ class Lab:
             self.log(f"lab: off-host store (SFTP) up at {self.offsite.ip} in {self.timings['offsite_store']:.1f} s")
         self.mocks = LabMocks(self.slot, root, self.ssh, log=self.log, runs_pods=self.runs_pods,
                               give_images=self.give_images)
+        if self._real:
+            work = REAL / str(self.slot.index)
+            shutil.rmtree(work, ignore_errors=True)         # a new stack: its state is this lab's only
+            self.real = RealEngine(work, STACK, self.mocks, self.log)
         t1 = time.monotonic()
         run = self.apply()
         self.timings["bring_up"] = time.monotonic() - t1
@@ -237,7 +251,10 @@ class Lab:
         assert self.mocks is not None
         self.mocks.begin_run()
         urns = [name if name.startswith("urn:") else self.urn(name) for name in replace]
-        self.log(f"lab: run {self.mocks.run_no} of the program" + (f" (replacing {len(urns)})" if urns else ""))
+        self.log(f"lab: run {self.mocks.run_no} of the program" + (f" (replacing {len(urns)})" if urns else "")
+                 + (" by the real engine" if self.real else ""))
+        if self.real:
+            return self._apply_real(urns, rebuild)
         try:
             run = run_program(STACK, self.run_config(), self.mocks, secrets=self.secrets, parallel=PARALLEL,
                               engine=self.engine, replace=urns, rebuild=rebuild)
@@ -253,6 +270,17 @@ class Lab:
         self.runs.append(run)
         if run.deleted:
             self.log(f"lab: run {self.mocks.run_no} deleted {len(run.deleted)} resources it no longer registers")
+        return run
+
+    def _apply_real(self, urns: list[str], rebuild: str | None):
+        try:
+            run = self.real.up(self.run_config(), tuple(urns), env={"HAKUBE_REBUILD": rebuild} if rebuild else None)
+        except Exception as err:
+            if self.mocks.failures:             # what `pulumi up` reports: the first step that failed
+                raise self.mocks.failures[0] from err
+            raise
+        self.log(f"lab: run {self.mocks.run_no} (real engine, {run.seconds:.1f} s): {run.changes}")
+        self.runs.append(run)
         return run
 
     def run_config(self) -> dict:
@@ -291,6 +319,8 @@ class Lab:
 
     def urn(self, name: str) -> str:
         """The URN of a resource of the stack's state, by its name."""
+        if self.real:
+            return self.real.urn(name)
         found = [u for u, r in self.engine.state.items() if r.name == name and r.custom]
         if len(found) != 1:
             raise KeyError(f"{name}: {len(found)} resources of that name in the lab's state")
@@ -299,7 +329,17 @@ class Lab:
     def down(self) -> list[str]:
         """`pulumi destroy`, then anything a failed run left."""
         problems = []
-        if self.mocks:
+        if self.real:
+            try:
+                out = self.real.destroy(self.run_config())
+                self.log(f"lab: pulumi destroy (real engine, {out['seconds']:.1f} s): {out['changes']}; "
+                         "the engine's deletes in the order it started them:\n  "
+                         + "\n  ".join(f"{s['op']} {s['urn'].rsplit('::', 1)[-1]}" for s in out.get("steps", [])))
+            except Exception as err:            # noqa: BLE001 - reported, teardown goes on
+                problems.append(f"pulumi destroy (real engine): {str(err)[-1500:]}")
+            self.real.close()
+            self.mocks.discard_all()
+        elif self.mocks:
             def delete(res) -> str | None:
                 try:
                     if provider_deletes(res):

@@ -47,7 +47,7 @@ def lab():
         "nodes": {"controlPlane": {"count": 3}},
         # no snapshot timer: three real control planes share this machine's two cores
         "etcd": {"backup": {"enabled": False}},
-    })
+    }, real=True)
 
 
 def kubectl(lab, args: str, node="master-01", stdin=None) -> str:
@@ -323,9 +323,14 @@ def test_the_vip_serves_kubectl_while_an_apiservers_host_goes_silent_or_its_apis
 
 
 def test_a_second_pulumi_up_runs_nothing(lab):
-    """With the cluster up, the next `pulumi up` changes nothing: every
-    resource is "same" and no script runs."""
+    """With the cluster up, `pulumi preview --expect-no-changes` passes and
+    the next `pulumi up` changes nothing: every resource is "same" and no
+    script runs (the real engine's plan and steps)."""
+    preview = lab.real.expect_no_changes(lab.run_config())
+    TIMINGS["kubernetes lab, real engine: pulumi preview --expect-no-changes"] = preview["seconds"]
     since = len(lab.mocks.steps)
-    lab.apply()
+    run = lab.apply()
+    TIMINGS[f"kubernetes lab, real engine: pulumi up, {len(run.steps)} resources same"] = run.seconds
     assert lab.mocks.steps[since:] == [], [s.name for s in lab.mocks.steps[since:]]
-    assert {s.op for s in lab.runs[-1].steps} == {"same"}
+    assert {s.op for s in run.steps} == {"same"}, sorted({(s.name, s.op) for s in run.steps if s.op != "same"})
+    assert set(run.changes) == {"same"}, run.changes

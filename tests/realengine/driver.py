@@ -25,6 +25,9 @@ from pathlib import Path
 
 import yaml
 
+from tests.realengine.executor import ENV
+from tests.realengine.plugin import SECRET, SIG
+
 ROOT = Path(__file__).resolve().parents[2]
 PULUMI_ROOT = ROOT / ".tools"
 BIN = Path(__file__).resolve().parent / "bin"
@@ -41,7 +44,31 @@ def env(work: Path) -> dict[str, str]:
         "PULUMI_SKIP_CONFIRMATIONS": "1",
         "HAKUBE_PYTHON": sys.executable,
         "HAKUBE_ECHO_STATE": str(work / "echo-state.json"),
+        # mode `lab` of the plugins: what acts is the lab's process (executor.py)
+        **({ENV: os.environ[ENV]} if os.environ.get(ENV) else {}),
     }
+
+
+def plain(value):
+    """A state value with its secrets revealed (`stack export --show-secrets`
+    writes a secret as its signature and its JSON text in `plaintext`)."""
+    if isinstance(value, dict):
+        if value.get(SIG) == SECRET and "plaintext" in value:
+            return plain(json.loads(value["plaintext"]))
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+def resources(s) -> list[dict]:
+    """The stack's state after a run: each resource's URN, type, id, inputs
+    and outputs (secrets revealed: the lab reads its own keys)."""
+    deployment = s.export_stack().deployment or {}
+    return [{"urn": r["urn"], "type": r["type"], "id": r.get("id", ""), "custom": r.get("custom", False),
+             "inputs": plain(r.get("inputs") or {}), "outputs": plain(r.get("outputs") or {}),
+             "dependencies": r.get("dependencies") or []}
+            for r in deployment.get("resources") or []]
 
 
 def program() -> None:
@@ -70,7 +97,17 @@ def stack(work: Path, name: str, config: dict):
     return auto.create_or_select_stack(stack_name=name, project_name="hakube", program=program, opts=ws)
 
 
+def step_of(event, steps: list[dict]) -> None:
+    """Each step the engine took, in the order it started them: URN, type
+    and operation (same, create, update, replace, create-replacement,
+    delete-replaced, delete ...)."""
+    pre = event.resource_pre_event
+    if pre is not None and pre.metadata is not None:
+        steps.append({"urn": pre.metadata.urn, "type": pre.metadata.type, "op": str(pre.metadata.op.value)})
+
+
 def run(work: Path, name: str, config: dict, op: str, replace: list[str] | None = None) -> dict:
+    from pulumi import automation as auto
     s = stack(work, name, config)
     t0 = time.monotonic()
     out: dict = {"op": op}
@@ -81,13 +118,24 @@ def run(work: Path, name: str, config: dict, op: str, replace: list[str] | None 
         res = s.preview(expect_no_changes=True, color="never")
         out["changes"] = res.change_summary
     elif op == "up":
-        res = s.up(replace=replace or None, color="never")
+        steps: list[dict] = []
+        try:
+            res = s.up(replace=replace or None, color="never", on_event=lambda e: step_of(e, steps))
+        except auto.CommandError as err:
+            # a failed step: the engine's words, and what it had done
+            out.update(error=str(err), steps=steps, resources=resources(s))
+            return out
         out["changes"] = res.summary.resource_changes
-        out["outputs"] = {k: (None if v.secret else v.value) for k, v in res.outputs.items()}
+        out["outputs"] = {k: v.value for k, v in res.outputs.items()}
+        out["secret_outputs"] = sorted(k for k, v in res.outputs.items() if v.secret)
+        out["steps"] = steps
+        out["resources"] = resources(s)
     elif op == "refresh":
         out["changes"] = s.refresh(color="never").summary.resource_changes
     elif op == "destroy":
-        out["changes"] = s.destroy(color="never").summary.resource_changes
+        steps = []
+        out["changes"] = s.destroy(color="never", on_event=lambda e: step_of(e, steps)).summary.resource_changes
+        out["steps"] = steps
     else:
         raise SystemExit(f"unknown operation {op!r}")
     out["seconds"] = round(time.monotonic() - t0, 2)

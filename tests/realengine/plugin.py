@@ -16,7 +16,12 @@ terraform-provider-tls v4.2.1 and the terraform bridge's plugin-framework
 path (v3.135.0); pulumi-libvirt v0.5.4 on terraform-provider-libvirt v0.8.1
 and the bridge's SDKv2 path (v3.99.0).
 
-Mode `echo` (the only one so far): nothing acts. Outputs are made up the way
+Mode `lab` ($HAKUBE_EXECUTOR names a socket, executor.py): Create, Update
+and Delete, outside a preview, are acted on by the process serving that
+socket (the lab's LabMocks), whose answer is the resource's outputs or the
+step's error. Check, Diff and previews stay the plugin's own.
+
+Mode `echo` (no executor): nothing acts. Outputs are made up the way
 engine/echo.py makes them (recognisable fake PEMs, a join token that parses),
 with a new value at each creation as the real provider's new key or
 certificate would have. Creation counts the programs read (a node's machine
@@ -47,6 +52,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from engine.echo import KEY_MARK, SHARED_MARK, TOKEN_MARK  # noqa: E402
+from tests.realengine import executor  # noqa: E402
+
+EXECUTOR = executor.ENV
 
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 SIG = "4dabf18193072939515e22adb298388d"
@@ -103,6 +111,16 @@ def is_secret(v: Any) -> bool:
 
 def reveal(v: Any) -> Any:
     return v["value"] if is_secret(v) else v
+
+
+def reveal_all(v: Any) -> Any:
+    """Every secret in `v` revealed, recursively."""
+    v = reveal(v)
+    if isinstance(v, dict):
+        return {k: reveal_all(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [reveal_all(x) for x in v]
+    return v
 
 
 def secret(v: Any) -> dict:
@@ -317,8 +335,29 @@ class Provider(provider_pb2_grpc.ResourceProviderServicer):
             diffs=diffs, replaces=replaces, deleteBeforeReplace=False, hasDetailedDiff=detailed_diff,
             detailedDiff={p: provider_pb2.PropertyDiff(kind=k, inputDiff=True) for p, k in out.items()})
 
+    def _act(self, context, op: str, type_: str, urn: str, inputs: dict, rid: str = "", olds: dict | None = None):
+        """Mode `lab`: the executor acts and answers (executor.py); its
+        outputs are secret where the input of that name was. None in echo
+        mode, or in a preview (nothing acts in a preview)."""
+        path = os.environ.get(EXECUTOR)
+        if not path:
+            return None
+        try:
+            answer = executor.call(path, {"op": op, "type": type_, "urn": urn, "id": rid,
+                                          "inputs": reveal_all(inputs), "olds": reveal_all(olds or {})})
+        except executor.ExecutorError as err:
+            context.abort(grpc.StatusCode.UNKNOWN, str(err))
+        if op == "delete":
+            return answer
+        outs = {k: secret(v) if is_secret(inputs.get(k)) else v for k, v in (answer.get("outputs") or {}).items()
+                if k != "id"}                    # the id is the response's own field
+        return answer.get("id") or rid, outs
+
     def Create(self, request, context):  # noqa: N802
         inputs = to_py(request.properties)
+        if not request.preview and os.environ.get(EXECUTOR):
+            rid, outs = self._act(context, "create", request.type, request.urn, inputs)
+            return provider_pb2.CreateResponse(id=rid, properties=to_struct(outs))
         outs = self._outputs(request.type, request.urn, inputs, preview=request.preview)
         if request.preview:
             rid = "" if self.package != "command" or request.type != COMMAND else f"{_name(request.urn)}{uuid.uuid4().hex[:8]}"
@@ -329,6 +368,9 @@ class Provider(provider_pb2_grpc.ResourceProviderServicer):
 
     def Update(self, request, context):  # noqa: N802
         olds, news = to_py(request.olds), to_py(request.news)
+        if not request.preview and os.environ.get(EXECUTOR):
+            _, outs = self._act(context, "update", request.type, request.urn, news, request.id, olds)
+            return provider_pb2.UpdateResponse(properties=to_struct(outs))
         if request.type == COMMAND:
             # new inputs and the old stdout/stderr (commandController.go:70-73);
             # in a preview every output depends on every input (resource.go:565-587,
@@ -345,6 +387,8 @@ class Provider(provider_pb2_grpc.ResourceProviderServicer):
         return provider_pb2.UpdateResponse(properties=to_struct(outs))
 
     def Delete(self, request, context):  # noqa: N802
+        # the old outputs: a Command's hold its inputs (its delete script, its connection)
+        self._act(context, "delete", request.type, request.urn, to_py(request.properties), request.id)
         return empty_pb2.Empty()
 
     def Read(self, request, context):  # noqa: N802

@@ -1,0 +1,124 @@
+"""A lab run under the real Pulumi engine: the CLI `make tools` builds runs
+the program (tests/realengine/driver.py, one process per run) with the
+stand-in plugins in mode `lab`; each Create, Update and Delete they are
+asked for comes back here (tests/realengine/executor.py) and LabMocks acts,
+exactly as it does under the engine model. What runs, in which order,
+replaces and deletes, and the stack's state are the real engine's.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+from engine.core import _command_action
+from tests.harness import ROOT
+from tests.realengine.executor import ENV, Executor
+from tests.realengine.plugin import ASSET, SIG
+
+from .providers import COMMAND, LabMocks
+
+
+def _name(urn: str) -> str:
+    return urn.rsplit("::", 1)[-1]
+
+
+class LabExecutor:
+    """The plugins' Create/Update/Delete, acted on by the lab's LabMocks."""
+
+    def __init__(self, mocks: LabMocks):
+        self.mocks = mocks
+
+    def __call__(self, request: dict) -> dict:
+        op, type_, urn = request["op"], request["type"], request["urn"]
+        name = _name(urn)
+        if op == "delete":
+            props = request["inputs"]           # a resource's last outputs (a Command's hold its inputs)
+            self.mocks.delete(SimpleNamespace(type=type_, name=name, id=request["id"], inputs=props,
+                                              outputs=props))
+            return {}
+        # a file asset as the engine sends it (its signature, its path), as LabMocks reads one
+        inputs = {k: SimpleNamespace(path=v["path"]) if isinstance(v, dict) and v.get(SIG) == ASSET else v
+                  for k, v in request["inputs"].items()}
+        old = SimpleNamespace(id=request["id"], outputs=request["olds"]) if op == "update" else None
+        action, script = _command_action(op, inputs) if type_ == COMMAND else (None, None)
+        step = SimpleNamespace(type=type_, name=name, op=op, old=old, action=action, script=script,
+                               runs=script is not None and script.strip() not in ("", "true", ":"))
+        rid, outputs = self.mocks.execute(step, inputs)
+        return {"id": rid, "outputs": outputs}
+
+
+@dataclass
+class RealRun:
+    """One `pulumi up` by the real engine, as the lab's tests read a run."""
+    outputs: dict
+    changes: dict
+    steps: list = field(default_factory=list)          # (urn, type, op) per step the engine took, in order
+    resources: list = field(default_factory=list)      # the state after the run
+    seconds: float = 0.0
+
+    @property
+    def registrations(self) -> list:
+        return [SimpleNamespace(name=_name(r["urn"]), **r) for r in self.resources]
+
+    def by_name(self, name: str):
+        found = [r for r in self.registrations if r.name == name]
+        assert len(found) == 1, f"{name}: {len(found)} resources of that name in the state"
+        return found[0]
+
+    @property
+    def deleted(self) -> list:
+        return [s for s in self.steps if s.op in ("delete", "delete-replaced")]
+
+
+class RealEngine:
+    """The lab's stack under the real CLI: its work dir (file backend,
+    passphrase, stack file), the executor socket the plugins call."""
+
+    def __init__(self, work: Path, stack: str, mocks: LabMocks, log):
+        self.work, self.stack, self.log = work, stack, log
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.executor = Executor(work / "executor.sock", LabExecutor(mocks)).start()
+        self.last: RealRun | None = None
+
+    def run(self, config: dict, op: str, replace: tuple[str, ...] = (), env: dict | None = None) -> dict:
+        (self.work / "config.json").write_text(json.dumps(config))
+        argv = [sys.executable, "-m", "tests.realengine.driver", str(self.work), self.stack,
+                str(self.work / "config.json"), op]
+        for urn in replace:
+            argv += ["--replace", urn]
+        proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True,
+                              env={**os.environ, ENV: str(self.executor.path), **(env or {})})
+        if proc.returncode != 0:
+            raise RuntimeError(f"pulumi {op} (real engine): exit {proc.returncode}\n{proc.stderr[-4000:]}")
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    def up(self, config: dict, replace: tuple[str, ...] = (), env: dict | None = None) -> RealRun:
+        out = self.run(config, "up", replace, env)
+        steps = [SimpleNamespace(name=_name(s["urn"]), **s) for s in out.get("steps", [])]
+        if "error" in out:
+            raise RuntimeError(f"pulumi up (real engine) failed: {out['error'][-4000:]}")
+        self.last = RealRun(outputs=out["outputs"], changes=out["changes"], steps=steps,
+                            resources=out["resources"], seconds=out["seconds"])
+        return self.last
+
+    def expect_no_changes(self, config: dict) -> dict:
+        """`pulumi preview --expect-no-changes`: raises on any change."""
+        return self.run(config, "expect-no-changes")
+
+    def destroy(self, config: dict) -> dict:
+        return self.run(config, "destroy")
+
+    def urn(self, name: str) -> str:
+        found = [r["urn"] for r in (self.last.resources if self.last else []) if _name(r["urn"]) == name
+                 and r.get("custom")]
+        if len(found) != 1:
+            raise KeyError(f"{name}: {len(found)} resources of that name in the stack's state")
+        return found[0]
+
+    def close(self) -> None:
+        self.executor.stop()

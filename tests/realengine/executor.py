@@ -1,0 +1,85 @@
+"""The acting half of a provider, served to the stand-in plugins.
+
+Under the real engine the plugins (plugin.py) answer Check and Diff
+themselves, as the real providers' source does, but a plugin whose
+environment names an executor ($HAKUBE_EXECUTOR: a Unix socket) does not
+make up what Create, Update and Delete return: it asks the process that
+serves the socket, which acts (the lab's LabMocks: SSH to real hosts,
+nspawn hosts for Domains, real certificates) and answers with the
+resource's id and outputs, or with the error the step fails with.
+
+So in the lab the engine is Pulumi's (what runs, in which order, replaces,
+deletes, state) and what acts is the same code as under the engine model.
+
+One request per connection, as a dict: {"op": "create" | "update" |
+"delete", "type", "urn", "id", "inputs", "olds"} (plain values: secrets
+revealed; the plugin marks its answer's secrets again). The answer:
+{"id", "outputs"} or {"error": text}.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import traceback
+from multiprocessing.connection import Client, Listener
+from pathlib import Path
+from typing import Callable
+
+ENV = "HAKUBE_EXECUTOR"
+# both ends are this checkout's processes on this machine; the key only
+# keeps another local process from talking to the socket by mistake
+AUTHKEY = b"hakube-lab-executor"
+
+
+class ExecutorError(RuntimeError):
+    """What the step fails with, in the acting side's words."""
+
+
+class Executor:
+    """Serves `handle(request) -> answer` on a Unix socket, a thread per call
+    (the engine runs up to its parallelism of steps at once)."""
+
+    def __init__(self, path: Path, handle: Callable[[dict], dict]):
+        self.path = Path(path)
+        self.handle = handle
+        self.path.unlink(missing_ok=True)
+        self.listener = Listener(str(self.path), family="AF_UNIX", authkey=AUTHKEY)
+        os.chmod(self.path, 0o600)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.closed = False
+
+    def start(self) -> "Executor":
+        self.thread.start()
+        return self
+
+    def _serve(self) -> None:
+        while not self.closed:
+            try:
+                conn = self.listener.accept()
+            except OSError:
+                return                      # closed
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn) -> None:
+        with conn:
+            request = conn.recv()
+            try:
+                answer = self.handle(request)
+            except Exception as err:        # noqa: BLE001 - the step's failure, sent to the engine
+                answer = {"error": str(err) or traceback.format_exc()}
+            conn.send(answer)
+
+    def stop(self) -> None:
+        self.closed = True
+        self.listener.close()
+        self.path.unlink(missing_ok=True)
+
+
+def call(path: str, request: dict) -> dict:
+    """One request to the executor at `path` (from a plugin)."""
+    with Client(path, family="AF_UNIX", authkey=AUTHKEY) as conn:
+        conn.send(request)
+        answer = conn.recv()
+    if "error" in answer:
+        raise ExecutorError(answer["error"])
+    return answer
