@@ -26,7 +26,6 @@ from tests.realtls import MiniCA
 
 from .conftest import TIMINGS
 from .providers import StepFailed
-from .vip import VipWatch, holds_vip, vip_accepts, wait_vip
 
 pytestmark = pytest.mark.lab
 
@@ -1088,63 +1087,6 @@ def check_lost_quorum_recovery(lab, on: str = "", wal_behind: bool = False):
     assert [r.name for r in run.deleted] == ["hakube-etcd-recover-etcd-01"]
     assert lab.mocks.steps[since:] == []
 
-
-# --- a keepalived pair: the same lab grown to two load balancers -------------
-
-def test_a_second_load_balancer_joins_as_backup_and_the_vip_never_moves(lab):
-    """nodes.loadBalancer.count 1 -> 2 under a probe of the VIP: lb-02 comes
-    up as keepalived's backup; lb-01 keeps the VIP (its keepalived step does
-    not run again), every probe answered."""
-    assert holds_vip(lab, "lb-01")
-    with VipWatch(lab, ["lb-01"]) as watch:
-        t0 = time.monotonic()
-        lab.raw["nodes"] = {**lab.raw["nodes"], "loadBalancer": {"count": 2}}
-        since = len(lab.mocks.steps)
-        lab.apply()
-        TIMINGS["load balancers 1 -> 2: program run"] = time.monotonic() - t0
-        assert not [s for s in lab.mocks.steps[since:] if s.name == "hakube-lb-lb-01-keepalived"]
-        time.sleep(4)           # longer than a backup waits for a master (3 adverts + skew)
-    assert watch.failures() == 0 and len(watch.probe) > 10, watch.probe[-5:]
-    assert holds_vip(lab, "lb-01") and not holds_vip(lab, "lb-02")
-    assert not [e for e in watch.events("lb-01") if not e[1]], "lb-01 lost the VIP"
-    TIMINGS["load balancers 1 -> 2: probes of the VIP, failed"] = watch.failures()
-
-
-def test_vip_moves_when_haproxy_stops_on_the_active_load_balancer(lab):
-    assert holds_vip(lab, "lb-01") and not holds_vip(lab, "lb-02")
-    assert vip_accepts(lab)
-    assert lab.sh("lb-01", "sudo -n systemctl stop haproxy").rc == 0
-    try:
-        moved = wait_vip(lab, "lb-02")
-        TIMINGS["keepalived: VIP moved to lb-02 after haproxy stopped on lb-01"] = moved
-        assert not holds_vip(lab, "lb-01")
-        assert vip_accepts(lab), "lb-02's HAProxy does not answer on the VIP"
-    finally:
-        assert lab.sh("lb-01", "sudo -n systemctl start haproxy").rc == 0
-    back = wait_vip(lab, "lb-01")
-    TIMINGS["keepalived: VIP back on lb-01 after haproxy returned"] = back
-    deadline = time.monotonic() + 10
-    while holds_vip(lab, "lb-02") and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not holds_vip(lab, "lb-02"), "both load balancers hold the VIP"
-    assert vip_accepts(lab)
-
-
-def test_two_to_one_load_balancers_keeps_the_vip_answering_on_one_host(lab):
-    """nodes.loadBalancer.count 2 -> 1 under a probe of the VIP: lb-02
-    leaves (its keepalived stopped before its VM goes); the VIP stays on
-    lb-01, answering every probe, and is never held by two hosts."""
-    assert holds_vip(lab, "lb-01")
-    with VipWatch(lab, ["lb-01", "lb-02"]) as watch:
-        t0 = time.monotonic()
-        lab.raw["nodes"] = {**lab.raw["nodes"], "loadBalancer": {"count": 1}}
-        run = lab.apply()
-        TIMINGS["load balancers 2 -> 1: program run"] = time.monotonic() - t0
-        assert "hakube-lb-lb-02-keepalived-leave" in [r.name for r in run.deleted]
-        assert "hakube-lab-lb-02" not in lab.mocks.hosts
-    assert watch.failures() == 0 and len(watch.probe) > 10, watch.probe[-5:]
-    assert watch.overlap_seconds() == 0 and holds_vip(lab, "lb-01")
-    assert not [e for e in watch.events("lb-02") if e[1]], "lb-02 took the VIP while leaving"
 
 
 # --- practice mode, as the learner runs it: kubeadm init on the external etcd --

@@ -86,6 +86,36 @@ def test_deletes_come_in_reverse_dependency_batches():
     assert batches == [["s2"], ["s1"], ["vm"]]
 
 
+def test_deletes_are_batched_from_the_bottom_as_the_engine_schedules_them():
+    """ScheduleDeletes (step_generator.go:2883-2932) builds its antichains from
+    the resources nothing condemned is below, then reverses them: a short
+    chain beside a long one is deleted with the long one's middle, not with
+    its top. (A destroy of three control planes, seen under the real
+    engine in the lab: master-03's leave steps all run before master-02's.)"""
+    e = Engine()
+    base = "urn:" + DOM + "::base"
+    up(e, [reg("base", DOM, name="base", vcpu=1),
+           reg("a1", deps=[base], create="a"), reg("a2", deps=["urn:" + CMD + "::a1"], create="b"),
+           reg("b1", deps=[base], create="c")])
+    up(e, [])
+    batches = [sorted(r.name for r in b) for b in e.deletes()]
+    assert batches == [["a2"], ["a1", "b1"], ["base"]]
+
+
+def test_a_dependency_on_a_component_waits_for_its_children_registered_before():
+    """DependenciesOf (dependency_graph.go:227-252): depending on a component
+    is depending on each of its descendants that came before."""
+    e = Engine()
+    comp = reg("c", "hakube:index:Comp")
+    comp.custom = False
+    child = reg("child", create="x")
+    child.parent = comp.urn
+    up(e, [comp, child, reg("user", deps=[comp.urn], create="y")])
+    up(e, [])
+    order = [sorted(r.name for r in b) for b in e.deletes()]
+    assert order.index(["user"]) < next(i for i, b in enumerate(order) if "child" in b)
+
+
 def test_a_named_libvirt_replacement_deletes_first_with_the_dependents_it_forces():
     """A Volume replaced (size): its Domain (disks -> volume id, ForceNew) is
     deleted before it, then the volume; the readiness step depending on the
