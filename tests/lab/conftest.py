@@ -20,7 +20,7 @@ TIMINGS: dict[str, float] = {}
 LOGS = ROOT / ".lab"
 # Each module's slot; the longest module first, so that with fewer workers
 # than modules the shorter ones share a worker.
-SLOTS = {"test_lab.py": 0, "test_day_two.py": 1, "test_kubernetes.py": 2}
+MODULE_SLOTS = {"test_lab.py": 0, "test_day_two.py": 1, "test_kubernetes.py": 2}
 
 
 def lab_unavailable() -> str | None:
@@ -63,7 +63,7 @@ def lab_fixture(label: str, slot: int, overrides: dict | None = None, offsite: b
 @pytest.fixture(scope="module")
 def lab():
     """The lab stack, copying its snapshots to an SFTP store on a lab host of its own."""
-    yield from lab_fixture("lab", SLOTS["test_lab.py"], offsite=True)
+    yield from lab_fixture("lab", MODULE_SLOTS["test_lab.py"], offsite=True)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def lab_day2():
     """Day two: a 3-member cluster on etcd 3.5.31 (upgraded to 3.5.33, 3.6 and 3.7,
     grown to 5 and shrunk to 3 by the tests), one control plane. Backups off:
     the scenarios count restarts and PIDs."""
-    yield from lab_fixture("day two lab", SLOTS["test_day_two.py"], {
+    yield from lab_fixture("day two lab", MODULE_SLOTS["test_day_two.py"], {
         # the smallest quota hakube allows, so NOSPACE is reachable; defragment from 1 MiB
         "etcd": {"version": "3.5.31", "backup": {"enabled": False}, "quotaBackendBytes": 64 * 1024**2,
                  "maintenance": {"defragMinBytes": 1024**2}},
@@ -84,9 +84,9 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """The modules in SLOTS' order (the longest first): pytest-xdist's
+    """The modules in MODULE_SLOTS' order (the longest first): pytest-xdist's
     loadfile hands the files out in the order collected."""
-    order = list(SLOTS)
+    order = list(MODULE_SLOTS)
     items.sort(key=lambda item: order.index(item.path.name) if item.path.name in order else len(order))
 
 

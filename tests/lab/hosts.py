@@ -10,6 +10,7 @@ leads anywhere else, so lab traffic cannot leave this machine.
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -173,25 +174,17 @@ def _sysctl_path(key: str) -> Path:
     return Path("/proc/sys") / key.replace(".", "/")
 
 
+@contextlib.contextmanager
 def machine_lock():
     """One lab at a time in what labs share on this machine: the kernel
     tunables below, the cached image and served files (lab.py)."""
     LAB_ROOT.mkdir(parents=True, exist_ok=True)
-    return _Flock(LAB_ROOT / ".lock")
-
-
-class _Flock:
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __enter__(self):
-        self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-        return self
-
-    def __exit__(self, *exc):
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
-        os.close(self.fd)
+    fd = os.open(LAB_ROOT / ".lock", os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)                    # closing releases the lock
 
 
 def save_sysctls() -> None:
@@ -328,8 +321,8 @@ class Host:
             # kubelet sets kernel tunables it needs (vm.overcommit_memory,
             # kernel.panic ...) through /proc/sys, read-only in a container
             # unless nspawn is told otherwise. Those are this machine's own:
-            # save_sysctls() keeps them first, down_all() puts them back.
-            save_sysctls()
+            # the lab saved them before its first host (Lab.up, save_sysctls),
+            # the last lab down puts them back (down_all).
             env["SYSTEMD_NSPAWN_API_VFS_WRITABLE"] = "1"
         with open(self.log, "w") as log:
             self.process = subprocess.Popen(

@@ -236,7 +236,7 @@ class Lab:
         if self._real:
             work = REAL / str(self.slot.index)
             shutil.rmtree(work, ignore_errors=True)         # a new stack: its state is this lab's only
-            self.real = RealEngine(work, STACK, self.mocks, self.log)
+            self.real = RealEngine(work, STACK, self.mocks)
         t1 = time.monotonic()
         run = self.apply()
         self.timings["bring_up"] = time.monotonic() - t1
@@ -479,8 +479,9 @@ def left_behind(slot: Slot) -> list[str]:
         problems.append(f"nspawn processes still running: {left}")
     if any(slot.hosts_dir.glob("*")) if slot.hosts_dir.exists() else False:
         problems.append(f"host dirs left in {slot.hosts_dir}")
-    if lab_links(slot):
-        problems.append(f"links left: {lab_links(slot)}")
+    links = lab_links(slot)
+    if links:
+        problems.append(f"links left: {links}")
     return problems
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
-from engine.core import _command_action
+from engine.core import Step, _command_action
 from tests.harness import ROOT
 from tests.realengine.executor import ENV, Executor
 from tests.realengine.plugin import ASSET, SIG
@@ -46,8 +46,7 @@ class LabExecutor:
                   for k, v in request["inputs"].items()}
         old = SimpleNamespace(id=request["id"], outputs=request["olds"]) if op == "update" else None
         action, script = _command_action(op, inputs) if type_ == COMMAND else (None, None)
-        step = SimpleNamespace(type=type_, name=name, op=op, old=old, action=action, script=script,
-                               runs=script is not None and script.strip() not in ("", "true", ":"))
+        step = Step(urn=urn, type=type_, name=name, op=op, old=old, action=action, script=script)
         rid, outputs = self.mocks.execute(step, inputs)
         return {"id": rid, "outputs": outputs}
 
@@ -79,8 +78,8 @@ class RealEngine:
     """The lab's stack under the real CLI: its work dir (file backend,
     passphrase, stack file), the executor socket the plugins call."""
 
-    def __init__(self, work: Path, stack: str, mocks: LabMocks, log):
-        self.work, self.stack, self.log = work, stack, log
+    def __init__(self, work: Path, stack: str, mocks: LabMocks):
+        self.work, self.stack = work, stack
         self.work.mkdir(parents=True, exist_ok=True)
         self.executor = Executor(work / "executor.sock", LabExecutor(mocks)).start()
         self.last: RealRun | None = None

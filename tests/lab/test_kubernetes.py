@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import SLOTS, TIMINGS, lab_fixture
+from .conftest import MODULE_SLOTS, TIMINGS, lab_fixture
 from .test_lab import ok, sudo
 from .vip import VipWatch, haproxy_stats, holds_vip, under_load, vip_accepts, wait_state, wait_vip
 
@@ -44,7 +44,7 @@ DNS_QUERY = (Path(__file__).parent / "dns_query.py").read_text()
 
 @pytest.fixture(scope="module")
 def lab():
-    yield from lab_fixture("kubernetes lab", SLOTS["test_kubernetes.py"], {
+    yield from lab_fixture("kubernetes lab", MODULE_SLOTS["test_kubernetes.py"], {
         "kubernetes": {"bootstrap": True},
         "nodes": {"controlPlane": {"count": 3}},
         # no snapshot timer: three real control planes share this machine's two cores

@@ -126,8 +126,7 @@ def run(work: Path, name: str, config: dict, op: str, replace: list[str] | None 
             out.update(error=str(err), steps=steps, resources=resources(s))
             return out
         out["changes"] = res.summary.resource_changes
-        out["outputs"] = {k: v.value for k, v in res.outputs.items()}
-        out["secret_outputs"] = sorted(k for k, v in res.outputs.items() if v.secret)
+        out["outputs"] = {k: v.value for k, v in res.outputs.items()}     # secrets too: the lab reads its keys
         out["steps"] = steps
         out["resources"] = resources(s)
     elif op == "refresh":

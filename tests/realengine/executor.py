@@ -46,18 +46,17 @@ class Executor:
         self.listener = Listener(str(self.path), family="AF_UNIX", authkey=AUTHKEY)
         os.chmod(self.path, 0o600)
         self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.closed = False
 
     def start(self) -> "Executor":
         self.thread.start()
         return self
 
     def _serve(self) -> None:
-        while not self.closed:
+        while True:
             try:
                 conn = self.listener.accept()
             except OSError:
-                return                      # closed
+                return                      # stop() closed the listener
             threading.Thread(target=self._one, args=(conn,), daemon=True).start()
 
     def _one(self, conn) -> None:
@@ -70,7 +69,6 @@ class Executor:
             conn.send(answer)
 
     def stop(self) -> None:
-        self.closed = True
         self.listener.close()
         self.path.unlink(missing_ok=True)
 

@@ -52,6 +52,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from engine.echo import KEY_MARK, SHARED_MARK, TOKEN_MARK  # noqa: E402
+from engine.monitor import unwrap  # noqa: E402
 from tests.realengine import executor  # noqa: E402
 
 EXECUTOR = executor.ENV
@@ -111,16 +112,6 @@ def is_secret(v: Any) -> bool:
 
 def reveal(v: Any) -> Any:
     return v["value"] if is_secret(v) else v
-
-
-def reveal_all(v: Any) -> Any:
-    """Every secret in `v` revealed, recursively."""
-    v = reveal(v)
-    if isinstance(v, dict):
-        return {k: reveal_all(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [reveal_all(x) for x in v]
-    return v
 
 
 def secret(v: Any) -> dict:
@@ -204,6 +195,7 @@ def _name(urn: str) -> str:
 class Provider(provider_pb2_grpc.ResourceProviderServicer):
     def __init__(self, package: str):
         self.package = package
+        self.executor = os.environ.get(EXECUTOR)        # mode `lab` (executor.py), or None: echo
 
     # configuration
     def GetPluginInfo(self, request, context):  # noqa: N802
@@ -335,27 +327,23 @@ class Provider(provider_pb2_grpc.ResourceProviderServicer):
             diffs=diffs, replaces=replaces, deleteBeforeReplace=False, hasDetailedDiff=detailed_diff,
             detailedDiff={p: provider_pb2.PropertyDiff(kind=k, inputDiff=True) for p, k in out.items()})
 
-    def _act(self, context, op: str, type_: str, urn: str, inputs: dict, rid: str = "", olds: dict | None = None):
-        """Mode `lab`: the executor acts and answers (executor.py); its
-        outputs are secret where the input of that name was. None in echo
-        mode, or in a preview (nothing acts in a preview)."""
-        path = os.environ.get(EXECUTOR)
-        if not path:
-            return None
+    def _act(self, context, op: str, type_: str, urn: str, inputs: dict, rid: str = "",
+             olds: dict | None = None) -> tuple[str, dict]:
+        """Mode `lab`: the executor acts and answers (executor.py): the id,
+        and the outputs, secret where the input of that name was. Never in
+        a preview: nothing acts in a preview."""
         try:
-            answer = executor.call(path, {"op": op, "type": type_, "urn": urn, "id": rid,
-                                          "inputs": reveal_all(inputs), "olds": reveal_all(olds or {})})
+            answer = executor.call(self.executor, {"op": op, "type": type_, "urn": urn, "id": rid,
+                                                   "inputs": unwrap(inputs), "olds": unwrap(olds or {})})
         except executor.ExecutorError as err:
             context.abort(grpc.StatusCode.UNKNOWN, str(err))
-        if op == "delete":
-            return answer
         outs = {k: secret(v) if is_secret(inputs.get(k)) else v for k, v in (answer.get("outputs") or {}).items()
                 if k != "id"}                    # the id is the response's own field
         return answer.get("id") or rid, outs
 
     def Create(self, request, context):  # noqa: N802
         inputs = to_py(request.properties)
-        if not request.preview and os.environ.get(EXECUTOR):
+        if self.executor and not request.preview:
             rid, outs = self._act(context, "create", request.type, request.urn, inputs)
             return provider_pb2.CreateResponse(id=rid, properties=to_struct(outs))
         outs = self._outputs(request.type, request.urn, inputs, preview=request.preview)
@@ -368,7 +356,7 @@ class Provider(provider_pb2_grpc.ResourceProviderServicer):
 
     def Update(self, request, context):  # noqa: N802
         olds, news = to_py(request.olds), to_py(request.news)
-        if not request.preview and os.environ.get(EXECUTOR):
+        if self.executor and not request.preview:
             _, outs = self._act(context, "update", request.type, request.urn, news, request.id, olds)
             return provider_pb2.UpdateResponse(properties=to_struct(outs))
         if request.type == COMMAND:
@@ -387,8 +375,9 @@ class Provider(provider_pb2_grpc.ResourceProviderServicer):
         return provider_pb2.UpdateResponse(properties=to_struct(outs))
 
     def Delete(self, request, context):  # noqa: N802
-        # the old outputs: a Command's hold its inputs (its delete script, its connection)
-        self._act(context, "delete", request.type, request.urn, to_py(request.properties), request.id)
+        if self.executor:
+            # the old outputs: a Command's hold its inputs (its delete script, its connection)
+            self._act(context, "delete", request.type, request.urn, to_py(request.properties), request.id)
         return empty_pb2.Empty()
 
     def Read(self, request, context):  # noqa: N802
