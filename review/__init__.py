@@ -370,6 +370,10 @@ def _command_why(step: dict) -> list[str]:
             why.append(text_change(_stdin_label(step), step["old"].get("stdin"), step["new"].get("stdin")))
     if "connection" in step["changed"]:
         o, n = step["old"].get("connection") or {}, step["new"].get("connection") or {}
+        if not isinstance(o, dict) or not isinstance(n, dict):
+            # `pulumi preview --json` shows a connection that holds a key as "[secret]"
+            why.append("its connection changed (secret: a key, the host key or the address)")
+            o = n = {}
         if o.get("privateKey") != n.get("privateKey"):
             why.append("connects with another SSH key")
         if o.get("hostKey") != n.get("hostKey"):

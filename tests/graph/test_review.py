@@ -185,7 +185,8 @@ def preview_of(report: dict, disagree: str | None = None) -> dict:
     create-replacement, replace, delete-replaced), secrets as [secret]."""
     steps = []
     for s in report["steps"]:
-        conn = {"connection": {"host": s["host"], "privateKey": "[secret]"}} if s.get("host") else {}
+        # a connection holds the SSH key: the engine shows the whole input as a secret
+        conn = {"connection": "[secret]"} if s.get("host") else {}
         state = {"urn": s["urn"], "custom": True, "type": s["type"], "inputs": {**conn, **{
             k: ("[secret]" if k in s["secret"] else v) for k, v in s["new"].items()}}}
         old = {"urn": s["urn"], "custom": True, "type": s["type"], "inputs": {
@@ -251,3 +252,19 @@ def test_a_script_the_preview_cannot_know_yet_is_not_read_as_removed():
     assert (item.name, item.op, item.action) == ("hakube-etcd-etcd-01-restart", "update", "create")
     assert item.why == ["create known only once the steps it depends on have run"], item.why
     assert unknown not in render(review)
+
+
+def test_a_step_whose_secret_connection_changed_says_so():
+    """An SSH key rotation under the real engine: each step's `connection`
+    (it holds the key) is "[secret]" on both sides of `pulumi preview
+    --json`. The review names the step and the change, without the key."""
+    old = {"create": "#!/bin/bash\n# hakube-step: node/ready.sh\ntrue\n", "connection": "[secret]"}
+    step = {"op": "update", "urn": "urn:pulumi:dev::hakube::hakube:cluster:Cluster$hakube:node:Node$"
+                                   "command:remote:Command::hakube-etcd-02-ready",
+            "diffReasons": ["connection"], "detailedDiff": {"connection": {"kind": "update"}},
+            "oldState": {"type": COMMAND_TYPE, "custom": True, "inputs": old},
+            "newState": {"type": COMMAND_TYPE, "custom": True, "inputs": dict(old)}}
+    review = from_preview({"steps": [step]}, {"etcd-02": "192.168.144.202"}, "dev")
+    (item,) = review.items
+    assert (item.name, item.node, item.op, item.action) == ("hakube-etcd-02-ready", "etcd-02", "update", "create")
+    assert any("its connection changed (secret" in w for w in item.why), item.why

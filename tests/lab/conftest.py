@@ -32,22 +32,29 @@ def lab_unavailable() -> str | None:
     return None
 
 
-def lab_fixture(label: str, slot: int, overrides: dict | None = None, offsite: bool = False, real: bool = False):
-    """One lab per test module, in its own slot (module scope); `real`: its
-    program runs by the real Pulumi engine (realrun.py)."""
+def lab_fixture(label: str, slot: int, overrides: dict | None = None, offsite: bool = False):
+    """One lab per test module, in its own slot (module scope), its program
+    run by the real Pulumi engine (realrun.py)."""
     why = lab_unavailable()
     if why:
         pytest.skip(why)
     t0 = time.monotonic()
     LOGS.mkdir(parents=True, exist_ok=True)
     log = open(LOGS / f"lab-run-{slot}.log", "w", buffering=1)
-    lab = Lab(log=lambda line: print(line, file=log), overrides=overrides, offsite=offsite, slot=slot, real=real)
+    lab = Lab(log=lambda line: print(line, file=log), overrides=overrides, offsite=offsite, slot=slot)
     try:
         lab.up()
     except Exception:
         lab.down()          # hosts, links and the release server: the next module starts clean
         raise
     TIMINGS[f"{label}: bring-up (program run 1, {len(lab.mocks.steps)} steps)"] = lab.timings["bring_up"]
+    t1 = time.monotonic()
+    try:
+        lab.settled()           # the bring-up left what the config says: a preview proposes nothing
+    except Exception:
+        lab.down()
+        raise
+    TIMINGS[f"{label}: pulumi preview --expect-no-changes after the bring-up"] = time.monotonic() - t1
     TIMINGS[f"{label}: image (build or cache)"] = lab.timings["image"]
     if "offsite_store" in lab.timings:
         TIMINGS[f"{label}: off-host store (SFTP host) boot"] = lab.timings["offsite_store"]

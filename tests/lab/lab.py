@@ -1,5 +1,7 @@
 """The lab: the lab stack (`Pulumi.lab.yaml`) brought up by the program's own
-graph on real hosts of this machine, and torn down again.
+graph on real hosts of this machine, and torn down again. Every program run
+is the real Pulumi engine's (realrun.py); what it asks the providers for is
+made real by LabProviders (providers.py).
 
     python -m tests.lab.lab up      # bring it up and leave it running (make lab)
     python -m tests.lab.lab down    # remove every lab host, link and file (make lab-down)
@@ -15,24 +17,19 @@ import http.server
 import ipaddress
 import json
 import os
-import pickle
 import re
 import shlex
 import shutil
 import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlparse
 
 from config import load, versions
-from engine import Engine, provider_deletes
 from config.stackfile import raw_from_stack_file
-from tests.harness import ROOT, Run, run_program, unwrap
+from tests.harness import ROOT, unwrap
 from tests.tools import etcd_release
 from tools import kubernetes_images, kubernetes_repo
 
@@ -40,8 +37,8 @@ from . import image
 from .offsite import OffsiteStore
 from .hosts import (SLOTS, Bridge, Slot, _cgroup_roots, _remove_cgroup, machine_lock, raise_limits, restore_sysctls,
                     save_sysctls, sh)
-from .providers import NOT_RUN, LabMocks
-from .realrun import RealEngine
+from .providers import COMMAND, NOT_RUN, LabProviders
+from .realrun import RealEngine, RealRun
 from .ssh import Ssh
 
 STACK = "lab"
@@ -57,10 +54,6 @@ IMAGES_PATH = "/images"
 CNI = ROOT / ".lab" / "cni"
 ACCESS_DIR = ROOT / ".lab" / "access"
 REAL = ROOT / ".lab" / "real-engine"       # per slot: the real engine's work dir (state, stack file)
-# `pulumi up`'s default parallelism: 4 x the CPU count (ENGINE.md). Each
-# registration holds a thread of the SDK's executor while its step runs.
-PARALLEL = 4 * (os.cpu_count() or 1)
-
 
 class ReleaseServer:
     """Serves .lab/etcd-release under the stack's etcd downloadUrl and the
@@ -132,15 +125,12 @@ def moved(raw, slot: Slot):
 
 
 class Lab:
-    def __init__(self, log=print, overrides: dict | None = None, offsite: bool = False, slot: int = 0,
-                 real: bool = False):
+    def __init__(self, log=print, overrides: dict | None = None, offsite: bool = False, slot: int = 0):
         """`overrides`: stack config keys merged over Pulumi.lab.yaml's (one
         level deep), e.g. {"nodes": {"loadBalancer": {"count": 2}}}.
         `offsite`: an SFTP store on a lab host of its own, where the stack
         copies its snapshots (etcd.backup.offsite, offsite.py).
-        `slot`: where on this machine (hosts.Slot), so labs run side by side.
-        `real`: every program run by the real Pulumi engine (realrun.py), not
-        the engine model."""
+        `slot`: where on this machine (hosts.Slot), so labs run side by side."""
         self.log = log
         self.slot = Slot(slot)
         self.raw = raw_from_stack_file(ROOT / f"Pulumi.{STACK}.yaml")
@@ -152,8 +142,7 @@ class Lab:
         net = self.spec.network
         self.bridge = Bridge(self.slot.bridge, f"{net.gateway}/{net.cidr.prefixlen}")
         self.ssh = Ssh(self.slot.ssh_dir)
-        self.mocks: LabMocks | None = None
-        self.engine = Engine()          # the stack's state, between runs of the program
+        self.mocks: LabProviders | None = None
         self.secrets: dict[str, str] = {}   # secret stack config (hakube:sshPrivateKey ...)
         self.offsite: OffsiteStore | None = None
         if offsite:
@@ -165,13 +154,9 @@ class Lab:
             self.spec = load(self.raw, STACK)
         self.server: ReleaseServer | None = None
         self.images: list[tuple[str, Path]] = []    # (name, archive) of kubeadm's images, made at up()
-        self.runs: list[Run] = []
+        self.runs: list[RealRun] = []
         self.timings: dict[str, float] = {}
-        self.real: RealEngine | None = None
-        if real and self.secrets:
-            raise RuntimeError("the lab under the real engine sets no secret stack config yet: "
-                               f"{sorted(self.secrets)} (an off-host store needs the engine model)")
-        self._real = real
+        self.real: RealEngine | None = None         # the stack under the real CLI, from up()
 
     def _cni_manifest(self) -> None:
         """The manifest of the stack's CNI release, where the lab serves it
@@ -208,7 +193,7 @@ class Lab:
         return any(domain.endswith(f"-{n.name}") for n in (*topo.control_planes, *topo.workers))
 
     # -- lifecycle -----------------------------------------------------------
-    def up(self) -> Run:
+    def up(self) -> RealRun:
         # what every lab shares (the image, the served files): made or
         # checked by one lab at a time, the others wait and find them made
         with machine_lock():
@@ -231,12 +216,11 @@ class Lab:
         if self.offsite:
             self.timings["offsite_store"] = self.offsite.boot(root, self.ssh)
             self.log(f"lab: off-host store (SFTP) up at {self.offsite.ip} in {self.timings['offsite_store']:.1f} s")
-        self.mocks = LabMocks(self.slot, root, self.ssh, log=self.log, runs_pods=self.runs_pods,
-                              give_images=self.give_images)
-        if self._real:
-            work = REAL / str(self.slot.index)
-            shutil.rmtree(work, ignore_errors=True)         # a new stack: its state is this lab's only
-            self.real = RealEngine(work, STACK, self.mocks)
+        self.mocks = LabProviders(self.slot, root, self.ssh, log=self.log, runs_pods=self.runs_pods,
+                                  give_images=self.give_images)
+        work = REAL / str(self.slot.index)
+        shutil.rmtree(work, ignore_errors=True)         # a new stack: its state is this lab's only
+        self.real = RealEngine(work, STACK, self.mocks)
         t1 = time.monotonic()
         run = self.apply()
         self.timings["bring_up"] = time.monotonic() - t1
@@ -244,42 +228,22 @@ class Lab:
                  f"({len(self.mocks.steps)} steps)")
         return run
 
-    def apply(self, replace: tuple[str, ...] = (), rebuild: str | None = None) -> Run:
-        """One `pulumi up` against the lab, under the engine model: only what
-        the real engine would run runs. `replace`: resource names to replace
-        (`pulumi up --replace URN`), as `make converge` does."""
-        assert self.mocks is not None
+    def apply(self, replace: tuple[str, ...] = (), rebuild: str | None = None) -> RealRun:
+        """One `pulumi up` of the lab's stack by the real engine. `replace`:
+        resource names or URNs to replace (`pulumi up --replace URN`), as
+        `make converge` does; `rebuild`: `make rebuild NODE=`'s node."""
+        assert self.mocks is not None and self.real is not None
         self.mocks.begin_run()
         urns = [name if name.startswith("urn:") else self.urn(name) for name in replace]
-        self.log(f"lab: run {self.mocks.run_no} of the program" + (f" (replacing {len(urns)})" if urns else "")
-                 + (" by the real engine" if self.real else ""))
-        if self.real:
-            return self._apply_real(urns, rebuild)
+        self.log(f"lab: run {self.mocks.run_no} of the program" + (f" (replacing {len(urns)})" if urns else ""))
         try:
-            run = run_program(STACK, self.run_config(), self.mocks, secrets=self.secrets, parallel=PARALLEL,
-                              engine=self.engine, replace=urns, rebuild=rebuild)
-        except Exception as err:
-            # what `pulumi up` reports: the first step that failed, in the provider's words
-            if self.mocks.failures and err is not self.mocks.failures[0]:
-                raise self.mocks.failures[0] from err
-            raise
-        finally:
-            ran = self.engine.ran()
-            self.log(f"lab: run {self.mocks.run_no}: {len(self.engine.steps)} resources, {len(ran)} scripts, "
-                     f"{len(self.engine.failed_steps)} failed")
-        self.runs.append(run)
-        if run.deleted:
-            self.log(f"lab: run {self.mocks.run_no} deleted {len(run.deleted)} resources it no longer registers")
-        return run
-
-    def _apply_real(self, urns: list[str], rebuild: str | None):
-        try:
-            run = self.real.up(self.run_config(), tuple(urns), env={"HAKUBE_REBUILD": rebuild} if rebuild else None)
+            run = self.real.up(self.run_config(), tuple(urns), env={"HAKUBE_REBUILD": rebuild} if rebuild else None,
+                               secrets=self.secrets)
         except Exception as err:
             if self.mocks.failures:             # what `pulumi up` reports: the first step that failed
                 raise self.mocks.failures[0] from err
             raise
-        self.log(f"lab: run {self.mocks.run_no} (real engine, {run.seconds:.1f} s): {run.changes}")
+        self.log(f"lab: run {self.mocks.run_no} ({run.seconds:.1f} s): {run.changes}")
         self.runs.append(run)
         return run
 
@@ -295,21 +259,18 @@ class Lab:
             return {**self.raw, "etcd": etcd}
         return self.raw
 
+    def settled(self) -> dict:
+        """`pulumi preview --expect-no-changes` of the lab's stack as it is:
+        fails naming what would change."""
+        return self.real.expect_no_changes(self.run_config(), self.secrets)
+
     def predict(self) -> list[tuple[str, str]]:
-        """What `make review` says the next `apply()` runs, from this lab's
-        state and config: sorted (step, create | update | delete) of every
-        script, those the lab does not run (NOT_RUN) left out."""
-        from review import build
-        with tempfile.TemporaryDirectory(prefix="hakube-predict-") as tmp:
-            work = Path(tmp)
-            (work / "state").write_bytes(pickle.dumps((self.engine.state, self.engine.pending_deletes, {}, {})))
-            (work / "config.json").write_text(json.dumps({"raw": self.run_config(), "secrets": self.secrets}))
-            proc = subprocess.run([sys.executable, "-m", "review.side", "--root", str(ROOT), "--stack", STACK,
-                                   "--state-in", str(work / "state"), "--config", str(work / "config.json"),
-                                   "--report", str(work / "head.json")], cwd=ROOT, capture_output=True, text=True)
-            assert proc.returncode == 0, proc.stderr[-3000:]
-            head = json.loads((work / "head.json").read_text())
-        review = build({"outputs": self.outputs}, head)
+        """What `make review PREVIEW=` says the next `apply()` runs, from the
+        real engine's `pulumi preview --json` of the lab's stack: sorted
+        (step, create | update | delete) of every script, those the lab does
+        not run (NOT_RUN) left out."""
+        from review import from_preview
+        review = from_preview(self.real.preview(self.run_config(), self.secrets), self.outputs["nodeIps"], STACK)
         return sorted((i.name, i.action) for i in review.items if i.kind == "step" and i.action
                       and not i.name.endswith(tuple(NOT_RUN)))
 
@@ -317,45 +278,28 @@ class Lab:
         """Sorted (step, action) of every script the lab ran since step `since`."""
         return sorted((st.name, st.action) for st in self.mocks.steps[since:])
 
+    def commands(self) -> dict[str, str]:
+        """URN -> name of every Command in the stack's state."""
+        return {r["urn"]: r["urn"].rsplit("::", 1)[-1] for r in self.real.resources if r["type"] == COMMAND}
+
     def urn(self, name: str) -> str:
         """The URN of a resource of the stack's state, by its name."""
-        if self.real:
-            return self.real.urn(name)
-        found = [u for u, r in self.engine.state.items() if r.name == name and r.custom]
-        if len(found) != 1:
-            raise KeyError(f"{name}: {len(found)} resources of that name in the lab's state")
-        return found[0]
+        return self.real.urn(name)
 
     def down(self) -> list[str]:
         """`pulumi destroy`, then anything a failed run left."""
         problems = []
         if self.real:
             try:
-                out = self.real.destroy(self.run_config())
-                self.log(f"lab: pulumi destroy (real engine, {out['seconds']:.1f} s): {out['changes']}; "
+                out = self.real.destroy(self.run_config(), self.secrets)
+                self.log(f"lab: pulumi destroy ({out['seconds']:.1f} s): {out['changes']}; "
                          "the engine's deletes in the order it started them:\n  "
                          + "\n  ".join(f"{s['op']} {s['urn'].rsplit('::', 1)[-1]}" for s in out.get("steps", [])))
             except Exception as err:            # noqa: BLE001 - reported, teardown goes on
-                problems.append(f"pulumi destroy (real engine): {str(err)[-1500:]}")
+                problems.append(f"pulumi destroy: {str(err)[-1500:]}")
             self.real.close()
-            self.mocks.discard_all()
-        elif self.mocks:
-            def delete(res) -> str | None:
-                try:
-                    if provider_deletes(res):
-                        self.mocks.delete(res)
-                except Exception as err:            # noqa: BLE001 - reported, teardown goes on
-                    return f"{res.name}: {str(err)[-500:]}"
-                return None
-            # A batch's deletes side by side, as `pulumi destroy` runs them
-            # (engine/monitor.py run_deletes); unlike it, a failed delete
-            # does not stop the teardown.
-            for batch in self.engine.destroy():
-                with ThreadPoolExecutor(max_workers=max(1, min(PARALLEL, len(batch)))) as pool:
-                    problems += [p for p in pool.map(delete, batch) if p]
-                for res in batch:
-                    self.engine.deleted(res)
-            self.mocks.discard_all()
+        if self.mocks:
+            self.mocks.discard_all()            # what a failed destroy left of the hosts
         if self.offsite:
             self.offsite.discard()
         if self.server:

@@ -1,5 +1,6 @@
-"""The lab's providers: what the engine model (engine/) decides to run is
-made real, as the real providers would.
+"""The lab's providers: what the real Pulumi engine asks the stand-in
+plugins for (Create, Update, Delete; tests/realengine, realrun.py) is made
+real, as the real providers would.
 
 | resource                          | in the lab                                          |
 |-----------------------------------|-----------------------------------------------------|
@@ -20,9 +21,9 @@ made real, as the real providers would.
 | libvirt Provider/Network          | NOT made real: recorded only. The lab bridge stands |
 |                                   | in for the network (see hosts.py)                   |
 
-Nothing here decides *whether* something runs: a resource whose inputs did
-not change is "same" and nothing runs (engine/core.py), exactly as on a
-user's `pulumi up`.
+Nothing here decides *whether* something runs: the engine does, and a
+resource whose inputs did not change is "same" and nothing runs, exactly as
+on a user's `pulumi up`.
 """
 from __future__ import annotations
 
@@ -38,7 +39,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import pulumi
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization as ser
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -112,8 +112,8 @@ def _go_quote(text: str) -> str:
     return json.dumps(text)
 
 
-class LabMocks(pulumi.runtime.Mocks):
-    """The executor of the engine model (engine/monitor.py) in the lab."""
+class LabProviders:
+    """The providers' side of the lab: each step the engine starts, acted on."""
 
     def __init__(self, slot: Slot, image: Path, ssh: Ssh,
                  log: Callable[[str], None] = print, runs_pods: Callable[[str], bool] = lambda domain: False,
@@ -136,13 +136,6 @@ class LabMocks(pulumi.runtime.Mocks):
         self.run_no += 1
         self.t0 = time.monotonic()
         self.failures: list[StepFailed] = []            # this run's, in the order they happened
-
-    # -- the Mocks interface (the engine's monitor calls execute/delete) -----
-    def call(self, args: pulumi.runtime.MockCallArgs):
-        raise NotImplementedError(f"the lab has no real implementation of the invoke {args.token}")
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        raise RuntimeError("the lab runs the program under the engine model only (tests.harness engine=)")
 
     def execute(self, step, inputs: dict) -> tuple[str, dict]:
         """Create or update one resource, as its provider does."""

@@ -1,9 +1,9 @@
-"""A lab run under the real Pulumi engine: the CLI `make tools` builds runs
-the program (tests/realengine/driver.py, one process per run) with the
-stand-in plugins in mode `lab`; each Create, Update and Delete they are
-asked for comes back here (tests/realengine/executor.py) and LabMocks acts,
-exactly as it does under the engine model. What runs, in which order,
-replaces and deletes, and the stack's state are the real engine's.
+"""The lab's program runs, by the real Pulumi engine: the CLI `make tools`
+builds runs the program (tests/realengine/driver.py, one process per run)
+with the stand-in plugins in mode `lab`; each Create, Update and Delete they
+are asked for comes back here (tests/realengine/executor.py) and
+LabProviders acts. What runs, in which order, replaces and deletes, and the
+stack's state are the real engine's.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from tests.harness import ROOT
 from tests.realengine.executor import ENV, Executor
 from tests.realengine.plugin import ASSET, SIG
 
-from .providers import COMMAND, LabMocks
+from .providers import COMMAND, LabProviders
 
 
 def _name(urn: str) -> str:
@@ -28,9 +28,9 @@ def _name(urn: str) -> str:
 
 
 class LabExecutor:
-    """The plugins' Create/Update/Delete, acted on by the lab's LabMocks."""
+    """The plugins' Create/Update/Delete, acted on by the lab's LabProviders."""
 
-    def __init__(self, mocks: LabMocks):
+    def __init__(self, mocks: LabProviders):
         self.mocks = mocks
 
     def __call__(self, request: dict) -> dict:
@@ -41,14 +41,25 @@ class LabExecutor:
             self.mocks.delete(SimpleNamespace(type=type_, name=name, id=request["id"], inputs=props,
                                               outputs=props))
             return {}
-        # a file asset as the engine sends it (its signature, its path), as LabMocks reads one
-        inputs = {k: SimpleNamespace(path=v["path"]) if isinstance(v, dict) and v.get(SIG) == ASSET else v
-                  for k, v in request["inputs"].items()}
+        # a file asset as the engine sends it (its signature, its path), as LabProviders reads one
+        assets = {k for k, v in request["inputs"].items() if isinstance(v, dict) and v.get(SIG) == ASSET}
+        inputs = {k: SimpleNamespace(path=v["path"]) if k in assets else v for k, v in request["inputs"].items()}
         old = SimpleNamespace(id=request["id"], outputs=request["olds"]) if op == "update" else None
         action, script = _command_action(op, inputs) if type_ == COMMAND else (None, None)
         step = Step(urn=urn, type=type_, name=name, op=op, old=old, action=action, script=script)
         rid, outputs = self.mocks.execute(step, inputs)
-        return {"id": rid, "outputs": outputs}
+        # an output that is an input asset (CopyToRemote's `source`) goes back as the engine sent it
+        return {"id": rid, "outputs": {k: request["inputs"][k] if k in assets else v for k, v in outputs.items()}}
+
+
+def diagnostics(error: str, limit: int = 4000) -> str:
+    """What a failed `pulumi up` said went wrong: its Diagnostics section
+    (each failed resource in its provider's words), not the outputs after it."""
+    start = error.find("Diagnostics:")
+    if start < 0:
+        return error[-limit:]
+    end = error.find("\nOutputs:", start)
+    return error[start:end if end > 0 else None][:limit]
 
 
 @dataclass
@@ -78,43 +89,61 @@ class RealEngine:
     """The lab's stack under the real CLI: its work dir (file backend,
     passphrase, stack file), the executor socket the plugins call."""
 
-    def __init__(self, work: Path, stack: str, mocks: LabMocks):
+    def __init__(self, work: Path, stack: str, mocks: LabProviders):
         self.work, self.stack = work, stack
         self.work.mkdir(parents=True, exist_ok=True)
         self.executor = Executor(work / "executor.sock", LabExecutor(mocks)).start()
         self.last: RealRun | None = None
+        self.resources: list[dict] = []            # the stack's state after the last run
 
-    def run(self, config: dict, op: str, replace: tuple[str, ...] = (), env: dict | None = None) -> dict:
+    def run(self, config: dict, op: str, replace: tuple[str, ...] = (), env: dict | None = None,
+            secrets: dict | None = None) -> dict:
         (self.work / "config.json").write_text(json.dumps(config))
         argv = [sys.executable, "-m", "tests.realengine.driver", str(self.work), self.stack,
                 str(self.work / "config.json"), op]
         for urn in replace:
             argv += ["--replace", urn]
+        if secrets:
+            path = self.work / "secrets.json"
+            path.touch(mode=0o600)
+            path.write_text(json.dumps(secrets))
+            argv += ["--secrets", str(path)]
         proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True,
                               env={**os.environ, ENV: str(self.executor.path), **(env or {})})
         if proc.returncode != 0:
             raise RuntimeError(f"pulumi {op} (real engine): exit {proc.returncode}\n{proc.stderr[-4000:]}")
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
-    def up(self, config: dict, replace: tuple[str, ...] = (), env: dict | None = None) -> RealRun:
-        out = self.run(config, "up", replace, env)
+    def up(self, config: dict, replace: tuple[str, ...] = (), env: dict | None = None,
+           secrets: dict | None = None) -> RealRun:
+        out = self.run(config, "up", replace, env, secrets)
         steps = [SimpleNamespace(name=_name(s["urn"]), **s) for s in out.get("steps", [])]
+        self.resources = out.get("resources", self.resources)     # a failed run's too: what it did is kept
         if "error" in out:
-            raise RuntimeError(f"pulumi up (real engine) failed: {out['error'][-4000:]}")
+            raise RuntimeError(f"pulumi up (real engine) failed: {diagnostics(out['error'])}")
         self.last = RealRun(outputs=out["outputs"], changes=out["changes"], steps=steps,
                             resources=out["resources"], seconds=out["seconds"])
         return self.last
 
-    def expect_no_changes(self, config: dict) -> dict:
-        """`pulumi preview --expect-no-changes`: raises on any change."""
-        return self.run(config, "expect-no-changes")
+    def preview(self, config: dict, secrets: dict | None = None) -> dict:
+        """`pulumi preview --json` of the stack as it is."""
+        return self.run(config, "preview", secrets=secrets)["preview"]
 
-    def destroy(self, config: dict) -> dict:
-        return self.run(config, "destroy")
+    def expect_no_changes(self, config: dict, secrets: dict | None = None) -> dict:
+        """`pulumi preview --expect-no-changes`: raises on any change, naming
+        each resource that would change and how."""
+        out = self.run(config, "expect-no-changes", secrets=secrets)
+        if "error" in out:
+            raise AssertionError("pulumi preview --expect-no-changes: changes proposed:\n  " + "\n  ".join(
+                f"{c['op']} {_name(c['urn'])}: {', '.join(c['keys'])}" for c in out["changed"])
+                + f"\n{out['error'][-1000:]}")
+        return out
+
+    def destroy(self, config: dict, secrets: dict | None = None) -> dict:
+        return self.run(config, "destroy", secrets=secrets)
 
     def urn(self, name: str) -> str:
-        found = [r["urn"] for r in (self.last.resources if self.last else []) if _name(r["urn"]) == name
-                 and r.get("custom")]
+        found = [r["urn"] for r in self.resources if _name(r["urn"]) == name and r.get("custom")]
         if len(found) != 1:
             raise KeyError(f"{name}: {len(found)} resources of that name in the stack's state")
         return found[0]

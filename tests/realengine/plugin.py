@@ -18,7 +18,7 @@ and the bridge's SDKv2 path (v3.99.0).
 
 Mode `lab` ($HAKUBE_EXECUTOR names a socket, executor.py): Create, Update
 and Delete, outside a preview, are acted on by the process serving that
-socket (the lab's LabMocks), whose answer is the resource's outputs or the
+socket (the lab's LabProviders), whose answer is the resource's outputs or the
 step's error. Check, Diff and previews stay the plugin's own.
 
 Mode `echo` (no executor): nothing acts. Outputs are made up the way

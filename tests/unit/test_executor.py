@@ -50,3 +50,25 @@ def test_overlapping_calls_are_served_side_by_side(tmp_path):
         assert time.monotonic() - t0 < 5
     finally:
         ex.stop()
+
+
+def test_a_copied_file_asset_goes_back_to_the_engine_as_it_came():
+    """CopyToRemote's outputs are its inputs: the lab's copy reads the asset's
+    path, and the engine gets the asset back in its own shape (a value the
+    socket and the plugin's Struct carry), not the lab's stand-in object."""
+    import json
+
+    from tests.lab.realrun import LabExecutor
+    from tests.realengine.plugin import ASSET, COPY, SIG
+
+    asset = {SIG: ASSET, "path": "/var/tmp/snapshot.db", "hash": "0" * 64}
+
+    class Mocks:
+        def execute(self, step, inputs):
+            assert inputs["source"].path == "/var/tmp/snapshot.db"
+            return "copy-id", dict(inputs)
+    out = LabExecutor(Mocks())({"op": "create", "type": COPY, "id": "", "olds": {},
+                                "urn": "urn:pulumi:lab::hakube::command:remote:CopyToRemote::hakube-etcd-01-snapshot",
+                                "inputs": {"source": asset, "remotePath": "/var/lib/hakube/upload/snapshot.db"}})
+    assert out["outputs"]["source"] == asset
+    json.dumps(out)
