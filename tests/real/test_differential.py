@@ -12,13 +12,15 @@ the review made from the real preview is held to the model's, item by item.
 The changes that need the state of another (5 -> 3 after 3 -> 5, a worker
 removed after it was added) are applied by both first (a real `pulumi up`;
 the model's state carried over). At the end, `pulumi preview
---expect-no-changes` holds.
+--expect-no-changes` holds, and `pulumi destroy` starts its deletes in an
+order the model's delete batches allow (engine/core.py deletes()).
 The figures printed are the real engine's cost per run.
 """
 from __future__ import annotations
 
 import copy
 import json
+import pickle
 import subprocess
 import sys
 import time
@@ -27,6 +29,7 @@ from pathlib import Path
 import pytest
 
 from config.stackfile import raw_from_stack_file
+from engine import Engine
 from review import build, compare, from_preview
 from tests.conftest import ROOT
 
@@ -97,6 +100,12 @@ class Model:
             self.state = state
         return json.loads(report.read_text())
 
+    def destroy(self) -> list[list[str]]:
+        """`pulumi destroy` of the state kept so far: its batches of URNs."""
+        engine = Engine()
+        engine.state, engine.pending_deletes, _, _ = pickle.loads(self.state.read_bytes())
+        return [[r.urn for r in batch] for batch in engine.destroy()]
+
 
 def test_the_model_plans_what_the_real_engine_plans_through_a_chain_of_changes(tmp_path):
     real, model = Real(tmp_path), Model(tmp_path)
@@ -126,6 +135,33 @@ def test_the_model_plans_what_the_real_engine_plans_through_a_chain_of_changes(t
             FIGURES[f"real engine: up of {name}"] = real(config, "up")["seconds"]
     # the program converges: after the last change, nothing left to do
     FIGURES["real engine: preview --expect-no-changes"] = real(config, "expect-no-changes")["seconds"]
+    # `pulumi destroy`: the model's batches against the order the engine starts its deletes
+    out = real(config, "destroy")
+    FIGURES["real engine: destroy"] = out["seconds"]
+    found += [f"destroy: {line}" for line in delete_order(model.destroy(), out["steps"])]
     FIGURES["real engine: the whole chain"] = time.monotonic() - t0
     print("\n".join(f"{k:60} {v:7.1f} s" for k, v in FIGURES.items()))
-    assert not found, f"{len(found)} disagreements over {len(CHAIN)} changes:\n" + "\n".join(found)
+    assert not found, f"{len(found)} disagreements over {len(CHAIN)} changes and a destroy:\n" + "\n".join(found)
+
+
+def delete_order(batches: list[list[str]], steps: list[dict]) -> list[str]:
+    """Where the real engine's deletes disagree with the model's batches. The
+    engine runs one antichain of deletes, waits for all of it, then starts the
+    next (pkg/resource/deploy/deployment_executor.go:590-627, v3.274.1), so
+    the order it starts them in must never go back to an earlier batch of
+    the model's; and both delete the same resources."""
+    batch = {urn: i for i, b in enumerate(batches) for urn in b}
+    ours = [s["urn"] for s in steps if s["op"] == "delete" and "::pulumi:providers:" not in s["urn"]
+            and s["urn"].split("::")[2] != "pulumi:pulumi:Stack"]
+    out = [f"{u.rsplit('::', 1)[-1]}: deleted by the real engine, not by the model" for u in ours if u not in batch]
+    out += [f"{u.rsplit('::', 1)[-1]}: deleted by the model, not by the real engine" for u in batch if u not in ours]
+    highest, by = -1, ""
+    for urn in ours:
+        if urn not in batch:
+            continue
+        if batch[urn] < highest:
+            out.append(f"{urn.rsplit('::', 1)[-1]}: the model deletes it in batch {batch[urn]}, before "
+                       f"{by.rsplit('::', 1)[-1]} (batch {highest}), which the real engine started first")
+        elif batch[urn] > highest:
+            highest, by = batch[urn], urn
+    return out
