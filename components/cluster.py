@@ -94,7 +94,7 @@ class Cluster(pulumi.ComponentResource):
         # members and control planes; registered either way, so turning
         # monitoring off removes it (METRICS=0).
         exporters = [make_step(f"{name}-{n.name}-metrics", self.nodes[n.name],
-                               steps.step_script("metrics", monitoring.exporter_values(spec, n)),
+                               steps.step_script(steps.METRICS, monitoring.exporter_values(spec, n)),
                                stdin=monitoring.probe_script(), parent=self, after=[self.nodes[n.name].ready])
                      for n in monitoring.exporter_nodes(spec)]
 

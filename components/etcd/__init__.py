@@ -8,7 +8,6 @@ stack no longer configures before their VMs go.
 """
 from __future__ import annotations
 
-import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -22,7 +21,7 @@ from config.spec import EtcdSpec, Spec
 from ..node import Node
 from ..pki import Pki
 from .. import steps
-from ..remote import digest, prelude
+from ..remote import digest
 from ..remote import step as make_step
 from . import payloads as payload
 
@@ -30,10 +29,9 @@ HERE = Path(__file__).parent
 WAIT_TRIES = 90                      # x 2 s: how long a member or the cluster may take
 
 
-def step_script(name: str, values: dict) -> str:
-    """An etcd step (a file here, or a shared one), with the etcd helpers, run as root."""
-    own = HERE / f"{name}.sh"
-    return steps.step_script(own if own.exists() else name, values, libs=["etcd.sh"])
+def step_script(path: Path, values: dict) -> str:
+    """An etcd step (a file here, or a shared one of steps/), with the etcd helpers, run as root."""
+    return steps.step_script(path, values, libs=["etcd.sh"])
 
 
 def member_bins(etcd: EtcdSpec) -> tuple[str, ...]:
@@ -42,7 +40,7 @@ def member_bins(etcd: EtcdSpec) -> tuple[str, ...]:
 
 def install_script(etcd: EtcdSpec, bins: Sequence[str], extra: dict | None = None) -> str:
     """Install `bins` of the pinned etcd release (members; etcdctl alone on control planes)."""
-    return step_script("install", {
+    return step_script(HERE / "install.sh", {
         **(extra or {}),
         "ETCD_VERSION": etcd.version,
         "ETCD_BASE_URL": etcd.download_url,
@@ -55,16 +53,13 @@ def install_script(etcd: EtcdSpec, bins: Sequence[str], extra: dict | None = Non
 
 def timer_job(job: str, description: str, enabled: bool, calendar: str, disabled_note: str,
               script: Path, values: dict) -> tuple[dict, str]:
-    """A scheduled job of every member (job.sh): its values and its script
-    (values, the installed etcd helpers, the job's own file), run by
-    hakube-etcd-<job>.service."""
+    """A scheduled job of every member (steps.job): its values and the
+    script hakube-etcd-<job>.service runs (values, the installed etcd
+    helpers, the job's own file)."""
     unit = f"hakube-etcd-{job}"
-    timer = string.Template((HERE / "job.timer").read_text()).substitute(
-        description=description, calendar=calendar)
-    return ({"JOB": unit, "JOB_ENABLED": int(enabled), "JOB_CALENDAR": calendar,
-             "JOB_CONFIG_KEY": f"hakube:etcd.{job}", "JOB_DISABLED_NOTE": disabled_note,
-             "JOB_SERVICE": (HERE / job / f"{unit}.service").read_text(), "JOB_TIMER": timer},
-            "#!/bin/bash\n" + prelude(values) + steps.lib_line("etcd.sh") + script.read_text())
+    return (steps.job(unit, description, calendar, enabled, f"hakube:etcd.{job}", disabled_note,
+                      HERE / job / f"{unit}.service"),
+            steps.job_body(script, values, libs=["etcd.sh"]))
 
 
 @dataclass(frozen=True)
@@ -152,9 +147,9 @@ class EtcdCluster(pulumi.ComponentResource):
                 return make_step(f"{key}-{step_name}", conn, script, stdin=stdin, secret=secret,
                                  parent=self, after=after)
 
-            prepare = step("prepare", step_script("prepare", {
+            prepare = step("prepare", step_script(HERE / "prepare.sh", {
                 "PKI_DIR": payload.PKI_DIR, "ETCD_DATA_DIR": etcd.data_dir}), after=[member.ready])
-            cluster = step("cluster", step_script("file", {
+            cluster = step("cluster", step_script(steps.FILE, {
                 "DEST": payload.CLUSTER_FILE, "MODE": "0644", "OWNER": "root:root"}),
                 stdin=payload.cluster_env(topo), after=[prepare])
             install = step("install", install_script(etcd, member_bins(etcd), {"PKI_DIR": payload.PKI_DIR}),
@@ -164,17 +159,17 @@ class EtcdCluster(pulumi.ComponentResource):
                 certs.peer.cert_pem, certs.peer.key_pem,
                 args.pki.healthcheck_client.cert_pem, args.pki.healthcheck_client.key_pem,
             ).apply(payload.cert_bundle))
-            certs_step = step("certs", step_script("pem_files", {
+            certs_step = step("certs", step_script(steps.PEM_FILES, {
                 "PEM_FILES": steps.pem_files_spec(payload.CERT_FILES)}),
                               stdin=bundle, secret=True, after=[prepare])
             mon = args.spec.monitoring
             metrics_port = mon.etcd_port if mon.enabled else None
             config_text = payload.etcd_config_yaml(etcd, topo, node, metrics_port=metrics_port)
             # after install: a refused upgrade leaves the running config alone too
-            config = step("config", step_script("file", {
+            config = step("config", step_script(steps.FILE, {
                 "DEST": payload.CONFIG_FILE, "MODE": "0644", "OWNER": "root:root"}),
                 stdin=config_text, after=[install])
-            unit = step("unit", step_script("unit", {"UNIT": "etcd.service"}),
+            unit = step("unit", step_script(steps.UNIT, {"UNIT": "etcd.service"}),
                         stdin=unit_text, after=[install])
             if etcd.tuning.fsync_check != "off":
                 # before the member first starts: is the disk fast enough for etcd?
@@ -187,9 +182,9 @@ class EtcdCluster(pulumi.ComponentResource):
             fw_after: list[pulumi.Resource] = [cluster]
             if etcd.firewall:
                 fw_after.append(step("firewall-unit", step_script(
-                    "unit", {"UNIT": "hakube-etcd-firewall.service"}),
+                    steps.UNIT, {"UNIT": "hakube-etcd-firewall.service"}),
                     stdin=firewall_unit_text, after=[prepare]))
-            firewall = step("firewall", step_script("firewall", {"PKI_DIR": payload.PKI_DIR,
+            firewall = step("firewall", step_script(HERE / "firewall.sh", {"PKI_DIR": payload.PKI_DIR,
                                                                  "FIREWALL": int(etcd.firewall)}),
                             stdin=payload.firewall_ruleset(topo, node, mon) if etcd.firewall else "", after=fw_after)
             # What a running member must restart for: its certificates (a new
@@ -223,7 +218,7 @@ class EtcdCluster(pulumi.ComponentResource):
             source = next(m for m in args.members if m.name == etcd.recover.source)
             s, node = self.steps[source.name], topo.node(source.name)
             self.recover = make_step(
-                f"{name}-recover-{source.name}", source.connection, step_script("recover", {
+                f"{name}-recover-{source.name}", source.connection, step_script(HERE / "recover.sh", {
                     **gate, "ETCD_DATA_DIR": etcd.data_dir, "ETCD_ENDPOINTS": ",".join(self.endpoints),
                     "MEMBER_NAME": source.name, "MEMBER_PEER_URL": node.peer_url,
                     "MEMBER_CLIENT_URL": node.client_url, "ETCD_CONFIG_FILE": payload.CONFIG_FILE,
@@ -233,7 +228,7 @@ class EtcdCluster(pulumi.ComponentResource):
         for member in args.members:
             s, node = self.steps[member.name], topo.node(member.name)
             s.start = make_step(
-                f"{name}-{member.name}-start", member, step_script("start", {
+                f"{name}-{member.name}-start", member, step_script(HERE / "start.sh", {
                     **base, "MEMBER_NAME": member.name, "MEMBER_PEER_URL": node.peer_url,
                     "MEMBER_CLIENT_URL": node.client_url, "FIRST_MEMBER": args.members[0].name,
                     "ETCD_CONFIG_FILE": payload.CONFIG_FILE}),
@@ -248,7 +243,8 @@ class EtcdCluster(pulumi.ComponentResource):
                 f"{name}-{member.name}-offsite", member, step_script(HERE / "backup" / "offsite.sh", offsite_values),
                 stdin=offsite_stdin, secret=backup.offsite is not None, parent=self, after=[s.install])
             for job, (values, script) in jobs.items():
-                created = make_step(f"{name}-{member.name}-{job}", member, step_script("job", values),
+                created = make_step(f"{name}-{member.name}-{job}", member,
+                                    steps.job_step_script(values, libs=["etcd.sh"]),
                                     stdin=script, parent=self, after=[s.start, self.offsite[member.name]])
                 self.converge.append(created)
                 if job == "backup":
@@ -257,11 +253,11 @@ class EtcdCluster(pulumi.ComponentResource):
             values, script = steps.cert_check(args.spec.stack, args.spec.pki.check_days, args.spec.pki.check_calendar,
                                               [f[0] for f in payload.CERT_FILES if not f[0].endswith(".key")])
             self.converge.append(make_step(f"{name}-{member.name}-cert-check", member,
-                                           steps.cert_check_step_script(values), stdin=script, parent=self,
+                                           steps.job_step_script(values), stdin=script, parent=self,
                                            after=[s.certs]))
 
         first = args.members[0]
-        self.health = make_step(f"{name}-health", first, step_script("health", base),
+        self.health = make_step(f"{name}-health", first, step_script(HERE / "health.sh", base),
                                 parent=self, after=[s.start for s in self.steps.values()])
         self.converge.append(self.health)
 
@@ -276,7 +272,7 @@ class EtcdCluster(pulumi.ComponentResource):
             s = self.steps[member.name]
             # CERTS_NOT_AFTER: what a person reads in a preview or review
             # (the payload is a digest); the script does not use it.
-            restart = pulumi.Output.all(s.payload, s.certs_not_after).apply(lambda v: step_script("restart", {
+            restart = pulumi.Output.all(s.payload, s.certs_not_after).apply(lambda v: step_script(HERE / "restart.sh", {
                 **gate, "ETCD_VERSION": etcd.version, "RESTART_PAYLOAD": v[0], "CERTS_NOT_AFTER": v[1]}))
             s.restart = make_step(f"{name}-{member.name}-restart", member, restart, update=restart,
                                   parent=self, after=[previous, s.install, s.certs, s.config, s.unit, s.cluster])
@@ -301,7 +297,7 @@ class EtcdCluster(pulumi.ComponentResource):
         node = args.spec.topology.node(first.name)
         self.membership = make_step(
             f"{name}-membership", first,
-            step_script("membership", {**base, "MEMBER_NAME": first.name, "MEMBER_PEER_URL": node.peer_url}),
+            step_script(HERE / "membership.sh", {**base, "MEMBER_NAME": first.name, "MEMBER_PEER_URL": node.peer_url}),
             parent=self, after=[self.last_restart, *after])
         self.settled = [self.membership]
         for member in args.members:
@@ -310,7 +306,7 @@ class EtcdCluster(pulumi.ComponentResource):
                 continue
             self.settled.append(make_step(
                 f"{name}-{member.name}-firewall-refresh", member,
-                step_script("firewall", {"PKI_DIR": payload.PKI_DIR, "REFRESH": 1}),
+                step_script(HERE / "firewall.sh", {"PKI_DIR": payload.PKI_DIR, "REFRESH": 1}),
                 stdin=payload.firewall_ruleset(args.spec.topology, args.spec.topology.node(member.name),
                                                args.spec.monitoring),
                 parent=self, after=[self.membership]))
@@ -385,7 +381,7 @@ class EtcdRestore(pulumi.ComponentResource):
                                                  RESTORE_BUMP_REVISION=restore.bump_revision),
                         stopped, undo="data") for m in args.members]
         started = [run(m, "start", script("start"), restored) for m in args.members]
-        gate = run(args.members[0], "health", step_script("health", values), started)
+        gate = run(args.members[0], "health", step_script(HERE / "health.sh", values), started)
         finished = [run(m, "finish", script("finish"), [gate]) for m in args.members]
         for cp in apiservers:
             run(cp, "apiserver-start", script("apiserver", ACTION="start"), finished)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -75,24 +74,19 @@ def encryption_keys(names: Sequence[str], seed_pem: str) -> str:
 
 
 def cert_renewal(spec: Spec, index: int) -> tuple[dict, str]:
-    """The values of a control plane's kubeadm-certs-renewal step (the
-    scheduled job step, etcd/job.sh) and the script its timer runs: the
-    `index`-th control plane waits index x 10 minutes after the timer fires,
-    and restarts nothing while another one's apiserver is not ready."""
+    """The values of a control plane's kubeadm-certs-renewal job step
+    (steps.job) and the script its timer runs: the `index`-th control plane
+    waits index x 10 minutes after the timer fires, and restarts nothing
+    while another one's apiserver is not ready."""
     k8s, topo = spec.kubernetes, spec.topology
-    timer = string.Template((HERE.parent / "etcd" / "job.timer").read_text()).substitute(
-        description="kubeadm's certificates on this control plane renewed before they expire",
-        calendar=k8s.renewal_calendar)
-    values = {"JOB": RENEW_JOB, "JOB_ENABLED": int(k8s.renewal_enabled), "JOB_CALENDAR": k8s.renewal_calendar,
-              "JOB_CONFIG_KEY": "hakube:kubernetes.certRenewal",
-              "JOB_DISABLED_NOTE": "hakube:kubernetes.certRenewal.enabled is false",
-              "JOB_SERVICE": (HERE / f"{RENEW_JOB}.service").read_text(), "JOB_TIMER": timer}
+    values = steps.job(RENEW_JOB, "kubeadm's certificates on this control plane renewed before they expire",
+                       k8s.renewal_calendar, k8s.renewal_enabled, "hakube:kubernetes.certRenewal",
+                       "hakube:kubernetes.certRenewal.enabled is false", HERE / f"{RENEW_JOB}.service")
     me = topo.control_planes[index]
-    script_text = "#!/bin/bash\n" + steps.prelude({
+    return values, steps.job_body(HERE / "kubeadm-certs-renew.sh", {
         "RENEW_DAYS": k8s.renewal_days, "DELAY_SECONDS": 600 * index, "API_PORT": k8s.api_port,
         "PEERS": " ".join(str(n.ip) for n in topo.control_planes if n.name != me.name),
-        "ADMIN_USER": spec.ssh.user}) + (HERE / "kubeadm-certs-renew.sh").read_text()
-    return values, script_text
+        "ADMIN_USER": spec.ssh.user})
 
 
 @dataclass(frozen=True)
@@ -232,7 +226,7 @@ class ControlPlane(pulumi.ComponentResource):
             etcdctl = command(self, name, node, "etcdctl", install_script(spec.etcd, ("etcdctl",)),
                               after=[node.ready, *(s.install for s in args.etcd.steps.values())])
             certs = command(self, name, node, "etcd-certs", steps.step_script(
-                "pem_files", {"PEM_FILES": steps.pem_files_spec(files)}),
+                steps.PEM_FILES, {"PEM_FILES": steps.pem_files_spec(files)}),
                 stdin=bundle, secret=True, after=[node.ready])
             certs_steps[node.name] = certs
             # hakube's etcd client files and kubeadm's own certificates
@@ -241,12 +235,12 @@ class ControlPlane(pulumi.ComponentResource):
                 spec.stack, spec.pki.check_days, spec.pki.check_calendar,
                 [f[0] for f in files if not f[0].endswith(".key")], KUBEADM_CERTS)
             self.cert_checks[node.name] = command(self, name, node, "cert-check",
-                                                  steps.cert_check_step_script(values), stdin=check_script,
+                                                  steps.job_step_script(values), stdin=check_script,
                                                   after=[certs])
             if not practice:
                 values, renew_script = cert_renewal(spec, [n.name for n in args.nodes].index(node.name))
                 self.cert_checks[f"{node.name}-renewal"] = command(
-                    self, name, node, "kubeadm-certs-renewal", steps.cert_check_step_script(values),
+                    self, name, node, "kubeadm-certs-renewal", steps.job_step_script(values),
                     stdin=renew_script, after=[certs])
             self.preflight[node.name] = command(
                 self, name, node, "etcd-preflight", script("preflight", etcd_values),
@@ -258,12 +252,12 @@ class ControlPlane(pulumi.ComponentResource):
                 ready[node.name].append(command(self, name, node, "encryption-config", script("encryption", {
                     **enc_values, "STAGE": "initial"}), stdin=enc_keys, secret=True, after=[node.ready]))
             if k8s.audit_enabled and not practice:
-                ready[node.name].append(command(self, name, node, "audit-policy", steps.step_script("file", {
+                ready[node.name].append(command(self, name, node, "audit-policy", steps.step_script(steps.FILE, {
                     "DEST": payload.AUDIT_POLICY, "MODE": "0600", "OWNER": "root:root"}),
                     stdin=payload.audit_policy_yaml(), after=[node.ready]))
 
         dests = payload.KUBEADM_CONFIG + (f" {payload.PRACTICE_CONFIG}" if practice else "")
-        config = command(self, name, first, "kubeadm-config", steps.step_script("file", {
+        config = command(self, name, first, "kubeadm-config", steps.step_script(steps.FILE, {
             "DEST": dests, "MODE": "0600", "OWNER": "root:root"}),
             stdin=payload.init_config_yaml(spec, topo.node(first.name)), after=[first.ready])
 
@@ -296,7 +290,7 @@ class ControlPlane(pulumi.ComponentResource):
         shared_spec = steps.pem_files_spec((path, mode, "root", "root") for path, mode in payload.SHARED_CERTS)
         self.joined = self.init
         for node in args.nodes[1:]:
-            certs = command(self, name, node, "shared-certs", steps.step_script("pem_files", {
+            certs = command(self, name, node, "shared-certs", steps.step_script(steps.PEM_FILES, {
                 "PEM_FILES": shared_spec}), stdin=shared, secret=True, after=[node.ready])
             self.joined = join(self, name, spec, node, first=first, control_plane=True,
                                after=[self.joined, *ready[node.name]], shared_certs=certs)

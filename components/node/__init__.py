@@ -153,7 +153,7 @@ class Node(pulumi.ComponentResource):
         self.machine = helpers.stdout
         # Every node of the stack by name: a node-set change updates this
         # step on each node (and touches nothing else of the running ones).
-        self.ready = step(f"{name}-hosts", self, steps.step_script("file", {
+        self.ready = step(f"{name}-hosts", self, steps.step_script(steps.FILE, {
             "DEST": "/etc/hosts", "MODE": "0644", "OWNER": "root:root"}),
             stdin=cloudinit.hosts_file(spec), parent=self, after=[helpers])
         self.register_outputs({"ip": self.ip, "host_public_key": self.host_public_key})

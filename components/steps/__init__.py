@@ -1,6 +1,8 @@
-"""Step scripts shared by every component: helpers (common.sh, etcd's
-lib.sh) and generic steps (a file from stdin, a verified systemd unit, PEM
-files from stdin).
+"""Step scripts shared by every component: the helpers every node carries
+(common.sh; etcd.sh and the etcd.py it runs, which the etcd and Kubernetes
+steps source), generic steps (a file from stdin, a verified systemd unit,
+PEM files from stdin) and scheduled jobs (job.sh, job.timer: a script, its
+service and its timer).
 
 A step's script is `sudo bash -c` of: the values prelude, a `.` of each
 helper it uses from LIB_DIR, a `# hakube step:` line naming its file, then the
@@ -23,9 +25,16 @@ LIB_DIR = "/usr/local/lib/hakube"
 # name on the node -> the file in this repository
 LIBS = {
     "common.sh": HERE / "common.sh",
-    "etcd.sh": COMPONENTS / "etcd" / "lib.sh",
-    "etcd.py": COMPONENTS / "etcd" / "decide.py",     # run by etcd.sh's etcd_decide, not sourced
+    "etcd.sh": HERE / "etcd.sh",
+    "etcd.py": HERE / "etcd_decide.py",     # run by etcd.sh's etcd_decide, not sourced
 }
+# the generic steps, by path: a step names its script file, never a name looked up
+FILE = HERE / "file.sh"                     # a file from stdin, installed when it differs
+UNIT = HERE / "unit.sh"                     # a systemd unit, verified first
+PEM_FILES = HERE / "pem_files.sh"           # PEM files from stdin
+METRICS = HERE / "metrics.sh"               # a node's metrics endpoint
+JOB = HERE / "job.sh"                       # a scheduled job's script, service and timer
+JOB_TIMER = HERE / "job.timer"
 STEP_MARK = "# hakube step: "
 
 
@@ -40,19 +49,21 @@ def step_name(path: Path) -> str:
     return str(Path(path).resolve().relative_to(COMPONENTS))
 
 
-def step_body(step: Path | str, values: Mapping[str, object], libs: Sequence[str] = (),
+def step_body(path: Path, values: Mapping[str, object], libs: Sequence[str] = (),
               lib_dir: str = LIB_DIR) -> str:
     """The script a step runs as root, before `sudo bash -c` quoting
     (`lib_dir`: where the helpers are; tests run steps against a copy)."""
-    path = Path(step) if isinstance(step, Path) else HERE / f"{step}.sh"
+    if not isinstance(path, Path):
+        raise TypeError(f"a step names its script file (a Path), not {path!r}")
     sourced = "".join(lib_line(n, lib_dir) for n in ("common.sh", *libs))
     return prelude(values) + sourced + STEP_MARK + step_name(path) + "\n" + path.read_text()
 
 
-def step_script(step: Path | str, values: Mapping[str, object], libs: Sequence[str] = (),
+def step_script(path: Path, values: Mapping[str, object], libs: Sequence[str] = (),
                 lib_dir: str = LIB_DIR) -> str:
-    """`step` is a path, or the name of a shared step here (file, unit, pem_files)."""
-    return sudo_bash(step_body(step, values, libs, lib_dir))
+    """The step at `path` (its component's file, or FILE, UNIT, ... here)
+    with its values and helpers, as `sudo bash -c` runs it."""
+    return sudo_bash(step_body(path, values, libs, lib_dir))
 
 
 def helpers_bundle() -> str:
@@ -64,7 +75,7 @@ def helpers_bundle() -> str:
 def install_helpers(lib_dir: str = LIB_DIR) -> str:
     """The helpers step: unpack the bundle on stdin into LIB_DIR (each file
     `bash -n` checked first, replaced atomically, only when it differs)."""
-    return sudo_bash(prelude({"LIB_DIR": lib_dir}) + STEP_MARK + "steps/helpers.sh\n"
+    return sudo_bash(prelude({"LIB_DIR": lib_dir}) + STEP_MARK + step_name(HERE / "helpers.sh") + "\n"
                      + (HERE / "helpers.sh").read_text())
 
 
@@ -83,22 +94,35 @@ def pem_files_spec(files: Iterable[tuple[str, str, str, str]]) -> str:
     return " ".join(":".join(f) for f in files)
 
 
+def job(unit: str, description: str, calendar: str, enabled: bool, config_key: str, disabled_note: str,
+        service: Path) -> dict:
+    """The values of a scheduled job's step (JOB): the unit `unit`.service
+    runs /usr/local/sbin/`unit` (the step's stdin, `job_body`) on the timer
+    made from JOB_TIMER; `config_key` is what its messages tell a person to
+    change, `disabled_note` why it is off."""
+    timer = string.Template(JOB_TIMER.read_text()).substitute(description=description, calendar=calendar)
+    return {"JOB": unit, "JOB_ENABLED": int(enabled), "JOB_CALENDAR": calendar, "JOB_CONFIG_KEY": config_key,
+            "JOB_DISABLED_NOTE": disabled_note, "JOB_SERVICE": service.read_text(), "JOB_TIMER": timer}
+
+
+def job_body(path: Path, values: Mapping[str, object], libs: Sequence[str] = ()) -> str:
+    """The script a job's timer runs: its values, the helpers it sources, its file."""
+    return "#!/bin/bash\n" + prelude(values) + "".join(lib_line(n) for n in libs) + path.read_text()
+
+
+def job_step_script(values: Mapping[str, object], libs: Sequence[str] = ()) -> str:
+    """The step that installs a job (its values from `job`)."""
+    return step_script(JOB, values, libs)
+
+
 def cert_check(stack: str, days: int, calendar: str, hakube_certs: Sequence[str],
                kubeadm_certs: Sequence[str] = ()) -> tuple[dict, str]:
-    """The values of a node's cert-check step (etcd/job.sh, the scheduled job
-    step) and the script its timer runs (cert-check.sh): every certificate
-    hakube put on the node, and kubeadm's where given, checked `days` ahead."""
+    """The values of a node's cert-check job step and the script its timer
+    runs (cert-check.sh): every certificate hakube put on the node, and
+    kubeadm's where given, checked `days` ahead."""
     unit = "hakube-cert-check"
-    timer = string.Template((COMPONENTS / "etcd" / "job.timer").read_text()).substitute(
-        description="certificates of this node checked against their expiry", calendar=calendar)
-    values = {"JOB": unit, "JOB_ENABLED": 1, "JOB_CALENDAR": calendar, "JOB_CONFIG_KEY": "hakube:pki.check",
-              "JOB_DISABLED_NOTE": "", "JOB_SERVICE": (HERE / f"{unit}.service").read_text(), "JOB_TIMER": timer}
-    script = "#!/bin/bash\n" + prelude({"CHECK_DAYS": days, "HAKUBE_STACK": stack,
-                                         "HAKUBE_CERTS": " ".join(hakube_certs),
-                                         "KUBEADM_CERTS": " ".join(kubeadm_certs)}) + (HERE / "cert-check.sh").read_text()
-    return values, script
-
-
-def cert_check_step_script(values: Mapping[str, object]) -> str:
-    """The step that installs the check's script, service and timer."""
-    return step_script(COMPONENTS / "etcd" / "job.sh", values)
+    values = job(unit, "certificates of this node checked against their expiry", calendar, True,
+                 "hakube:pki.check", "", HERE / f"{unit}.service")
+    return values, job_body(HERE / "cert-check.sh", {"CHECK_DAYS": days, "HAKUBE_STACK": stack,
+                                                     "HAKUBE_CERTS": " ".join(hakube_certs),
+                                                     "KUBEADM_CERTS": " ".join(kubeadm_certs)})

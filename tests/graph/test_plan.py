@@ -127,7 +127,7 @@ def test_converge_runs_the_checks_and_repairs_again_and_nothing_else():
     run = p.up(replace=targets)
     scripts = ran(run)
     assert {s for _, _, s in scripts} == {
-        "etcd/firewall.sh", "etcd/start.sh", "etcd/job.sh", "etcd/health.sh", "loadbalancer/haproxy.sh",
+        "etcd/firewall.sh", "etcd/start.sh", "steps/job.sh", "etcd/health.sh", "loadbalancer/haproxy.sh",
         "loadbalancer/keepalived.sh", "loadbalancer/vip.sh", "kubernetes/preflight.sh", "kubernetes/nodes-ready.sh", "kubernetes/verify.sh",
         "kubernetes/registry.sh", "steps/metrics.sh"}
     assert all(action == "create" for _, action, _ in scripts)

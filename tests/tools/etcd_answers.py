@@ -1,5 +1,5 @@
 """Record what real etcd answers, for the tests of the decisions a node makes
-from them (components/etcd/decide.py), so those tests run without a cluster
+from them (components/steps/etcd_decide.py), so those tests run without a cluster
 on answers no one typed.
 
 Each release runs a 3-member cluster on loopback (plain HTTP: the answers are

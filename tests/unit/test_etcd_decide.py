@@ -1,4 +1,4 @@
-"""The decisions a node makes from etcd's answers (components/etcd/decide.py,
+"""The decisions a node makes from etcd's answers (components/steps/etcd_decide.py,
 installed as etcd.py), fed answers recorded from real etcd releases
 (tests/unit/etcd_answers, written by `python -m tests.tools.etcd_answers`),
 and the install step's upgrade check run as the node runs it."""
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from components import steps
-from components.etcd import decide
+from components.steps import etcd_decide as decide
 from config import versions
 
 ANSWERS = Path(__file__).parent / "etcd_answers"

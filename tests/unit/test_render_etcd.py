@@ -250,7 +250,7 @@ def test_pem_files_step_writes_only_what_differs(tmp_path):
     installed = subprocess.run(["bash", "-c", steps.install_helpers(str(libs)).removeprefix("sudo -n ")],
                                input=steps.helpers_bundle(), capture_output=True, text=True)
     assert installed.returncode == 0, installed.stderr
-    script = steps.step_script("pem_files", {"PEM_FILES": steps.pem_files_spec(files)}, lib_dir=str(libs))
+    script = steps.step_script(steps.PEM_FILES, {"PEM_FILES": steps.pem_files_spec(files)}, lib_dir=str(libs))
     bundle = "-----BEGIN CERTIFICATE-----\nA\n-----END CERTIFICATE-----\n" \
              "-----BEGIN PRIVATE KEY-----\nB\n-----END PRIVATE KEY-----\n"
     run = lambda stdin: subprocess.run(["bash", "-c", script.removeprefix("sudo -n ")], input=stdin,

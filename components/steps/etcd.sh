@@ -17,7 +17,7 @@ etcdctl_hc() {
     --key="$PKI_DIR/healthcheck-client.key" --dial-timeout=2s --command-timeout=5s "$@"
 }
 # etcd_decide COMMAND ARGS < ANSWER: hakube's decisions from etcd's own
-# answers (etcd.py, installed beside this file; components/etcd/decide.py)
+# answers (etcd.py, installed beside this file; components/steps/etcd_decide.py)
 [ -n "${HAKUBE_LIB_DIR:-}" ] || HAKUBE_LIB_DIR=$(dirname -- "${BASH_SOURCE[0]:-.}")
 etcd_decide() { python3 "$HAKUBE_LIB_DIR/etcd.py" "$@"; }
 # expected_members -> "name=peerURL" lines of the configured members, sorted
