@@ -6,8 +6,7 @@ if [ ! -e /etc/kubernetes/kubelet.conf ] && [ -z "$(ls -A /etc/kubernetes/manife
   echo "$(hostname) never joined: nothing to reset"
   exit 0
 fi
-install -d -m 0700 /var/log/hakube
-kubeadm reset -f >/var/log/hakube/kubeadm-reset.log 2>&1 || {
+kubeadm_reset || {
   echo "kubeadm reset failed on $(hostname); the end of its log:" >&2
   tail -n 20 /var/log/hakube/kubeadm-reset.log >&2
   exit 1

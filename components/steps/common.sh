@@ -87,6 +87,18 @@ kubeadm_cgroup_args() {
   echo "--ignore-preflight-errors=$CGROUP_V1_PREFLIGHT"
 }
 
+# kubeadm_reset: `kubeadm reset -f` with etcd left alone, its log in
+# /var/log/hakube. hakube's etcd is external and its membership is the etcd
+# steps' job; kubeadm's remove-etcd-member phase, finding no local etcd in
+# the cluster's config, falls back to a stacked member's default data dir,
+# polls 60 s for etcd pods that do not exist, then empties /var/lib/etcd
+# (cmd/kubeadm/app/cmd/phases/reset/removeetcdmember.go:59-116, v1.36.3;
+# 61 s of every control plane's reset, measured in the lab).
+kubeadm_reset() {
+  install -d -m 0700 /var/log/hakube
+  kubeadm reset -f --skip-phases=remove-etcd-member >/var/log/hakube/kubeadm-reset.log 2>&1
+}
+
 # kubeadm_reset_keeping FILE...: `kubeadm reset -f` (a half-done init or
 # join), keeping the named files: reset empties /etc/kubernetes/pki, where
 # hakube's own steps put the etcd client certs and a control plane's shared
@@ -95,7 +107,7 @@ kubeadm_reset_keeping() {
   local keep
   keep=$(mktemp -d)
   [ "$#" -eq 0 ] || tar -cf "$keep/keep.tar" --absolute-names "$@"
-  kubeadm reset -f >/var/log/hakube/kubeadm-reset.log 2>&1 || true
+  kubeadm_reset || true
   [ "$#" -eq 0 ] || tar -xpf "$keep/keep.tar" --absolute-names
   rm -rf "$keep"
 }
