@@ -130,3 +130,13 @@ def step(resource_name: str, on, create: pulumi.Input[str], *,
         logging=remote.Logging.NONE if secret else None, add_previous_output_in_env=False,
         opts=pulumi.ResourceOptions(parent=parent, depends_on=list(after),
                                     additional_secret_outputs=["stdout"] if secret_stdout else None))
+
+
+def copy_file(resource_name: str, on, source: str, remote_path: str, *, parent: pulumi.Resource,
+              after: Sequence[pulumi.Resource]) -> remote.CopyToRemote:
+    """A file of this machine copied to a node (SFTP, mode 0644 as the
+    provider leaves it). Made here, beside `step`: hakube's remote resources
+    come from this file only."""
+    return remote.CopyToRemote(
+        resource_name, connection=getattr(on, "connection", on), remote_path=remote_path,
+        source=pulumi.FileAsset(source), opts=pulumi.ResourceOptions(parent=parent, depends_on=list(after)))

@@ -21,7 +21,7 @@ from config.spec import EtcdSpec, Spec
 from ..node import Node
 from ..pki import Pki
 from .. import steps
-from ..remote import digest
+from ..remote import copy_file, digest
 from ..remote import step as make_step
 from . import payloads as payload
 
@@ -369,10 +369,8 @@ class EtcdRestore(pulumi.ComponentResource):
         else:
             dirs = [run(m, "upload-dir", script("upload", UPLOAD_DIR=upload_dir, UPLOAD_USER=spec.ssh.user),
                         args.after) for m in args.members]
-            copies = [remote.CopyToRemote(
-                f"{name}-{sha[:8]}-{m.name}-copy", connection=m.connection, remote_path=upload,
-                source=pulumi.FileAsset(restore.snapshot),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[d])) for m, d in zip(args.members, dirs)]
+            copies = [copy_file(f"{name}-{sha[:8]}-{m.name}-copy", m, restore.snapshot, upload, parent=self,
+                                after=[d]) for m, d in zip(args.members, dirs)]
         apiservers = args.control_planes if spec.kubernetes.bootstrap else []   # practice mode: none
         paused = [run(cp, "apiserver-stop", script("apiserver", ACTION="stop"), copies, undo="apiserver")
                   for cp in apiservers]
