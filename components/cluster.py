@@ -60,9 +60,9 @@ class Cluster(pulumi.ComponentResource):
                                                       image=image, ssh=self.ssh), opts=on_libvirt)
             for n in topo.nodes
         }
-        self.etcd = EtcdCluster(f"{name}-etcd", EtcdClusterArgs(
-            spec=spec, members=[self.nodes[n.name] for n in topo.etcd], pki=self.pki,
-            offsite_secrets=args.offsite_secrets), opts=child)
+        etcd_args = EtcdClusterArgs(spec=spec, members=[self.nodes[n.name] for n in topo.etcd], pki=self.pki,
+                                    offsite_secrets=args.offsite_secrets)
+        self.etcd = EtcdCluster(f"{name}-etcd", etcd_args, opts=child)
         self.lb = LoadBalancer(f"{name}-lb", LoadBalancerArgs(
             spec=spec, nodes=[self.nodes[n.name] for n in topo.load_balancers]), opts=child)
         self.control_plane = ControlPlane(f"{name}-cp", ControlPlaneArgs(
@@ -72,7 +72,7 @@ class Cluster(pulumi.ComponentResource):
             spec=spec, nodes=[self.nodes[n.name] for n in topo.workers],
             control_plane=self.control_plane), opts=child)
         # Members the stack dropped leave the cluster once no apiserver lists them.
-        etcd_settled = self.etcd.settle_membership(after=self.control_plane.settled)
+        etcd_settled = self.etcd.settle_membership(f"{name}-etcd", etcd_args, after=self.control_plane.settled)
         if spec.etcd.restore is not None:
             EtcdRestore(f"{name}-etcd-restore", EtcdRestoreArgs(
                 spec=spec, etcd=self.etcd, members=[self.nodes[n.name] for n in topo.etcd],

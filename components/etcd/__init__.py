@@ -87,7 +87,62 @@ class MemberSteps:
     restart: Optional[remote.Command] = None
 
 
+def gate_values() -> dict:
+    """What every step that waits on etcd needs."""
+    return {"PKI_DIR": payload.PKI_DIR, "WAIT_TRIES": WAIT_TRIES}
+
+
+def membership_values(spec: Spec) -> dict:
+    """What the steps that act on the membership carry (start, health,
+    membership): the configured members. The other steps read the member's
+    cluster file through the helpers, so a membership change is not their
+    change."""
+    endpoints = ",".join(spec.topology.etcd_client_endpoints)
+    return {**gate_values(), "ETCD_DATA_DIR": spec.etcd.data_dir,
+            "ETCD_INITIAL_CLUSTER": spec.topology.etcd_initial_cluster, "ETCD_ENDPOINTS": endpoints}
+
+
+def scheduled_jobs(etcd: EtcdSpec) -> dict[str, tuple[dict, str]]:
+    """step name -> (job values, its script): the jobs every member runs on a timer."""
+    backup, upkeep = etcd.backup, etcd.maintenance
+    return {
+        "backup": timer_job(
+            "backup", "scheduled etcd snapshots", backup.enabled, backup.calendar,
+            "snapshots in " + backup.dir + " are kept", HERE / "backup" / "snapshot.sh",
+            {"BACKUP_DIR": backup.dir, "BACKUP_RETENTION": backup.retention, "PKI_DIR": payload.PKI_DIR,
+             **payload.offsite_values(backup.offsite)}),
+        "maintenance": timer_job(
+            "maintenance", "etcd maintenance (defragmentation, alarms)", upkeep.enabled, upkeep.calendar,
+            "nothing kept", HERE / "maintenance" / "maintain.sh",
+            {**gate_values(), "DEFRAG_THRESHOLD": upkeep.defrag_threshold,
+             "DEFRAG_MIN_BYTES": upkeep.defrag_min_bytes}),
+    }
+
+
+def restart_inputs(args: EtcdClusterArgs, member: str, config: str,
+                   unit_text: str) -> tuple[pulumi.Output, pulumi.Output]:
+    """What a running member must restart for, as a digest: its certificates
+    (a new key always comes with a new certificate, so no secret is needed
+    here), config (`config`: without initial-cluster*, which etcd reads only
+    when a member is created, so a membership change alone restarts nobody),
+    unit and version; and its certificates' expiry, for people."""
+    certs = args.pki.members[member]
+    digest_of = pulumi.Output.all(
+        args.pki.ca_cert_pem, args.pki.peer_ca_cert_pem, certs.server.cert_pem, certs.peer.cert_pem,
+        args.pki.healthcheck_client.cert_pem,
+    ).apply(lambda pems: digest(*pems, config, unit_text, args.spec.etcd.version))
+    not_after = pulumi.Output.all(certs.server.not_after, certs.peer.not_after).apply(
+        lambda v: f"server {v[0]}, peer {v[1]}")
+    return digest_of, not_after
+
+
 class EtcdCluster(pulumi.ComponentResource):
+    """Each step gets the values it uses and no more: under the real engine
+    a step runs again when its text changes. Steps are registered in the
+    order the methods below run (the state's order, which `pulumi destroy`
+    reads): each member's setup, the recovery, each member's start and
+    jobs, the health gate, the restart chain; the membership step last
+    (`settle_membership`, once the control planes are done)."""
     endpoints: list[str]
     etcdctl_env: str
     health: remote.Command
@@ -96,35 +151,112 @@ class EtcdCluster(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: EtcdClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("hakube:etcd:EtcdCluster", name, None, opts)
-        etcd, topo = args.spec.etcd, args.spec.topology
+        topo = args.spec.topology
         self.endpoints = list(topo.etcd_client_endpoints)
         self.etcdctl_env = payload.etcdctl_env(topo)
-        # Each step gets the values it uses and no more: under the real
-        # engine a step runs again when its text changes. Only the steps that
-        # act on the membership carry it (`base`); the rest read the
-        # member's cluster file through the helpers.
-        gate = {"PKI_DIR": payload.PKI_DIR, "WAIT_TRIES": WAIT_TRIES}
-        base = {**gate, "ETCD_DATA_DIR": etcd.data_dir, "ETCD_INITIAL_CLUSTER": topo.etcd_initial_cluster,
-                "ETCD_ENDPOINTS": ",".join(self.endpoints)}
-        unit_text = payload.etcd_unit(etcd, (HERE / "etcd.service").read_text())
-        firewall_unit_text = (HERE / "firewall.service").read_text()
-
-        backup, upkeep = etcd.backup, etcd.maintenance
-        jobs = {   # step name -> (job values, its script): scheduled per member
-            "backup": timer_job(
-                "backup", "scheduled etcd snapshots", backup.enabled, backup.calendar,
-                "snapshots in " + backup.dir + " are kept", HERE / "backup" / "snapshot.sh",
-                {"BACKUP_DIR": backup.dir, "BACKUP_RETENTION": backup.retention, "PKI_DIR": payload.PKI_DIR,
-                 **payload.offsite_values(backup.offsite)}),
-            "maintenance": timer_job(
-                "maintenance", "etcd maintenance (defragmentation, alarms)", upkeep.enabled, upkeep.calendar,
-                "nothing kept", HERE / "maintenance" / "maintain.sh",
-                {**gate, "DEFRAG_THRESHOLD": upkeep.defrag_threshold,
-                 "DEFRAG_MIN_BYTES": upkeep.defrag_min_bytes}),
-        }
+        backup = args.spec.etcd.backup
         self.latest_snapshot = f"{backup.dir}/latest.db" if backup.enabled else None
         self.backups: dict[str, remote.Command] = {}
         self.offsite: dict[str, remote.Command] = {}
+        self.steps = {}
+        disk_checks: dict[str, pulumi.Resource] = {}
+        for member in args.members:
+            self.steps[member.name], check = self._member_setup(name, args, member)
+            if check is not None:
+                disk_checks[member.name] = check
+        self.recover = self._recover(name, args)
+        self._starts(name, args, disk_checks)
+        self.health = make_step(f"{name}-health", args.members[0], step_script(HERE / "health.sh",
+                                                                               membership_values(args.spec)),
+                                parent=self, after=[s.start for s in self.steps.values()])
+        self.converge.append(self.health)
+        self.last_restart = self._restarts(name, args)
+        self.membership: Optional[remote.Command] = None
+        self.settled: list[pulumi.Resource] = [self.last_restart]
+        self.register_outputs({"endpoints": self.endpoints, "etcdctl_env": self.etcdctl_env,
+                               "latest_snapshot": self.latest_snapshot})
+
+    def _member_setup(self, name: str, args: EtcdClusterArgs,
+                      member: Node) -> tuple[MemberSteps, Optional[remote.Command]]:
+        """A member's steps up to its start: prepare, cluster file, install,
+        certs, config, unit, the disk check and the firewall."""
+        etcd, topo, mon = args.spec.etcd, args.spec.topology, args.spec.monitoring
+        node, certs = topo.node(member.name), args.pki.members[member.name]
+
+        def step(step_name: str, script: str, *, after: Sequence[pulumi.Resource],
+                 stdin=None, secret: bool = False) -> remote.Command:
+            return make_step(f"{name}-{member.name}-{step_name}", member, script, stdin=stdin, secret=secret,
+                             parent=self, after=after)
+
+        prepare = step("prepare", step_script(HERE / "prepare.sh", {
+            "PKI_DIR": payload.PKI_DIR, "ETCD_DATA_DIR": etcd.data_dir}), after=[member.ready])
+        cluster = step("cluster", step_script(steps.FILE, {
+            "DEST": payload.CLUSTER_FILE, "MODE": "0644", "OWNER": "root:root"}),
+            stdin=payload.cluster_env(topo), after=[prepare])
+        install = step("install", install_script(etcd, member_bins(etcd), {"PKI_DIR": payload.PKI_DIR}),
+                       after=[cluster])
+        bundle = pulumi.Output.secret(pulumi.Output.all(
+            args.pki.ca_cert_pem, args.pki.peer_ca_cert_pem, certs.server.cert_pem, certs.server.key_pem,
+            certs.peer.cert_pem, certs.peer.key_pem,
+            args.pki.healthcheck_client.cert_pem, args.pki.healthcheck_client.key_pem,
+        ).apply(payload.cert_bundle))
+        certs_step = step("certs", step_script(steps.PEM_FILES, {
+            "PEM_FILES": steps.pem_files_spec(payload.CERT_FILES)}), stdin=bundle, secret=True, after=[prepare])
+        metrics_port = mon.etcd_port if mon.enabled else None
+        # after install: a refused upgrade leaves the running config alone too
+        config = step("config", step_script(steps.FILE, {
+            "DEST": payload.CONFIG_FILE, "MODE": "0644", "OWNER": "root:root"}),
+            stdin=payload.etcd_config_yaml(etcd, topo, node, metrics_port=metrics_port), after=[install])
+        unit_text = payload.etcd_unit(etcd, (HERE / "etcd.service").read_text())
+        unit = step("unit", step_script(steps.UNIT, {"UNIT": "etcd.service"}), stdin=unit_text, after=[install])
+        disk_check = None
+        if etcd.tuning.fsync_check != "off":
+            # before the member first starts: is the disk fast enough for etcd?
+            disk_check = step("disk-check", step_script(HERE / "disk-check.sh", {
+                "ETCD_DATA_DIR": etcd.data_dir, "MODE": etcd.tuning.fsync_check,
+                "FSYNC_LIMIT_MS": etcd.tuning.fsync_limit_ms, "FSYNC_COUNT": 200}), after=[prepare])
+        # The firewall step is registered either way: with the firewall off
+        # it removes hakube's table (FIREWALL=0), so turning it off takes
+        # effect on the nodes.
+        fw_after: list[pulumi.Resource] = [cluster]
+        if etcd.firewall:
+            fw_after.append(step("firewall-unit", step_script(steps.UNIT, {"UNIT": "hakube-etcd-firewall.service"}),
+                                 stdin=(HERE / "firewall.service").read_text(), after=[prepare]))
+        firewall = step("firewall", step_script(HERE / "firewall.sh", {"PKI_DIR": payload.PKI_DIR,
+                                                                       "FIREWALL": int(etcd.firewall)}),
+                        stdin=payload.firewall_ruleset(topo, node, mon) if etcd.firewall else "", after=fw_after)
+        restart_config = payload.etcd_config_yaml(etcd, topo, node, membership=False, metrics_port=metrics_port)
+        return MemberSteps(prepare, install, certs_step, config, unit, firewall,
+                           *restart_inputs(args, member.name, restart_config, unit_text), cluster=cluster), disk_check
+
+    def _recover(self, name: str, args: EtcdClusterArgs) -> Optional[remote.Command]:
+        """Lost quorum (etcd.recover.from): a one-member cluster from the
+        survivor's data, before any member starts or joins in this run (a
+        rebuilt one then joins it). On the bare connection, without the
+        machine id: the step runs when the key is added, and a later rebuild
+        of that member does not run it again."""
+        etcd = args.spec.etcd
+        if etcd.recover is None:
+            return None
+        source = next(m for m in args.members if m.name == etcd.recover.source)
+        s, node = self.steps[source.name], args.spec.topology.node(source.name)
+        return make_step(
+            f"{name}-recover-{source.name}", source.connection, step_script(HERE / "recover.sh", {
+                **gate_values(), "ETCD_DATA_DIR": etcd.data_dir, "ETCD_ENDPOINTS": ",".join(self.endpoints),
+                "MEMBER_NAME": source.name, "MEMBER_PEER_URL": node.peer_url,
+                "MEMBER_CLIENT_URL": node.client_url, "ETCD_CONFIG_FILE": payload.CONFIG_FILE,
+                "RECOVER_TOKEN": f"{etcd.cluster_token}-recovered"}),
+            parent=self, after=[x for x in (s.install, s.certs, s.config, s.unit, s.firewall) if x is not None])
+
+    def _starts(self, name: str, args: EtcdClusterArgs, disk_checks: dict[str, pulumi.Resource]) -> None:
+        """Members start (or join) one after another, each once every
+        member's firewall admits the whole membership. A bootstrapping
+        member returns as soon as it listens (its quorum needs the later
+        ones: Type=notify would deadlock); a joining one returns promoted
+        and serving. Then each member's off-host remote and jobs."""
+        spec, backup = args.spec, args.spec.etcd.backup
+        firewalls = [s.firewall for s in self.steps.values() if s.firewall is not None]
+        self.converge = list(firewalls)
         # The off-host step is registered either way (as the firewall step
         # is): with etcd.backup.offsite unset it removes the remote's config
         # (OFFSITE=0). A delete script would not do: it also runs when the
@@ -134,102 +266,17 @@ class EtcdCluster(pulumi.ComponentResource):
         if backup.offsite is not None:
             offsite_stdin = pulumi.Output.secret(pulumi.Output.from_input(args.offsite_secrets or {}).apply(
                 lambda secrets: payload.rclone_config(backup.offsite, secrets)))
-        self.steps = {}
-        disk_checks: dict[str, pulumi.Resource] = {}
-        for member in args.members:
-            node = topo.node(member.name)
-            certs = args.pki.members[member.name]
-            conn = member
-            key = f"{name}-{member.name}"
-
-            def step(step_name: str, script: str, *, after: Sequence[pulumi.Resource],
-                     stdin=None, secret: bool = False) -> remote.Command:
-                return make_step(f"{key}-{step_name}", conn, script, stdin=stdin, secret=secret,
-                                 parent=self, after=after)
-
-            prepare = step("prepare", step_script(HERE / "prepare.sh", {
-                "PKI_DIR": payload.PKI_DIR, "ETCD_DATA_DIR": etcd.data_dir}), after=[member.ready])
-            cluster = step("cluster", step_script(steps.FILE, {
-                "DEST": payload.CLUSTER_FILE, "MODE": "0644", "OWNER": "root:root"}),
-                stdin=payload.cluster_env(topo), after=[prepare])
-            install = step("install", install_script(etcd, member_bins(etcd), {"PKI_DIR": payload.PKI_DIR}),
-                           after=[cluster])
-            bundle = pulumi.Output.secret(pulumi.Output.all(
-                args.pki.ca_cert_pem, args.pki.peer_ca_cert_pem, certs.server.cert_pem, certs.server.key_pem,
-                certs.peer.cert_pem, certs.peer.key_pem,
-                args.pki.healthcheck_client.cert_pem, args.pki.healthcheck_client.key_pem,
-            ).apply(payload.cert_bundle))
-            certs_step = step("certs", step_script(steps.PEM_FILES, {
-                "PEM_FILES": steps.pem_files_spec(payload.CERT_FILES)}),
-                              stdin=bundle, secret=True, after=[prepare])
-            mon = args.spec.monitoring
-            metrics_port = mon.etcd_port if mon.enabled else None
-            config_text = payload.etcd_config_yaml(etcd, topo, node, metrics_port=metrics_port)
-            # after install: a refused upgrade leaves the running config alone too
-            config = step("config", step_script(steps.FILE, {
-                "DEST": payload.CONFIG_FILE, "MODE": "0644", "OWNER": "root:root"}),
-                stdin=config_text, after=[install])
-            unit = step("unit", step_script(steps.UNIT, {"UNIT": "etcd.service"}),
-                        stdin=unit_text, after=[install])
-            if etcd.tuning.fsync_check != "off":
-                # before the member first starts: is the disk fast enough for etcd?
-                disk_checks[member.name] = step("disk-check", step_script(HERE / "disk-check.sh", {
-                    "ETCD_DATA_DIR": etcd.data_dir, "MODE": etcd.tuning.fsync_check,
-                    "FSYNC_LIMIT_MS": etcd.tuning.fsync_limit_ms, "FSYNC_COUNT": 200}), after=[prepare])
-            # The firewall step is registered either way: with the firewall
-            # off it removes hakube's table (FIREWALL=0), so turning it off
-            # takes effect on the nodes.
-            fw_after: list[pulumi.Resource] = [cluster]
-            if etcd.firewall:
-                fw_after.append(step("firewall-unit", step_script(
-                    steps.UNIT, {"UNIT": "hakube-etcd-firewall.service"}),
-                    stdin=firewall_unit_text, after=[prepare]))
-            firewall = step("firewall", step_script(HERE / "firewall.sh", {"PKI_DIR": payload.PKI_DIR,
-                                                                 "FIREWALL": int(etcd.firewall)}),
-                            stdin=payload.firewall_ruleset(topo, node, mon) if etcd.firewall else "", after=fw_after)
-            # What a running member must restart for: its certificates (a new
-            # key always comes with a new certificate, so no secret is
-            # needed here), config, unit and version. initial-cluster* are
-            # read only when a member is created, so a membership change
-            # alone restarts nobody.
-            restart_config = payload.etcd_config_yaml(etcd, topo, node, membership=False, metrics_port=metrics_port)
-            payload_digest = pulumi.Output.all(
-                args.pki.ca_cert_pem, args.pki.peer_ca_cert_pem, certs.server.cert_pem, certs.peer.cert_pem,
-                args.pki.healthcheck_client.cert_pem,
-            ).apply(lambda pems, c=restart_config: digest(*pems, c, unit_text, etcd.version))
-            not_after = pulumi.Output.all(certs.server.not_after, certs.peer.not_after).apply(
-                lambda v: f"server {v[0]}, peer {v[1]}")
-            self.steps[member.name] = MemberSteps(prepare, install, certs_step, config, unit,
-                                                  firewall, payload_digest, not_after, cluster=cluster)
-
-        # Members start (or join) one after another, each once every member's
-        # firewall admits the whole membership. A bootstrapping member returns
-        # as soon as it listens (its quorum needs the later ones: Type=notify
-        # would deadlock); a joining one returns promoted and serving.
-        firewalls = [s.firewall for s in self.steps.values() if s.firewall is not None]
+        jobs = scheduled_jobs(spec.etcd)
+        # its certificates checked daily against their expiry (fails loudly)
+        check_values, check_script = steps.cert_check(
+            spec.stack, spec.pki.check_days, spec.pki.check_calendar,
+            [f[0] for f in payload.CERT_FILES if not f[0].endswith(".key")])
         previous_start: Optional[pulumi.Resource] = None
-        # Lost quorum (etcd.recover.from): a one-member cluster from the
-        # survivor's data, before any member starts or joins in this run (a
-        # rebuilt one then joins it). On the bare connection, without the
-        # machine id: the step runs when the key is added, and a later
-        # rebuild of that member does not run it again.
-        self.recover: Optional[remote.Command] = None
-        if etcd.recover is not None:
-            source = next(m for m in args.members if m.name == etcd.recover.source)
-            s, node = self.steps[source.name], topo.node(source.name)
-            self.recover = make_step(
-                f"{name}-recover-{source.name}", source.connection, step_script(HERE / "recover.sh", {
-                    **gate, "ETCD_DATA_DIR": etcd.data_dir, "ETCD_ENDPOINTS": ",".join(self.endpoints),
-                    "MEMBER_NAME": source.name, "MEMBER_PEER_URL": node.peer_url,
-                    "MEMBER_CLIENT_URL": node.client_url, "ETCD_CONFIG_FILE": payload.CONFIG_FILE,
-                    "RECOVER_TOKEN": f"{etcd.cluster_token}-recovered"}),
-                parent=self, after=[x for x in (s.install, s.certs, s.config, s.unit, s.firewall) if x is not None])
-        self.converge = list(firewalls)
         for member in args.members:
-            s, node = self.steps[member.name], topo.node(member.name)
+            s, node = self.steps[member.name], spec.topology.node(member.name)
             s.start = make_step(
                 f"{name}-{member.name}-start", member, step_script(HERE / "start.sh", {
-                    **base, "MEMBER_NAME": member.name, "MEMBER_PEER_URL": node.peer_url,
+                    **membership_values(spec), "MEMBER_NAME": member.name, "MEMBER_PEER_URL": node.peer_url,
                     "MEMBER_CLIENT_URL": node.client_url, "FIRST_MEMBER": args.members[0].name,
                     "ETCD_CONFIG_FILE": payload.CONFIG_FILE}),
                 parent=self, after=[*(x for x in (s.install, s.certs, s.config, s.unit) if x is not None),
@@ -249,55 +296,45 @@ class EtcdCluster(pulumi.ComponentResource):
                 self.converge.append(created)
                 if job == "backup":
                     self.backups[member.name] = created
-            # its certificates checked daily against their expiry (fails loudly)
-            values, script = steps.cert_check(args.spec.stack, args.spec.pki.check_days, args.spec.pki.check_calendar,
-                                              [f[0] for f in payload.CERT_FILES if not f[0].endswith(".key")])
             self.converge.append(make_step(f"{name}-{member.name}-cert-check", member,
-                                           steps.job_step_script(values), stdin=script, parent=self,
+                                           steps.job_step_script(check_values), stdin=check_script, parent=self,
                                            after=[s.certs]))
 
-        first = args.members[0]
-        self.health = make_step(f"{name}-health", first, step_script(HERE / "health.sh", base),
-                                parent=self, after=[s.start for s in self.steps.values()])
-        self.converge.append(self.health)
-
-        # Later changes of certs, config, unit or version: one member at a time,
-        # each waiting for a healthy cluster before and after. The payload
-        # digest is in the script's text, so a change is an *update* of this
-        # step (the real engine replaces a Command only for `triggers`, and a
-        # replacement runs `create`). The script itself decides from what the
-        # member runs (restart.sh), so `create` and a re-run are safe.
+    def _restarts(self, name: str, args: EtcdClusterArgs) -> pulumi.Resource:
+        """Later changes of certs, config, unit or version: one member at a
+        time, each waiting for a healthy cluster before and after. The
+        payload digest is in the script's text, so a change is an *update*
+        of this step (the real engine replaces a Command only for
+        `triggers`, and a replacement runs `create`). The script itself
+        decides from what the member runs (restart.sh), so `create` and a
+        re-run are safe. Returns the last member's restart."""
         previous: pulumi.Resource = self.health
         for member in args.members:
             s = self.steps[member.name]
             # CERTS_NOT_AFTER: what a person reads in a preview or review
             # (the payload is a digest); the script does not use it.
-            restart = pulumi.Output.all(s.payload, s.certs_not_after).apply(lambda v: step_script(HERE / "restart.sh", {
-                **gate, "ETCD_VERSION": etcd.version, "RESTART_PAYLOAD": v[0], "CERTS_NOT_AFTER": v[1]}))
+            restart = pulumi.Output.all(s.payload, s.certs_not_after).apply(lambda v: step_script(
+                HERE / "restart.sh", {**gate_values(), "ETCD_VERSION": args.spec.etcd.version,
+                                      "RESTART_PAYLOAD": v[0], "CERTS_NOT_AFTER": v[1]}))
             s.restart = make_step(f"{name}-{member.name}-restart", member, restart, update=restart,
                                   parent=self, after=[previous, s.install, s.certs, s.config, s.unit, s.cluster])
             previous = s.restart
-        self.last_restart = previous
-        self._base, self._args, self._name = base, args, name
-        self.membership: Optional[remote.Command] = None
-        self.settled: list[pulumi.Resource] = [self.last_restart]
+        return previous
 
-        self.register_outputs({"endpoints": self.endpoints, "etcdctl_env": self.etcdctl_env,
-                               "latest_snapshot": self.latest_snapshot})
-
-
-    def settle_membership(self, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+    def settle_membership(self, name: str, args: EtcdClusterArgs,
+                          after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
         """Remove the members the stack no longer configures (`member remove`,
         one at a time, refused when unsafe), once `after` (the control planes,
         whose etcd endpoint lists drop them first) is done; then every
-        member's firewall is refreshed to the configured membership. Returns
-        what is settled once the membership is."""
-        args, base, name = self._args, self._base, self._name
+        member's firewall is refreshed to the configured membership. `name`
+        and `args`: this component's. Returns what is settled once the
+        membership is."""
         first = args.members[0]
         node = args.spec.topology.node(first.name)
         self.membership = make_step(
             f"{name}-membership", first,
-            step_script(HERE / "membership.sh", {**base, "MEMBER_NAME": first.name, "MEMBER_PEER_URL": node.peer_url}),
+            step_script(HERE / "membership.sh", {**membership_values(args.spec), "MEMBER_NAME": first.name,
+                                                 "MEMBER_PEER_URL": node.peer_url}),
             parent=self, after=[self.last_restart, *after])
         self.settled = [self.membership]
         for member in args.members:
