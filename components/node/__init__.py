@@ -50,21 +50,26 @@ class Node(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: NodeArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("hakube:node:Node", name, None, opts)
-        spec, node = args.spec, args.node
+        node = args.node
         self.name, self.ip, self.role = node.name, str(node.ip), node.role
-
         host_key = tls.PrivateKey(f"{name}-hostkey", algorithm="ED25519", opts=pulumi.ResourceOptions(
             parent=self, additional_secret_outputs=PRIVATE_OUTPUTS))
         # tls gives "ssh-ed25519 AAAA...\n"; host_key wants the bare key line.
         self.host_public_key = host_key.public_key_openssh.apply(str.strip)
+        self._domain(name, args, *self._disks(name, args, host_key))
+        self._first_steps(name, args)
+        self.register_outputs({"ip": self.ip, "host_public_key": self.host_public_key})
 
+    def _disks(self, name: str, args: NodeArgs,
+               host_key: tls.PrivateKey) -> tuple[libvirt.Volume, libvirt.CloudInitDisk]:
+        """The VM's root volume and its cloud-init disk."""
+        spec, node = args.spec, args.node
         # A new machine accepts the stack's admin key and, during a key
         # rotation, the previous one too (the one running nodes accept).
         user_data = pulumi.Output.secret(pulumi.Output.all(
             host_key.private_key_openssh, self.host_public_key, *args.ssh.authorized_keys(),
         ).apply(lambda v: cloudinit.user_data(spec, node, authorized_keys=[k.strip() for k in v[2:]],
                                               host_key_private=v[0], host_key_public=v[1])))
-
         # A VM's shape (disk size, image, pool, vCPUs, memory) is fixed when
         # it is created: libvirt replaces a volume or domain to change it,
         # delete-before-replace for every node of a role at once (an etcd
@@ -102,6 +107,12 @@ class Node(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=None if rebuilding else [
                 "user_data", "network_config", "meta_data", "pool"]),
         )
+        return root, seed
+
+    def _domain(self, name: str, args: NodeArgs, root: libvirt.Volume, seed: libvirt.CloudInitDisk) -> None:
+        """The VM on those disks, and what of its shape waits for a rebuild (`pending`)."""
+        spec, node = args.spec, args.node
+        rebuilding = spec.rebuild == node.name
         self.domain = libvirt.Domain(
             f"{name}-domain",
             name=node.domain_name,
@@ -127,6 +138,10 @@ class Node(pulumi.ComponentResource):
                                          self.domain.vcpu, self.domain.memory).apply(
             lambda v: _pending(node.name, wanted, *v))
 
+    def _first_steps(self, name: str, args: NodeArgs) -> None:
+        """The node's own gates: booted, the admin key, hakube's helpers (and
+        the machine id), /etc/hosts; `ready` is what every later step waits for."""
+        spec = args.spec
         self.connection = args.ssh.connection(self.ip, self.host_public_key)
         # The key the node accepts now: the previous one while a rotation
         # runs (hakube:sshPreviousPrivateKey), else the stack's own.
@@ -156,7 +171,6 @@ class Node(pulumi.ComponentResource):
         self.ready = step(f"{name}-hosts", self, steps.step_script(steps.FILE, {
             "DEST": "/etc/hosts", "MODE": "0644", "OWNER": "root:root"}),
             stdin=cloudinit.hosts_file(spec), parent=self, after=[helpers])
-        self.register_outputs({"ip": self.ip, "host_public_key": self.host_public_key})
 
 
 def _pending(name: str, wanted: dict, size, base, image, vcpu, memory) -> str:
