@@ -37,7 +37,7 @@ from . import image
 from .offsite import OffsiteStore
 from .hosts import (SLOTS, Bridge, Slot, _cgroup_roots, _remove_cgroup, machine_lock, raise_limits, restore_sysctls,
                     save_sysctls, sh)
-from .providers import COMMAND, NOT_RUN, LabProviders
+from .providers import NOT_RUN, LabProviders
 from .realrun import RealEngine, RealRun
 from .ssh import Ssh
 
@@ -280,7 +280,7 @@ class Lab:
 
     def commands(self) -> dict[str, str]:
         """URN -> name of every Command in the stack's state."""
-        return {r["urn"]: r["urn"].rsplit("::", 1)[-1] for r in self.real.resources if r["type"] == COMMAND}
+        return self.real.commands()
 
     def urn(self, name: str) -> str:
         """The URN of a resource of the stack's state, by its name."""

@@ -93,7 +93,6 @@ class RealEngine:
         self.work, self.stack = work, stack
         self.work.mkdir(parents=True, exist_ok=True)
         self.executor = Executor(work / "executor.sock", LabExecutor(mocks)).start()
-        self.last: RealRun | None = None
         self.resources: list[dict] = []            # the stack's state after the last run
 
     def run(self, config: dict, op: str, replace: tuple[str, ...] = (), env: dict | None = None,
@@ -121,9 +120,8 @@ class RealEngine:
         self.resources = out.get("resources", self.resources)     # a failed run's too: what it did is kept
         if "error" in out:
             raise RuntimeError(f"pulumi up (real engine) failed: {diagnostics(out['error'])}")
-        self.last = RealRun(outputs=out["outputs"], changes=out["changes"], steps=steps,
-                            resources=out["resources"], seconds=out["seconds"])
-        return self.last
+        return RealRun(outputs=out["outputs"], changes=out["changes"], steps=steps,
+                       resources=out["resources"], seconds=out["seconds"])
 
     def preview(self, config: dict, secrets: dict | None = None) -> dict:
         """`pulumi preview --json` of the stack as it is."""
@@ -141,6 +139,10 @@ class RealEngine:
 
     def destroy(self, config: dict, secrets: dict | None = None) -> dict:
         return self.run(config, "destroy", secrets=secrets)
+
+    def commands(self) -> dict[str, str]:
+        """URN -> name of every Command in the stack's state."""
+        return {r["urn"]: _name(r["urn"]) for r in self.resources if r["type"] == COMMAND}
 
     def urn(self, name: str) -> str:
         found = [r["urn"] for r in self.resources if _name(r["urn"]) == name and r.get("custom")]
