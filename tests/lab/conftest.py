@@ -62,6 +62,11 @@ def lab_fixture(label: str, slot: int, overrides: dict | None = None, offsite: b
     t1 = time.monotonic()
     problems = lab.down()
     TIMINGS[f"{label}: teardown"] = time.monotonic() - t1
+    if lab.real is not None:
+        for op, (n, wall, engine, cpu) in lab.real.cost().items():
+            TIMINGS[f"{label}: pulumi {op}, {n} runs (wall)"] = wall
+            TIMINGS[f"{label}: pulumi {op}, {n} runs, no provider acting"] = engine
+            TIMINGS[f"{label}: pulumi {op}, {n} runs, CPU of driver, CLI and plugins"] = cpu
     TIMINGS[f"{label}: everything"] = time.monotonic() - t0
     left = left_behind(lab.slot)
     assert not problems and not left, f"teardown left: {problems} {left}"

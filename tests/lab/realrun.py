@@ -11,12 +11,15 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Callable
 
 from engine.core import Step, _command_action
 from tests.harness import ROOT
+from tests.realengine.driver import Plugins, env as driver_env
 from tests.realengine.executor import ENV, Executor
 from tests.realengine.plugin import ASSET, SIG
 
@@ -68,8 +71,13 @@ class RealRun:
     outputs: dict
     changes: dict
     steps: list = field(default_factory=list)          # (urn, type, op) per step the engine took, in order
-    resources: list = field(default_factory=list)      # the state after the run
     seconds: float = 0.0
+    state: Callable[[], list] | None = None             # the stack's state after this run (read when asked)
+
+    @property
+    def resources(self) -> list:
+        assert self.state is not None
+        return self.state()
 
     @property
     def registrations(self) -> list:
@@ -93,7 +101,15 @@ class RealEngine:
         self.work, self.stack = work, stack
         self.work.mkdir(parents=True, exist_ok=True)
         self.executor = Executor(work / "executor.sock", LabExecutor(mocks)).start()
-        self.resources: list[dict] = []            # the stack's state after the last run
+        # the environment the CLI would have started them with
+        self.plugins = Plugins({**os.environ, **driver_env(work), ENV: str(self.executor.path)}, work / "plugins.log")
+        # the stack's state, read (`pulumi stack export`) when first asked
+        # after a run: most runs' is never read, and an export is a CLI run
+        self._state: list[dict] | None = None
+        self.generation = 0                         # runs that may have changed the state
+        # (operation, wall seconds, seconds the lab's providers were acting,
+        # CPU seconds of the driver, the CLI and the plugins) of each run
+        self.spent: list[tuple[str, float, float, float]] = []
 
     def run(self, config: dict, op: str, replace: tuple[str, ...] = (), env: dict | None = None,
             secrets: dict | None = None) -> dict:
@@ -107,21 +123,43 @@ class RealEngine:
             path.touch(mode=0o600)
             path.write_text(json.dumps(secrets))
             argv += ["--secrets", str(path)]
+        t0, acting, plugins = time.monotonic(), self.executor.acting, self.plugins.cpu()
         proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True,
-                              env={**os.environ, ENV: str(self.executor.path), **(env or {})})
+                              env={**os.environ, ENV: str(self.executor.path), **self.plugins.attach, **(env or {})})
+        wall, plugins = time.monotonic() - t0, self.plugins.cpu() - plugins
         if proc.returncode != 0:
+            self.spent.append((op, wall, self.executor.acting - acting, plugins))
             raise RuntimeError(f"pulumi {op} (real engine): exit {proc.returncode}\n{proc.stderr[-4000:]}")
-        return json.loads(proc.stdout.strip().splitlines()[-1])
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
+        self.spent.append((op, wall, self.executor.acting - acting, out.get("cpu", 0.0) + plugins))
+        return out
 
     def up(self, config: dict, replace: tuple[str, ...] = (), env: dict | None = None,
            secrets: dict | None = None) -> RealRun:
+        self._changed()
         out = self.run(config, "up", replace, env, secrets)
         steps = [SimpleNamespace(name=_name(s["urn"]), **s) for s in out.get("steps", [])]
-        self.resources = out.get("resources", self.resources)     # a failed run's too: what it did is kept
         if "error" in out:
             raise RuntimeError(f"pulumi up (real engine) failed: {diagnostics(out['error'])}")
-        return RealRun(outputs=out["outputs"], changes=out["changes"], steps=steps,
-                       resources=out["resources"], seconds=out["seconds"])
+        generation = self.generation
+
+        def state() -> list:
+            assert self.generation == generation, "a later run changed the stack: read its own state"
+            return self.resources
+
+        return RealRun(outputs=out["outputs"], changes=out["changes"], steps=steps, seconds=out["seconds"],
+                       state=state)
+
+    def _changed(self) -> None:
+        self.generation += 1
+        self._state = None
+
+    @property
+    def resources(self) -> list[dict]:
+        """The stack's state now (a failed run's too: what it did is kept)."""
+        if self._state is None:
+            self._state = self.run({}, "export")["resources"]
+        return self._state
 
     def preview(self, config: dict, secrets: dict | None = None) -> dict:
         """`pulumi preview --json` of the stack as it is."""
@@ -138,6 +176,7 @@ class RealEngine:
         return out
 
     def destroy(self, config: dict, secrets: dict | None = None) -> dict:
+        self._changed()
         return self.run(config, "destroy", secrets=secrets)
 
     def commands(self) -> dict[str, str]:
@@ -150,5 +189,17 @@ class RealEngine:
             raise KeyError(f"{name}: {len(found)} resources of that name in the stack's state")
         return found[0]
 
+    def cost(self) -> dict[str, tuple[int, float, float, float]]:
+        """What the real engine cost this lab, by operation: the number of
+        runs, their wall time, the part of it during which no provider was
+        acting (the engine's own, the program's and the plugins'), and the
+        CPU time of the driver, the CLI and the plugins."""
+        by: dict[str, tuple[int, float, float, float]] = {}
+        for op, wall, acting, cpu in self.spent:
+            n, w, e, c = by.get(op, (0, 0.0, 0.0, 0.0))
+            by[op] = (n + 1, w + wall, e + wall - acting, c + cpu)
+        return by
+
     def close(self) -> None:
+        self.plugins.stop()
         self.executor.stop()

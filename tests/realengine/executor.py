@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import traceback
 from multiprocessing.connection import Client, Listener
 from pathlib import Path
@@ -46,6 +47,11 @@ class Executor:
         self.listener = Listener(str(self.path), family="AF_UNIX", authkey=AUTHKEY)
         os.chmod(self.path, 0o600)
         self.thread = threading.Thread(target=self._serve, daemon=True)
+        # seconds during which at least one call was being acted on: what a
+        # run spent acting, against its wall time (the rest is the engine's)
+        self.acting = 0.0
+        self._active, self._since = 0, 0.0
+        self._lock = threading.Lock()
 
     def start(self) -> "Executor":
         self.thread.start()
@@ -62,11 +68,26 @@ class Executor:
     def _one(self, conn) -> None:
         with conn:
             request = conn.recv()
+            self._enter()
             try:
                 answer = self.handle(request)
             except Exception as err:        # noqa: BLE001 - the step's failure, sent to the engine
                 answer = {"error": str(err) or traceback.format_exc()}
+            finally:
+                self._leave()
             conn.send(answer)
+
+    def _enter(self) -> None:
+        with self._lock:
+            if self._active == 0:
+                self._since = time.monotonic()
+            self._active += 1
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._active -= 1
+            if self._active == 0:
+                self.acting += time.monotonic() - self._since
 
     def stop(self) -> None:
         self.listener.close()
