@@ -43,60 +43,9 @@ class Cluster(pulumi.ComponentResource):
     def __init__(self, name: str, args: ClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("hakube:cluster:Cluster", name, None, opts)
         spec = args.spec
-        topo = spec.topology
-        child = pulumi.ResourceOptions(parent=self)
-
-        provider = libvirt.Provider(f"{name}-libvirt", uri=spec.libvirt.uri, opts=child)
-        on_libvirt = pulumi.ResourceOptions(parent=self, providers={"libvirt": provider})
-
-        self.ssh = self._ssh_access(name, spec, args.ssh_private_key, args.ssh_previous_private_key)
-        network = Network(f"{name}-network", NetworkArgs(
-            spec.network, hosts=tuple((n.fqdn, str(n.ip)) for n in topo.nodes)), opts=on_libvirt)
-        image = BaseImage(f"{name}-image", BaseImageArgs(spec.image, spec.libvirt), opts=on_libvirt)
-        self.pki = Pki(f"{name}-pki", PkiArgs(spec.pki, topo), opts=child)
-
-        self.nodes: dict[str, Node] = {
-            n.name: Node(f"{name}-{n.name}", NodeArgs(spec=spec, node=n, network=network,
-                                                      image=image, ssh=self.ssh), opts=on_libvirt)
-            for n in topo.nodes
-        }
-        etcd_args = EtcdClusterArgs(spec=spec, members=[self.nodes[n.name] for n in topo.etcd], pki=self.pki,
-                                    offsite_secrets=args.offsite_secrets)
-        self.etcd = EtcdCluster(f"{name}-etcd", etcd_args, opts=child)
-        self.lb = LoadBalancer(f"{name}-lb", LoadBalancerArgs(
-            spec=spec, nodes=[self.nodes[n.name] for n in topo.load_balancers]), opts=child)
-        self.control_plane = ControlPlane(f"{name}-cp", ControlPlaneArgs(
-            spec=spec, nodes=[self.nodes[n.name] for n in topo.control_planes], pki=self.pki,
-            etcd=self.etcd, api_ready=self.lb.ready), opts=child)
-        self.workers = Workers(f"{name}-workers", WorkersArgs(
-            spec=spec, nodes=[self.nodes[n.name] for n in topo.workers],
-            control_plane=self.control_plane), opts=child)
-        # Members the stack dropped leave the cluster once no apiserver lists them.
-        etcd_settled = self.etcd.settle_membership(f"{name}-etcd", etcd_args, after=self.control_plane.settled)
-        if spec.etcd.restore is not None:
-            EtcdRestore(f"{name}-etcd-restore", EtcdRestoreArgs(
-                spec=spec, etcd=self.etcd, members=[self.nodes[n.name] for n in topo.etcd],
-                control_planes=[self.nodes[n.name] for n in topo.control_planes],
-                after=[*etcd_settled, *self.etcd.backups.values(), *self.control_plane.settled]),
-                opts=child)
-        self.checks = None
-        if spec.kubernetes.bootstrap:
-            upgrade = Upgrade(f"{name}-upgrade", UpgradeArgs(
-                spec=spec, control_planes=[self.nodes[n.name] for n in topo.control_planes],
-                workers=[self.nodes[n.name] for n in topo.workers],
-                packages={**self.control_plane.packages, **self.workers.packages},
-                after=[self.workers.last, *self.control_plane.settled]), opts=child)
-            self.checks = Checks(f"{name}-checks", ChecksArgs(
-                spec=spec, control_plane=self.control_plane, workers=self.workers,
-                etcd_member=self.nodes[topo.etcd[0].name], after=[upgrade.last]), opts=child)
-
-        # hakube's own exporter (backup age, certificate expiry) on etcd
-        # members and control planes; registered either way, so turning
-        # monitoring off removes it (METRICS=0).
-        exporters = [make_step(f"{name}-{n.name}-metrics", self.nodes[n.name],
-                               steps.step_script(steps.METRICS, monitoring.exporter_values(spec, n)),
-                               stdin=monitoring.probe_script(), parent=self, after=[self.nodes[n.name].ready])
-                     for n in monitoring.exporter_nodes(spec)]
+        self._machines(name, spec, args)
+        self._clusters(name, spec, args)
+        exporters = self._exporters(name, spec)
 
         # `make converge`: the steps that check and repair what a node may
         # have drifted from (a stopped member, a missing firewall table, a
@@ -106,6 +55,75 @@ class Cluster(pulumi.ComponentResource):
         converge = [*self.etcd.converge, *self.lb.converge, *self.control_plane.converge,
                     *(self.checks.converge if self.checks is not None else []), *exporters]
         self.converge_targets = pulumi.Output.all(*[r.urn for r in converge])
+        self._outputs(spec)
+
+    def _machines(self, name: str, spec: Spec, args: ClusterArgs) -> None:
+        """The libvirt side: network, base image, PKI and one Node per host."""
+        child = pulumi.ResourceOptions(parent=self)
+        provider = libvirt.Provider(f"{name}-libvirt", uri=spec.libvirt.uri, opts=child)
+        on_libvirt = pulumi.ResourceOptions(parent=self, providers={"libvirt": provider})
+
+        self.ssh = self._ssh_access(name, spec, args.ssh_private_key, args.ssh_previous_private_key)
+        network = Network(f"{name}-network", NetworkArgs(
+            spec.network, hosts=tuple((n.fqdn, str(n.ip)) for n in spec.topology.nodes)), opts=on_libvirt)
+        image = BaseImage(f"{name}-image", BaseImageArgs(spec.image, spec.libvirt), opts=on_libvirt)
+        self.pki = Pki(f"{name}-pki", PkiArgs(spec.pki, spec.topology), opts=child)
+
+        self.nodes: dict[str, Node] = {
+            n.name: Node(f"{name}-{n.name}", NodeArgs(spec=spec, node=n, network=network,
+                                                      image=image, ssh=self.ssh), opts=on_libvirt)
+            for n in spec.topology.nodes
+        }
+
+    def _on(self, nodes) -> list[Node]:
+        return [self.nodes[n.name] for n in nodes]
+
+    def _clusters(self, name: str, spec: Spec, args: ClusterArgs) -> None:
+        """etcd, the load balancers, the control planes and workers on the
+        nodes; then a restore, an upgrade and the checks when the stack
+        asks for them."""
+        topo, child = spec.topology, pulumi.ResourceOptions(parent=self)
+        etcd_args = EtcdClusterArgs(spec=spec, members=self._on(topo.etcd), pki=self.pki,
+                                    offsite_secrets=args.offsite_secrets)
+        self.etcd = EtcdCluster(f"{name}-etcd", etcd_args, opts=child)
+        self.lb = LoadBalancer(f"{name}-lb", LoadBalancerArgs(spec=spec, nodes=self._on(topo.load_balancers)),
+                               opts=child)
+        self.control_plane = ControlPlane(f"{name}-cp", ControlPlaneArgs(
+            spec=spec, nodes=self._on(topo.control_planes), pki=self.pki,
+            etcd=self.etcd, api_ready=self.lb.ready), opts=child)
+        self.workers = Workers(f"{name}-workers", WorkersArgs(
+            spec=spec, nodes=self._on(topo.workers), control_plane=self.control_plane), opts=child)
+        # Members the stack dropped leave the cluster once no apiserver lists them.
+        etcd_settled = self.etcd.settle_membership(f"{name}-etcd", etcd_args, after=self.control_plane.settled)
+        if spec.etcd.restore is not None:
+            EtcdRestore(f"{name}-etcd-restore", EtcdRestoreArgs(
+                spec=spec, etcd=self.etcd, members=self._on(topo.etcd),
+                control_planes=self._on(topo.control_planes),
+                after=[*etcd_settled, *self.etcd.backups.values(), *self.control_plane.settled]),
+                opts=child)
+        self.checks = None
+        if spec.kubernetes.bootstrap:
+            upgrade = Upgrade(f"{name}-upgrade", UpgradeArgs(
+                spec=spec, control_planes=self._on(topo.control_planes), workers=self._on(topo.workers),
+                packages={**self.control_plane.packages, **self.workers.packages},
+                after=[self.workers.last, *self.control_plane.settled]), opts=child)
+            self.checks = Checks(f"{name}-checks", ChecksArgs(
+                spec=spec, control_plane=self.control_plane, workers=self.workers,
+                etcd_member=self.nodes[topo.etcd[0].name], after=[upgrade.last]), opts=child)
+
+    def _exporters(self, name: str, spec: Spec) -> list:
+        """hakube's own exporter (backup age, certificate expiry) on etcd
+        members and control planes; registered either way, so turning
+        monitoring off removes it (METRICS=0)."""
+        return [make_step(f"{name}-{n.name}-metrics", self.nodes[n.name],
+                          steps.step_script(steps.METRICS, monitoring.exporter_values(spec, n)),
+                          stdin=monitoring.probe_script(), parent=self, after=[self.nodes[n.name].ready])
+                for n in monitoring.exporter_nodes(spec)]
+
+    def _outputs(self, spec: Spec) -> None:
+        """What the stack exports: targets for `make converge` and `make
+        rebuild`, pending rebuilds, a summary, addresses and SSH access."""
+        topo = spec.topology
         # `make rebuild NODE=...`: the root volume to replace (its domain is
         # replaced with it, delete-before-replace), one node per run.
         self.rebuild_targets = {n.name: self.nodes[n.name].root.urn for n in topo.nodes}

@@ -6,7 +6,7 @@ outputs cannot be read. `--json` prints the same as data.
 
     pulumi stack output --json --show-secrets | python -m ops.status --outputs -
 
-Reads only: each node runs ops/probe.py as root and prints what it has.
+Reads only: each node runs components/steps/probe.py as root and prints what it has.
 """
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PROBE = Path(__file__).with_name("probe.py")
+from components.steps import PROBE
+
 # etcd's docs: a follower more than this many entries behind is worth a look
 LAG_ENTRIES = 1000
 CERT_DAYS = 30

@@ -39,17 +39,9 @@ KUBEADM_ETCD_CERT = "/etc/kubernetes/pki/apiserver-etcd-client.crt"
 KUBEADM_ETCD_KEY = "/etc/kubernetes/pki/apiserver-etcd-client.key"
 
 
-def etcd_config(spec: EtcdSpec, topology: Topology, node: NodeSpec, *,
-                pki_dir: str = PKI_DIR, data_dir: str | None = None,
-                state: str = "new", membership: bool = True, metrics_port: int | None = None) -> dict:
-    """etcd's YAML config file (the keys of `etcd --config-file`).
-
-    `initial-cluster` lists every configured member with state `new`: what a
-    bootstrapping member needs. A member joining a running cluster starts from
-    a copy with the live membership and state `existing` (start.sh); a member
-    with data ignores both. `membership=False` leaves them out (what a
-    running member's restart depends on)."""
-    tls = {
+def _transport_security(pki_dir: str) -> dict:
+    """Mutual TLS on both ports: clients by the etcd CA, peers by the peer CA."""
+    return {
         "client-transport-security": {
             "cert-file": f"{pki_dir}/server.crt",
             "key-file": f"{pki_dir}/server.key",
@@ -66,6 +58,19 @@ def etcd_config(spec: EtcdSpec, topology: Topology, node: NodeSpec, *,
             "auto-tls": False,
         },
     }
+
+
+def etcd_config(spec: EtcdSpec, topology: Topology, node: NodeSpec, *,
+                pki_dir: str = PKI_DIR, data_dir: str | None = None,
+                state: str = "new", membership: bool = True, metrics_port: int | None = None) -> dict:
+    """etcd's YAML config file (the keys of `etcd --config-file`).
+
+    `initial-cluster` lists every configured member with state `new`: what a
+    bootstrapping member needs. A member joining a running cluster starts from
+    a copy with the live membership and state `existing` (start.sh); a member
+    with data ignores both. `membership=False` leaves them out (what a
+    running member's restart depends on)."""
+    tls = _transport_security(pki_dir)
     cfg = {
         "name": node.name,
         "data-dir": data_dir or spec.data_dir,

@@ -178,6 +178,18 @@ def leave(parent: pulumi.Resource, name: str, spec: Spec, node: Node, *, first: 
         **api, "DRAIN_TIMEOUT": DRAIN_TIMEOUT, "DRAIN_STEP": drain}), parent=parent, after=[reset])
 
 
+@dataclass(frozen=True)
+class _Shared:
+    """What the control plane's steps share, worked out once per run."""
+    practice: bool                       # kubernetes.bootstrap false: kubeadm is the learner's
+    files: tuple                         # the etcd client files every control plane gets
+    bundle: pulumi.Output                # their PEMs (secret), on stdin of each node's etcd-certs
+    etcd_values: dict
+    encrypt: bool
+    enc_values: dict
+    enc_keys: Optional[pulumi.Output]    # every encryption key, derived from a seed in state (secret)
+
+
 class ControlPlane(pulumi.ComponentResource):
     first: Node
     preflight: dict[str, remote.Command]
@@ -188,24 +200,51 @@ class ControlPlane(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ControlPlaneArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("hakube:kubernetes:ControlPlane", name, None, opts)
-        spec, k8s = args.spec, args.spec.kubernetes
-        topo = spec.topology
+        spec = args.spec
         self.first = first = args.nodes[0]
+        shared = self._shared(name, args)
+        self.cert_checks: dict[str, remote.Command] = {}
+        self.preflight = {}
+        self.packages: dict[str, pulumi.Resource] = {}
+        ready: dict[str, list[pulumi.Resource]] = {}
+        certs_steps: dict[str, remote.Command] = {}
+        for node in args.nodes:
+            ready[node.name], certs_steps[node.name] = self._node(name, args, node, shared)
+
+        dests = payload.KUBEADM_CONFIG + (f" {payload.PRACTICE_CONFIG}" if shared.practice else "")
+        config = command(self, name, first, "kubeadm-config", steps.step_script(steps.FILE, {
+            "DEST": dests, "MODE": "0600", "OWNER": "root:root"}),
+            stdin=payload.init_config_yaml(spec, spec.topology.node(first.name)), after=[first.ready])
+
+        self.init = self.joined = self.kubeconfig = self.cni = None
+        # checks `make converge` runs again: every control plane reaches etcd
+        self.converge: list[remote.Command] = [*self.preflight.values(), *self.cert_checks.values()]
+        self.next_steps = payload.practice_commands(spec) if shared.practice else None
+        self.settled: list[pulumi.Resource] = [config, *self.preflight.values()]
+        if shared.practice:
+            self.register_outputs({"next_steps": self.next_steps})
+            return
+        self._bootstrap(name, args, ready, config)
+        previous = self._apiserver_restarts(name, args, certs_steps)
+        if shared.encrypt:
+            previous = self._encryption_rotation(name, args, shared, previous)
+        # kubeadm's own record of the ClusterConfiguration (kube-system/kubeadm-config),
+        # which later joins and `kubeadm upgrade` read: the etcd endpoints follow.
+        previous = command(self, name, first, "kubeadm-config-upload", script("upload-config", {
+            "KUBEADM_CONFIG": payload.KUBEADM_CONFIG, "ETCD_ENDPOINTS": ",".join(args.etcd.endpoints)}),
+            after=[previous, config])
+        self.settled.append(previous)
+        self.register_outputs({})
+
+    def _shared(self, name: str, args: ControlPlaneArgs) -> _Shared:
+        k8s = args.spec.kubernetes
         practice = not k8s.bootstrap
-        etcd_values = {"ETCD_ENDPOINTS": ",".join(args.etcd.endpoints),
-                       "ETCD_CA": etcd_payload.KUBEADM_ETCD_CA,
-                       "ETCD_CERT": etcd_payload.KUBEADM_ETCD_CERT,
-                       "ETCD_KEY": etcd_payload.KUBEADM_ETCD_KEY}
         files = KUBEADM_ETCD_FILES + (PRACTICE_FILES if practice else ())
         client_pems = pulumi.Output.all(args.pki.ca_cert_pem, args.pki.apiserver_etcd_client.cert_pem,
                                         args.pki.apiserver_etcd_client.key_pem)
         bundle = pulumi.Output.secret(client_pems.apply(
             lambda p: steps.pem_bundle(list(p) * (2 if practice else 1), [f[0] for f in files])))
-
         encrypt = k8s.encryption_enabled and not practice
-        enc_values = {"ENC_CONFIG": payload.ENC_CONFIG, "ENC_PROVIDER": k8s.encryption_provider,
-                      "KEYS": " ".join(k8s.encryption_keys), "API_PORT": k8s.api_port,
-                      "APISERVER_MANIFEST": payload.APISERVER_MANIFEST}
         enc_keys = None
         if encrypt:
             # the random secret every encryption key is derived from, kept in state
@@ -213,63 +252,66 @@ class ControlPlane(pulumi.ComponentResource):
                 parent=self, additional_secret_outputs=PRIVATE_OUTPUTS))
             enc_keys = pulumi.Output.secret(seed.private_key_openssh.apply(
                 lambda pem: encryption_keys(k8s.encryption_keys, pem)))
-        ready: dict[str, list[pulumi.Resource]] = {}
-        certs_steps: dict[str, remote.Command] = {}
-        self.cert_checks: dict[str, remote.Command] = {}
-        self.preflight = {}
-        self.packages: dict[str, pulumi.Resource] = {}
-        for node in args.nodes:
-            base = prepare_node(self, name, spec, node)
-            self.packages[node.name] = base[-1]
-            # after the members' installs: their upgrade check refuses a bad
-            # version before anything (this download included) changes
-            etcdctl = command(self, name, node, "etcdctl", install_script(spec.etcd, ("etcdctl",)),
-                              after=[node.ready, *(s.install for s in args.etcd.steps.values())])
-            certs = command(self, name, node, "etcd-certs", steps.step_script(
-                steps.PEM_FILES, {"PEM_FILES": steps.pem_files_spec(files)}),
-                stdin=bundle, secret=True, after=[node.ready])
-            certs_steps[node.name] = certs
-            # hakube's etcd client files and kubeadm's own certificates
-            # checked daily against their expiry (fails loudly, says how)
-            values, check_script = steps.cert_check(
-                spec.stack, spec.pki.check_days, spec.pki.check_calendar,
-                [f[0] for f in files if not f[0].endswith(".key")], KUBEADM_CERTS)
-            self.cert_checks[node.name] = command(self, name, node, "cert-check",
-                                                  steps.job_step_script(values), stdin=check_script,
-                                                  after=[certs])
-            if not practice:
-                values, renew_script = cert_renewal(spec, [n.name for n in args.nodes].index(node.name))
-                self.cert_checks[f"{node.name}-renewal"] = command(
-                    self, name, node, "kubeadm-certs-renewal", steps.job_step_script(values),
-                    stdin=renew_script, after=[certs])
-            self.preflight[node.name] = command(
-                self, name, node, "etcd-preflight", script("preflight", etcd_values),
-                # after the etcd restart chain: never mid-way through a rolling restart
-                after=[etcdctl, certs, args.etcd.health, args.etcd.last_restart])
-            ready[node.name] = [*base, self.preflight[node.name]]
-            if encrypt:
-                # in place before kubeadm starts an apiserver that reads it
-                ready[node.name].append(command(self, name, node, "encryption-config", script("encryption", {
-                    **enc_values, "STAGE": "initial"}), stdin=enc_keys, secret=True, after=[node.ready]))
-            if k8s.audit_enabled and not practice:
-                ready[node.name].append(command(self, name, node, "audit-policy", steps.step_script(steps.FILE, {
-                    "DEST": payload.AUDIT_POLICY, "MODE": "0600", "OWNER": "root:root"}),
-                    stdin=payload.audit_policy_yaml(), after=[node.ready]))
+        return _Shared(
+            practice=practice, files=files, bundle=bundle,
+            etcd_values={"ETCD_ENDPOINTS": ",".join(args.etcd.endpoints), "ETCD_CA": etcd_payload.KUBEADM_ETCD_CA,
+                         "ETCD_CERT": etcd_payload.KUBEADM_ETCD_CERT, "ETCD_KEY": etcd_payload.KUBEADM_ETCD_KEY},
+            encrypt=encrypt,
+            enc_values={"ENC_CONFIG": payload.ENC_CONFIG, "ENC_PROVIDER": k8s.encryption_provider,
+                        "KEYS": " ".join(k8s.encryption_keys), "API_PORT": k8s.api_port,
+                        "APISERVER_MANIFEST": payload.APISERVER_MANIFEST},
+            enc_keys=enc_keys)
 
-        dests = payload.KUBEADM_CONFIG + (f" {payload.PRACTICE_CONFIG}" if practice else "")
-        config = command(self, name, first, "kubeadm-config", steps.step_script(steps.FILE, {
-            "DEST": dests, "MODE": "0600", "OWNER": "root:root"}),
-            stdin=payload.init_config_yaml(spec, topo.node(first.name)), after=[first.ready])
+    def _node(self, name: str, args: ControlPlaneArgs, node: Node,
+              shared: _Shared) -> tuple[list[pulumi.Resource], remote.Command]:
+        """One control plane's steps before kubeadm: packages, etcdctl, the
+        etcd client files and their checks, the etcd preflight, encryption
+        config and audit policy. Returns what kubeadm on it waits for, and
+        its etcd-certs step."""
+        spec, k8s, files = args.spec, args.spec.kubernetes, shared.files
+        base = prepare_node(self, name, spec, node)
+        self.packages[node.name] = base[-1]
+        # after the members' installs: their upgrade check refuses a bad
+        # version before anything (this download included) changes
+        etcdctl = command(self, name, node, "etcdctl", install_script(spec.etcd, ("etcdctl",)),
+                          after=[node.ready, *(s.install for s in args.etcd.steps.values())])
+        certs = command(self, name, node, "etcd-certs", steps.step_script(
+            steps.PEM_FILES, {"PEM_FILES": steps.pem_files_spec(files)}),
+            stdin=shared.bundle, secret=True, after=[node.ready])
+        # hakube's etcd client files and kubeadm's own certificates
+        # checked daily against their expiry (fails loudly, says how)
+        values, check_script = steps.cert_check(
+            spec.stack, spec.pki.check_days, spec.pki.check_calendar,
+            [f[0] for f in files if not f[0].endswith(".key")], KUBEADM_CERTS)
+        self.cert_checks[node.name] = command(self, name, node, "cert-check",
+                                              steps.job_step_script(values), stdin=check_script,
+                                              after=[certs])
+        if not shared.practice:
+            values, renew_script = cert_renewal(spec, [n.name for n in args.nodes].index(node.name))
+            self.cert_checks[f"{node.name}-renewal"] = command(
+                self, name, node, "kubeadm-certs-renewal", steps.job_step_script(values),
+                stdin=renew_script, after=[certs])
+        self.preflight[node.name] = command(
+            self, name, node, "etcd-preflight", script("preflight", shared.etcd_values),
+            # after the etcd restart chain: never mid-way through a rolling restart
+            after=[etcdctl, certs, args.etcd.health, args.etcd.last_restart])
+        ready = [*base, self.preflight[node.name]]
+        if shared.encrypt:
+            # in place before kubeadm starts an apiserver that reads it
+            ready.append(command(self, name, node, "encryption-config", script("encryption", {
+                **shared.enc_values, "STAGE": "initial"}), stdin=shared.enc_keys, secret=True, after=[node.ready]))
+        if k8s.audit_enabled and not shared.practice:
+            ready.append(command(self, name, node, "audit-policy", steps.step_script(steps.FILE, {
+                "DEST": payload.AUDIT_POLICY, "MODE": "0600", "OWNER": "root:root"}),
+                stdin=payload.audit_policy_yaml(), after=[node.ready]))
+        return ready, certs
 
-        self.init = self.joined = self.kubeconfig = self.cni = None
-        # checks `make converge` runs again: every control plane reaches etcd
-        self.converge: list[remote.Command] = [*self.preflight.values(), *self.cert_checks.values()]
-        self.next_steps = payload.practice_commands(spec) if practice else None
-        self.settled: list[pulumi.Resource] = [config, *self.preflight.values()]
-        if practice:
-            self.register_outputs({"next_steps": self.next_steps})
-            return
-
+    def _bootstrap(self, name: str, args: ControlPlaneArgs, ready: dict[str, list[pulumi.Resource]],
+                   config: remote.Command) -> None:
+        """kubeadm init on the first control plane, the CNI, the admin
+        kubeconfig, then each other control plane joins, one at a time."""
+        spec, first = args.spec, self.first
+        k8s = spec.kubernetes
         self.init = command(self, name, first, "kubeadm-init", script("init", {
             "KUBEADM_CONFIG": payload.KUBEADM_CONFIG, "ADMIN_USER": spec.ssh.user,
             "ETCD_ENDPOINTS": ",".join(args.etcd.endpoints),
@@ -294,13 +336,17 @@ class ControlPlane(pulumi.ComponentResource):
                 "PEM_FILES": shared_spec}), stdin=shared, secret=True, after=[node.ready])
             self.joined = join(self, name, spec, node, first=first, control_plane=True,
                                after=[self.joined, *ready[node.name]], shared_certs=certs)
-        # A re-issued etcd client cert (rotation, validity) or a changed etcd
-        # membership: apiservers restart one at a time (the new cert, or the
-        # new --etcd-servers in their static manifest), each ready before the
-        # next. The digest of both is in the script's text: a change is an
-        # update of this step, which runs the script (a `triggers` change
-        # would replace it and run `create`). The script decides from the
-        # node what is left to do, so its create and a re-run are safe.
+
+    def _apiserver_restarts(self, name: str, args: ControlPlaneArgs,
+                            certs_steps: dict[str, remote.Command]) -> pulumi.Resource:
+        """A re-issued etcd client cert (rotation, validity) or a changed etcd
+        membership: apiservers restart one at a time (the new cert, or the
+        new --etcd-servers in their static manifest), each ready before the
+        next. The digest of both is in the script's text: a change is an
+        update of this step, which runs the script (a `triggers` change
+        would replace it and run `create`). The script decides from the
+        node what is left to do, so its create and a re-run are safe.
+        Returns the last restart."""
         servers = ",".join(args.etcd.endpoints)
         client_digest = pulumi.Output.all(args.pki.ca_cert_pem, args.pki.apiserver_etcd_client.cert_pem).apply(
             lambda pems: digest(*pems, servers))
@@ -313,27 +359,24 @@ class ControlPlane(pulumi.ComponentResource):
         for node in args.nodes:
             previous = make_step(f"{name}-{node.name}-apiserver-restart", node, restart, update=restart,
                                  parent=self, after=[previous, certs_steps[node.name]])
-        if encrypt:
-            # A key rotation (kubernetes.io, "Rotating a decryption key"): every
-            # apiserver learns every listed key first (add: the key it encrypts
-            # with stays first), one at a time; then each encrypts with the
-            # first key (use), one at a time; then every Secret is written
-            # again with it. The key names are in the scripts' text (the keys
-            # themselves on stdin): a change of the list is an update of each.
-            for stage in ("add", "use"):
-                for node in args.nodes:
-                    previous = command(self, name, node, f"encryption-{stage}", script("encryption", {
-                        **enc_values, "STAGE": stage}), stdin=enc_keys, secret=True, after=[previous])
-            previous = command(self, name, first, "encryption-rewrite", script("encryption-rewrite", {
-                "ACTIVE_KEY": k8s.encryption_keys[0], "ENC_PROVIDER": k8s.encryption_provider}),
-                after=[previous])
-        # kubeadm's own record of the ClusterConfiguration (kube-system/kubeadm-config),
-        # which later joins and `kubeadm upgrade` read: the etcd endpoints follow.
-        previous = command(self, name, first, "kubeadm-config-upload", script("upload-config", {
-            "KUBEADM_CONFIG": payload.KUBEADM_CONFIG, "ETCD_ENDPOINTS": servers}),
-            after=[previous, config])
-        self.settled.append(previous)
-        self.register_outputs({})
+        return previous
+
+    def _encryption_rotation(self, name: str, args: ControlPlaneArgs, shared: _Shared,
+                             previous: pulumi.Resource) -> pulumi.Resource:
+        """A key rotation (kubernetes.io, "Rotating a decryption key"): every
+        apiserver learns every listed key first (add: the key it encrypts
+        with stays first), one at a time; then each encrypts with the
+        first key (use), one at a time; then every Secret is written
+        again with it. The key names are in the scripts' text (the keys
+        themselves on stdin): a change of the list is an update of each."""
+        k8s = args.spec.kubernetes
+        for stage in ("add", "use"):
+            for node in args.nodes:
+                previous = command(self, name, node, f"encryption-{stage}", script("encryption", {
+                    **shared.enc_values, "STAGE": stage}), stdin=shared.enc_keys, secret=True, after=[previous])
+        return command(self, name, self.first, "encryption-rewrite", script("encryption-rewrite", {
+            "ACTIVE_KEY": k8s.encryption_keys[0], "ENC_PROVIDER": k8s.encryption_provider}),
+            after=[previous])
 
 
 @dataclass(frozen=True)

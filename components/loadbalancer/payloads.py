@@ -31,14 +31,9 @@ CHECK_RISE = 2
 VRRP_INTERFACE = "eth0"       # every node's one link, named by its network-config
 
 
-def haproxy_cfg(spec: Spec) -> str:
-    k8s, topo = spec.kubernetes, spec.topology
-    servers = "\n".join(
-        f"    server {n.name} {n.ip}:{k8s.api_port} check check-ssl verify none "
-        f"inter {CHECK_INTER_S}s fastinter {CHECK_FASTINTER_MS}ms fall {CHECK_FALL} rise {CHECK_RISE}"
-        for n in topo.control_planes)
+def _metrics_frontend(spec: Spec) -> str:
     mon = spec.monitoring
-    metrics = "" if not mon.enabled else f"""
+    return "" if not mon.enabled else f"""
 # HAProxy's own Prometheus exporter (built in: USE_PROMEX), for
 # hakube:monitoring.sources only.
 frontend hakube-metrics
@@ -49,6 +44,15 @@ frontend hakube-metrics
     http-request use-service prometheus-exporter if {{ path /metrics }}
     http-request return status 404
 """
+
+
+def haproxy_cfg(spec: Spec) -> str:
+    k8s, topo = spec.kubernetes, spec.topology
+    servers = "\n".join(
+        f"    server {n.name} {n.ip}:{k8s.api_port} check check-ssl verify none "
+        f"inter {CHECK_INTER_S}s fastinter {CHECK_FASTINTER_MS}ms fall {CHECK_FALL} rise {CHECK_RISE}"
+        for n in topo.control_planes)
+    metrics = _metrics_frontend(spec)
     return f"""\
 # Managed by hakube: changes are overwritten by `pulumi up`.
 global

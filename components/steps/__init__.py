@@ -35,6 +35,9 @@ PEM_FILES = HERE / "pem_files.sh"           # PEM files from stdin
 METRICS = HERE / "metrics.sh"               # a node's metrics endpoint
 JOB = HERE / "job.sh"                       # a scheduled job's script, service and timer
 JOB_TIMER = HERE / "job.timer"
+# what a node has, read as root: run by `make status` (ops/status.py) and
+# served by hakube's exporter (monitoring.py)
+PROBE = HERE / "probe.py"
 STEP_MARK = "# hakube step: "
 
 

@@ -147,8 +147,8 @@ def test_scrape_configs_name_every_member_and_load_balancer_and_haproxy_exports_
 
 
 def _probe(tmp_path, **paths):
-    """ops/probe.py's functions with its paths pointed into tmp_path (it runs main() when loaded)."""
-    source = (ROOT / "ops" / "probe.py").read_text()
+    """components/steps/probe.py's functions with its paths pointed into tmp_path (it runs main() when loaded)."""
+    source = (ROOT / "components" / "steps" / "probe.py").read_text()
     assert source.rstrip().endswith("main()")
     ns: dict = {"__name__": "probe"}
     exec(compile(source.rstrip()[:-len("main()")], "probe.py", "exec"), ns)
@@ -180,7 +180,7 @@ def test_the_exporter_serves_backups_and_certificates_to_the_sources_only(tmp_pa
     res = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
 
-    probe_py = ROOT / "ops" / "probe.py"
+    probe_py = ROOT / "components" / "steps" / "probe.py"
     request = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
 
     def scrape(peer, req=request):

@@ -1,4 +1,4 @@
-"""`make status`'s reading of what the nodes' probes print (ops/probe.py's
+"""`make status`'s reading of what the nodes' probes print (components/steps/probe.py's
 JSON): each failure that matters named in words, exit status from it. The
 probe itself runs against the lab's real hosts (tests/lab)."""
 import json

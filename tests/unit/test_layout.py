@@ -1,0 +1,40 @@
+"""The shape of components/: one place builds remote steps, and every
+function is short enough to read on one screen."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from tests.harness import ROOT
+
+COMPONENTS = ROOT / "components"
+LONGEST = 60
+
+
+def _sources() -> list[tuple[Path, ast.AST]]:
+    return [(p, ast.parse(p.read_text(), str(p))) for p in sorted(COMPONENTS.rglob("*.py"))]
+
+
+def _constructs(tree: ast.AST, names: set[str]) -> list[int]:
+    """Lines that call `remote.<name>(...)` or a bare `<name>(...)`."""
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            f = node.func
+            called = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else None
+            if called in names:
+                lines.append(node.lineno)
+    return lines
+
+
+def test_remote_commands_and_copies_are_built_in_remote_py_only():
+    where = {f"{p.relative_to(ROOT)}:{line}" for p, tree in _sources()
+             for line in _constructs(tree, {"Command", "CopyToRemote"})}
+    assert where and all(w.startswith("components/remote.py:") for w in where), sorted(where)
+
+
+def test_no_function_in_components_runs_past_sixty_lines():
+    long = [f"{p.relative_to(ROOT)}:{n.lineno} {n.name} ({n.end_lineno - n.lineno + 1} lines)"
+            for p, tree in _sources() for n in ast.walk(tree)
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > LONGEST]
+    assert not long, "split these (a function a reader can hold on one screen):\n  " + "\n  ".join(long)
