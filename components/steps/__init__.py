@@ -17,7 +17,11 @@ import string
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+import pulumi
+
 from ..remote import prelude, sudo_bash  # noqa: F401 - re-exported for step tests
+from ..remote import step as make_step
+from .plan import READY, Derived, Step, check
 
 HERE = Path(__file__).parent
 COMPONENTS = HERE.parent
@@ -129,3 +133,23 @@ def cert_check(stack: str, days: int, calendar: str, hakube_certs: Sequence[str]
     return values, job_body(HERE / "cert-check.sh", {"CHECK_DAYS": days, "HAKUBE_STACK": stack,
                                                      "HAKUBE_CERTS": " ".join(hakube_certs),
                                                      "KUBEADM_CERTS": " ".join(kubeadm_certs)})
+
+
+def realize(plan: Sequence[Step], *, parent, nodes: Mapping[str, object],
+            sources: Mapping[str, object] | None = None) -> dict:
+    """A plan's steps as resources, in the plan's order: name -> the
+    remote.Command. `nodes`: node name -> Node; `sources`: the outputs its
+    Derived values read (name -> pulumi.Output)."""
+    made: dict = {}
+    for s in check(list(plan)):
+        node = nodes[s.node]
+        after = [node.ready if a == READY else made[a] for a in s.after]
+        stdin = s.stdin
+        if isinstance(stdin, Derived):
+            out = (sources or {})[stdin.source].apply(stdin.fn)
+            stdin = pulumi.Output.secret(out) if stdin.secret else out
+        create = step_script(s.script, s.values, s.libs) if s.script is not None else "true"
+        delete = step_script(s.delete, s.delete_values) if s.delete is not None else None
+        made[s.name] = make_step(s.name, node.connection if s.gate else node, create, stdin=stdin,
+                                 secret=s.secret, delete=delete, parent=parent, after=after)
+    return made

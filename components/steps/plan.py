@@ -1,0 +1,63 @@
+"""A component's plan as plain values: which steps run on which node, with
+which script, values and stdin, after what. No Pulumi here: a plan is a
+function of the spec alone, so it can be read, compared and snapshot-tested
+without the engine or mocks. `steps.realize` turns a plan into resources.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, Optional
+
+READY = "ready"         # in `after`: the node's own readiness gate
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A value known only once the stack runs: `fn` of the output that
+    `source` names (an input realize is handed, e.g. a generated key).
+    Secret unless said otherwise."""
+    source: str
+    fn: Callable[[str], str]
+    secret: bool = True
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step on one node. `script` runs on create, and on update when
+    the script's text changed (put what must re-run a step in its values);
+    `delete` runs when the stack drops the step: a step with a delete and
+    no script does nothing until then. `after`: steps of the same plan by
+    name, or READY. `gate`: on the node's bare connection (before its
+    machine id is known: a new disk does not re-run it). `converge`: `make
+    converge` runs it again."""
+    name: str
+    node: str
+    script: Optional[Path]
+    values: Mapping[str, object] = field(default_factory=dict)
+    libs: tuple[str, ...] = ()
+    stdin: str | Derived | None = None
+    secret: bool = False
+    after: tuple[str, ...] = ()
+    delete: Optional[Path] = None
+    delete_values: Mapping[str, object] = field(default_factory=dict)
+    gate: bool = False
+    converge: bool = False
+
+    def __post_init__(self) -> None:
+        if self.script is None and self.delete is None:
+            raise ValueError(f"{self.name}: a step runs a script on create, on delete, or both")
+
+
+def check(plan: list[Step]) -> list[Step]:
+    """A plan whose names are unique and whose `after` names only steps
+    before it (so realize never waits on what it has not made)."""
+    seen: set[str] = set()
+    for step in plan:
+        if step.name in seen:
+            raise ValueError(f"{step.name}: two steps of the plan have this name")
+        unknown = [a for a in step.after if a != READY and a not in seen]
+        if unknown:
+            raise ValueError(f"{step.name}: runs after {', '.join(unknown)}, which no earlier step of the plan is")
+        seen.add(step.name)
+    return plan

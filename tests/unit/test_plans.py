@@ -1,0 +1,84 @@
+"""Components' plans (steps/plan.py values: which step runs where, with
+which script, values and stdin, after what) against snapshots, with no
+engine and no mocks: a change of a plan shows here as a diff of plain text.
+
+After a change you mean, write the snapshots again and review their diff:
+
+    HAKUBE_UPDATE_SNAPSHOTS=1 .venv/bin/python -m pytest tests/unit/test_plans.py
+"""
+from __future__ import annotations
+
+import ast
+import json
+import os
+
+import pytest
+
+from components.loadbalancer.plan import plan as loadbalancer_plan
+from components.steps import step_name
+from components.steps.plan import Derived, Step, check
+from config import load, raw_from_stack_file
+from tests.harness import ROOT
+
+SNAPSHOTS = ROOT / "tests" / "unit" / "snapshots"
+# what a Derived value is rendered with: a fixed stand-in for the output it reads
+STAND_IN = "-----BEGIN PRIVATE KEY-----\nstand-in\n-----END PRIVATE KEY-----\n"
+CASES = {
+    "dev": ("dev", {}),
+    "dev-two-load-balancers": ("dev", {"nodes": {"loadBalancer": {"count": 2}}}),
+    "minimal": ("minimal", {}),
+}
+
+
+def spec_of(stack: str, overrides: dict):
+    raw = raw_from_stack_file(ROOT / f"Pulumi.{stack}.yaml")
+    for key, value in overrides.items():
+        raw[key] = {**raw.get(key, {}), **value}
+    return load(raw, stack)
+
+
+def lines(text):
+    """Text as its lines, so a snapshot's diff reads line by line."""
+    return text.splitlines() if isinstance(text, str) and "\n" in text else text
+
+
+def rendered(plan: list[Step]) -> list[dict]:
+    def stdin(value):
+        if isinstance(value, Derived):
+            return {"derived from": value.source, "secret": value.secret,
+                    "with a stand-in": lines(value.fn(STAND_IN))}
+        return lines(value)
+    return [{"name": s.name, "node": s.node, "script": step_name(s.script) if s.script else None,
+             "values": {k: str(v) for k, v in s.values.items()}, "libs": list(s.libs), "stdin": stdin(s.stdin),
+             "secret": s.secret, "after": list(s.after), "delete": step_name(s.delete) if s.delete else None,
+             "gate": s.gate, "converge": s.converge} for s in plan]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_the_load_balancers_plan_is_its_snapshot(case):
+    stack, overrides = CASES[case]
+    got = json.dumps(rendered(loadbalancer_plan("hakube-lb", spec_of(stack, overrides))), indent=1) + "\n"
+    path = SNAPSHOTS / f"loadbalancer-{case}.json"
+    if os.environ.get("HAKUBE_UPDATE_SNAPSHOTS"):
+        path.write_text(got)
+    assert path.exists(), f"no snapshot {path.name}: write it with HAKUBE_UPDATE_SNAPSHOTS=1 (see this file's top)"
+    assert got == path.read_text(), (f"the plan differs from {path.name}; if the change is meant, write the "
+                                     "snapshots again (HAKUBE_UPDATE_SNAPSHOTS=1) and review their diff")
+
+
+def test_plans_import_no_pulumi():
+    for path in (ROOT / "components").rglob("plan.py"):
+        tree = ast.parse(path.read_text())
+        names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        assert not [n for n in names if n.split(".")[0].startswith("pulumi")], path
+
+
+def test_a_plan_refuses_a_step_after_one_it_has_not_made_and_a_name_twice():
+    a = Step("a", "n1", ROOT / "components" / "steps" / "file.sh")
+    with pytest.raises(ValueError, match="b: runs after c"):
+        check([a, Step("b", "n1", a.script, after=("c",))])
+    with pytest.raises(ValueError, match="a: two steps"):
+        check([a, a])
+    with pytest.raises(ValueError, match="on create, on delete, or both"):
+        Step("c", "n1", None)
