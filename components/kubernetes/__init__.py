@@ -31,6 +31,7 @@ from ..pki import PRIVATE_OUTPUTS, Pki
 from ..remote import digest
 from ..remote import step as make_step
 from . import payloads as payload
+from .plan import DRAIN_TIMEOUT, JOINED, packages, upgrade_plan
 
 HERE = Path(__file__).parent
 # kubeadm's own certificates on a control plane (one year; `kubeadm certs renew`)
@@ -43,7 +44,6 @@ KUBEADM_ETCD_FILES = (
     (etcd_payload.KUBEADM_ETCD_KEY, "0600", "root", "root"),
 )
 # how long a leaving node's pods get to move (kubectl drain --timeout, seconds)
-DRAIN_TIMEOUT = 300
 PRACTICE_FILES = tuple((f"{payload.PRACTICE_CERTS_DIR}/{name}", mode, "root", "root")
                        for name, mode in (("ca.pem", "0644"), ("client.crt", "0644"), ("client.key", "0600")))
 
@@ -105,11 +105,6 @@ def command(parent: pulumi.Resource, name: str, node: Node, step: str, create: s
     the provider logs nothing; `secret_stdout`: its stdout is a secret output."""
     return make_step(f"{name}-{node.name}-{step}", node, create, stdin=stdin, secret=secret,
                      secret_stdout=secret_stdout, parent=parent, after=after)
-
-
-# marks a node drained by hakube for an upgrade (uncordoned after it; one
-# cordoned by hand stays cordoned)
-DRAINED_MARK = "hakube.io/upgrade-drained"
 
 
 def prepare_node(parent: pulumi.Resource, name: str, spec: Spec, node: Node) -> list[pulumi.Resource]:
@@ -415,38 +410,16 @@ class UpgradeArgs:
 
 
 class Upgrade(pulumi.ComponentResource):
-    """A change of `kubernetes.version` on a running cluster, as kubeadm's
-    upgrade procedure, one node at a time: the first control plane
-    (`kubeadm upgrade apply`), each other control plane (`kubeadm upgrade
-    node`), then each worker drained (on the first control plane), upgraded,
-    uncordoned. The version is in every step's script text, so a change is an
-    update of each, in this chain's order; on create (a new node, a new
-    cluster) each finds its node at the version and does nothing. The first
-    step refuses a downgrade or a skipped minor before anything changes."""
+    """`kubernetes.version` changed on a running cluster: plan.upgrade_plan."""
     last: pulumi.Resource
 
     def __init__(self, name: str, args: UpgradeArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("hakube:kubernetes:Upgrade", name, None, opts)
-        spec = args.spec
-        first = args.control_planes[0]
-        common = {"K8S_VERSION": spec.kubernetes.version, "DRAINED_MARK": DRAINED_MARK,
-                  "DRAIN_TIMEOUT": DRAIN_TIMEOUT,
-                  "APISERVER_MANIFEST": "/etc/kubernetes/manifests/kube-apiserver.yaml"}
-        previous: list[pulumi.Resource] = list(args.after)
-        for i, node in enumerate(args.control_planes):
-            step = command(self, name, node, "upgrade", script("upgrade", {
-                **common, "ROLE": "first" if i == 0 else "control-plane"}),
-                after=[*previous, args.packages[node.name]])
-            previous = [step]
-        for node in args.workers:
-            values = {**common, "NODE": node.name}
-            drain = command(self, name, first, f"upgrade-drain-{node.name}", script("upgrade-drain", values),
-                            after=previous)
-            upgraded = command(self, name, node, "upgrade", script("upgrade", {**common, "ROLE": "worker"}),
-                               after=[drain, args.packages[node.name]])
-            previous = [command(self, name, first, f"upgrade-uncordon-{node.name}",
-                                script("upgrade-uncordon", values), after=[upgraded])]
-        self.last = previous[0]
+        upgrade = upgrade_plan(name, args.spec)
+        made = steps.realize(upgrade, parent=self, nodes={n.name: n for n in (*args.control_planes, *args.workers)},
+                             outside={JOINED: list(args.after),
+                                      **{packages(node): step for node, step in args.packages.items()}})
+        self.last = made[upgrade[-1].name]
         self.register_outputs({})
 
 

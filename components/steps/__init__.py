@@ -136,14 +136,23 @@ def cert_check(stack: str, days: int, calendar: str, hakube_certs: Sequence[str]
 
 
 def realize(plan: Sequence[Step], *, parent, nodes: Mapping[str, object],
-            sources: Mapping[str, object] | None = None) -> dict:
+            sources: Mapping[str, object] | None = None, outside: Mapping[str, object] | None = None) -> dict:
     """A plan's steps as resources, in the plan's order: name -> the
     remote.Command. `nodes`: node name -> Node; `sources`: the outputs its
-    Derived values read (name -> pulumi.Output)."""
+    Derived values read (name -> pulumi.Output); `outside`: what its steps
+    run after that is not theirs (name -> a resource or a list of them)."""
+    outside = outside or {}
     made: dict = {}
-    for s in check(list(plan)):
+
+    def waits_on(node, name: str) -> list:
+        if name == READY:
+            return [node.ready]
+        found = made[name] if name in made else outside[name]
+        return list(found) if isinstance(found, (list, tuple)) else [found]
+
+    for s in check(list(plan), tuple(outside)):
         node = nodes[s.node]
-        after = [node.ready if a == READY else made[a] for a in s.after]
+        after = [r for a in s.after for r in waits_on(node, a)]
         stdin = s.stdin
         if isinstance(stdin, Derived):
             out = (sources or {})[stdin.source].apply(stdin.fn)

@@ -28,7 +28,8 @@ class Step:
     the script's text changed (put what must re-run a step in its values);
     `delete` runs when the stack drops the step: a step with a delete and
     no script does nothing until then. `after`: steps of the same plan by
-    name, or READY. `gate`: on the node's bare connection (before its
+    name, READY, or a name of something outside the plan that realize is
+    handed (`outside`). `gate`: on the node's bare connection (before its
     machine id is known: a new disk does not re-run it). `converge`: `make
     converge` runs it again."""
     name: str
@@ -49,14 +50,15 @@ class Step:
             raise ValueError(f"{self.name}: a step runs a script on create, on delete, or both")
 
 
-def check(plan: list[Step]) -> list[Step]:
+def check(plan: list[Step], outside: tuple[str, ...] = ()) -> list[Step]:
     """A plan whose names are unique and whose `after` names only steps
-    before it (so realize never waits on what it has not made)."""
+    before it or what it declares it is handed from outside (so realize
+    never waits on what it has not made)."""
     seen: set[str] = set()
     for step in plan:
-        if step.name in seen:
+        if step.name in seen or step.name in outside:
             raise ValueError(f"{step.name}: two steps of the plan have this name")
-        unknown = [a for a in step.after if a != READY and a not in seen]
+        unknown = [a for a in step.after if a != READY and a not in seen and a not in outside]
         if unknown:
             raise ValueError(f"{step.name}: runs after {', '.join(unknown)}, which no earlier step of the plan is")
         seen.add(step.name)

@@ -14,6 +14,7 @@ import os
 
 import pytest
 
+from components.kubernetes.plan import upgrade_plan
 from components.loadbalancer.plan import plan as loadbalancer_plan
 from components.steps import step_name
 from components.steps.plan import Derived, Step, check
@@ -54,16 +55,28 @@ def rendered(plan: list[Step]) -> list[dict]:
              "gate": s.gate, "converge": s.converge} for s in plan]
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_the_load_balancers_plan_is_its_snapshot(case):
-    stack, overrides = CASES[case]
-    got = json.dumps(rendered(loadbalancer_plan("hakube-lb", spec_of(stack, overrides))), indent=1) + "\n"
-    path = SNAPSHOTS / f"loadbalancer-{case}.json"
+def same_as_snapshot(plan: list[Step], snapshot: str) -> None:
+    got = json.dumps(rendered(plan), indent=1) + "\n"
+    path = SNAPSHOTS / f"{snapshot}.json"
     if os.environ.get("HAKUBE_UPDATE_SNAPSHOTS"):
         path.write_text(got)
     assert path.exists(), f"no snapshot {path.name}: write it with HAKUBE_UPDATE_SNAPSHOTS=1 (see this file's top)"
     assert got == path.read_text(), (f"the plan differs from {path.name}; if the change is meant, write the "
                                      "snapshots again (HAKUBE_UPDATE_SNAPSHOTS=1) and review their diff")
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_the_load_balancers_plan_is_its_snapshot(case):
+    stack, overrides = CASES[case]
+    same_as_snapshot(loadbalancer_plan("hakube-lb", spec_of(stack, overrides)), f"loadbalancer-{case}")
+
+
+@pytest.mark.parametrize("case", ["dev", "dev-two-workers"])
+def test_the_upgrade_plan_is_its_snapshot(case):
+    """Control planes one at a time, the first first; then each worker
+    drained on the first control plane, upgraded, uncordoned."""
+    spec = spec_of("dev", {"nodes": {"workers": {"count": 2}}} if case == "dev-two-workers" else {})
+    same_as_snapshot(upgrade_plan("hakube-upgrade", spec), f"upgrade-{case}")
 
 
 def test_plans_import_no_pulumi():
