@@ -31,7 +31,7 @@ from ..pki import PRIVATE_OUTPUTS, Pki
 from ..remote import digest
 from ..remote import step as make_step
 from . import payloads as payload
-from .plan import DRAIN_TIMEOUT, JOINED, packages, upgrade_plan
+from .plan import CNI, DRAIN_TIMEOUT, JOINED, UPGRADED, WORKERS_JOINED, checks_plan, packages, upgrade_plan
 
 HERE = Path(__file__).parent
 # kubeadm's own certificates on a control plane (one year; `kubeadm certs renew`)
@@ -433,30 +433,14 @@ class ChecksArgs:
 
 
 class Checks(pulumi.ComponentResource):
-    """The seed's verification, as gates after bootstrap: every node Ready, no
-    etcd pod, every control plane Ready, and a namespace written through the
-    API found by etcdctl on an etcd member."""
+    """The seed's verification after bootstrap: plan.checks_plan."""
 
     def __init__(self, name: str, args: ChecksArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("hakube:kubernetes:Checks", name, None, opts)
-        spec, cp = args.spec, args.control_plane
-        topo = spec.topology
-        first = cp.first
-        # By name, not by count: a node the stack drops is still listed by the
-        # API until its VM goes (deletes come last), and 3 Ready != 2 wanted
-        # would fail every run of a shrink.
-        ready = command(self, name, first, "nodes-ready", script("nodes-ready", {
-            "NODES": " ".join(n.name for n in (*topo.control_planes, *topo.workers))}),
-            after=[args.workers.last, cp.cni, *args.after])
-        encryption = spec.kubernetes.encryption_provider if spec.kubernetes.encryption_enabled else ""
-        probe = {"CHECK_NAMESPACE": payload.CHECK_NAMESPACE, "CHECK_SECRET": payload.CHECK_SECRET,
-                 "CHECK_PROBE": payload.CHECK_PROBE, "ENCRYPTION": encryption}
-        verify = command(self, name, first, "no-local-etcd", script("verify", {
-            "CONTROL_PLANES": " ".join(n.name for n in topo.control_planes), **probe}), after=[ready])
-        self.converge = [ready, verify]
-        self.registry = command(self, name, args.etcd_member, "registry", steps.step_script(
-            HERE / "registry.sh", {**probe, "PKI_DIR": etcd_payload.PKI_DIR,
-                                   "ETCD_ENDPOINTS": ",".join(topo.etcd_client_endpoints)},
-            libs=["etcd.sh"]), after=[verify])
-        self.converge.append(self.registry)
+        checks = checks_plan(name, args.spec)
+        cp = args.control_plane
+        made = steps.realize(checks, parent=self, nodes={cp.first.name: cp.first,
+                                                         args.etcd_member.name: args.etcd_member},
+                             outside={WORKERS_JOINED: args.workers.last, CNI: cp.cni, UPGRADED: list(args.after)})
+        self.converge = [made[s.name] for s in checks if s.converge]
         self.register_outputs({})

@@ -5,7 +5,9 @@ from pathlib import Path
 
 from config.spec import Spec
 
+from ..etcd import payloads as etcd_payload
 from ..steps.plan import Step, check
+from . import payloads as payload
 
 HERE = Path(__file__).parent
 # marks a node drained by hakube for an upgrade (uncordoned after it; one
@@ -52,3 +54,33 @@ def upgrade_plan(name: str, spec: Spec) -> list[Step]:
         out += [drain, upgraded, uncordon]
         previous = (uncordon.name,)
     return check(out, (JOINED, *(packages(n.name) for n in (*cps, *workers))))
+
+
+# outside the checks' plan: what they start after
+WORKERS_JOINED = "the last join"
+CNI = "the CNI"
+UPGRADED = "the upgrade done"
+
+
+def checks_plan(name: str, spec: Spec) -> list[Step]:
+    """The seed's verification, as gates after bootstrap: every node Ready,
+    no etcd pod, every control plane Ready, and a namespace written through
+    the API found by etcdctl on an etcd member (converge runs them again)."""
+    topo = spec.topology
+    first, member = topo.control_planes[0].name, topo.etcd[0].name
+    # By name, not by count: a node the stack drops is still listed by the
+    # API until its VM goes (deletes come last), and 3 Ready != 2 wanted
+    # would fail every run of a shrink.
+    ready = Step(f"{name}-{first}-nodes-ready", first, HERE / "nodes-ready.sh",
+                 {"NODES": " ".join(n.name for n in (*topo.control_planes, *topo.workers))},
+                 after=(WORKERS_JOINED, CNI, UPGRADED), converge=True)
+    encryption = spec.kubernetes.encryption_provider if spec.kubernetes.encryption_enabled else ""
+    probe = {"CHECK_NAMESPACE": payload.CHECK_NAMESPACE, "CHECK_SECRET": payload.CHECK_SECRET,
+             "CHECK_PROBE": payload.CHECK_PROBE, "ENCRYPTION": encryption}
+    verify = Step(f"{name}-{first}-no-local-etcd", first, HERE / "verify.sh",
+                  {"CONTROL_PLANES": " ".join(n.name for n in topo.control_planes), **probe},
+                  after=(ready.name,), converge=True)
+    registry = Step(f"{name}-{member}-registry", member, HERE / "registry.sh",
+                    {**probe, "PKI_DIR": etcd_payload.PKI_DIR, "ETCD_ENDPOINTS": ",".join(topo.etcd_client_endpoints)},
+                    libs=("etcd.sh",), after=(verify.name,), converge=True)
+    return check([ready, verify, registry], (WORKERS_JOINED, CNI, UPGRADED))

@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-from components.kubernetes.plan import upgrade_plan
+from components.kubernetes.plan import checks_plan, upgrade_plan
 from components.loadbalancer.plan import plan as loadbalancer_plan
 from components.steps import step_name
 from components.steps.plan import Derived, Step, check
@@ -77,6 +77,14 @@ def test_the_upgrade_plan_is_its_snapshot(case):
     drained on the first control plane, upgraded, uncordoned."""
     spec = spec_of("dev", {"nodes": {"workers": {"count": 2}}} if case == "dev-two-workers" else {})
     same_as_snapshot(upgrade_plan("hakube-upgrade", spec), f"upgrade-{case}")
+
+
+def test_the_checks_plan_is_its_snapshot():
+    """Nodes Ready, then no local etcd (and Secrets encrypted), then the
+    API's write found in etcd from a member, after every join, the CNI and
+    the upgrade."""
+    spec = spec_of("dev", {"nodes": {"workers": {"count": 1}}})
+    same_as_snapshot(checks_plan("hakube-checks", spec), "checks-dev-one-worker")
 
 
 def test_plans_import_no_pulumi():
