@@ -35,7 +35,7 @@ it, against the release's own SHA256SUMS (a warning says so).
 from __future__ import annotations
 
 # etcd: version -> (sha256 of etcd-v<version>-linux-amd64.tar.gz, of -linux-arm64.tar.gz).
-# From 3.5.26 on (3.5.32 is the floor of a 3.5 -> 3.6 upgrade, components/etcd/install.sh).
+# From 3.5.26 on (3.5.32 is the floor of a 3.5 -> 3.6 upgrade, refused below it by etcd's install step).
 # Source: KUBESPRAY.
 ETCD_SHA256: dict[str, tuple[str, str]] = {
     "3.5.26": ("0a682a91201dc8351d507210bc30b021a11e254eab806f03224b51e8fad29abb",

@@ -23,6 +23,11 @@ import shlex
 from dataclasses import asdict, dataclass, field
 from typing import Iterable
 
+from components.etcd import notes as etcd_notes
+from components.kubernetes import notes as kubernetes_notes
+from components.loadbalancer import notes as lb_notes
+from components.steps.plan import MEMBERS_REMOVED
+
 COMMAND = "command:remote:Command"
 LIBVIRT_KINDS = {
     "libvirt:index/volume:Volume": "volume",
@@ -36,34 +41,16 @@ STEP_MARK = re.compile(r"^# hakube step: (\S+)$", re.M)
 MACHINE_MARK = re.compile(r"^# hakube machine: (\S*)\n")
 ASSIGN = re.compile(r"^([A-Z][A-Z0-9_]*)=(.*)$")
 EMPTY = "(empty)"
-RESTARTS = {"etcd/restart.sh": "etcd", "kubernetes/apiserver-restart.sh": "kube-apiserver"}
+# What each component says of its own scripts (steps/plan.py Note), by the
+# name a step's mark gives its script ("loadbalancer/vip.sh").
+NOTES = {f"{component}/{script}": note for component, notes in
+         (("etcd", etcd_notes.NOTES), ("kubernetes", kubernetes_notes.NOTES), ("loadbalancer", lb_notes.NOTES))
+         for script, note in notes.items()}
+RESTARTS = {script: note.restarts for script, note in NOTES.items() if note.restarts}
 # Steps that take something down whenever they run.
-DANGER_SCRIPTS = {
-    "etcd/restore/stop.sh": "etcd is stopped on {nodes} for a restore: the API is unavailable until the "
-                            "restore's start",
-    "etcd/restore/data.sh": "each member's data is replaced by the snapshot on {nodes} (the old data dir is "
-                            "kept aside); every write after the snapshot is lost",
-    "etcd/membership.sh": "members leave the etcd cluster (member remove, on {nodes})",
-    "kubernetes/upgrade.sh": "Kubernetes is upgraded one node at a time on {nodes}: each control plane's "
-                             "static pods restart, each node is drained and its kubelet restarted",
-}
+DANGER_SCRIPTS = {script: note for script, note in NOTES.items() if note.danger}
 # Checks only the running cluster can make, at the start of the step that needs them.
-RUNTIME_CHECKS = {
-    "etcd/install.sh": "etcd's upgrade policy against the live cluster version (patches freely, one minor at "
-                       "a time, never down, the floor patch before the next minor)",
-    "etcd/membership.sh": "member removals: a healthy cluster, and no more removed at once than it can lose",
-    "etcd/start.sh": "a new or rebuilt member joins only a healthy cluster with quorum, as a learner",
-    "etcd/restart.sh": "each restart waits for a healthy cluster first and returns when it is healthy again",
-    "etcd/health.sh": "every member healthy, no alarm",
-    "kubernetes/preflight.sh": "every etcd endpoint answers with the apiserver's client certificate",
-    "kubernetes/apiserver-restart.sh": "each apiserver is ready again before the next restarts",
-    "loadbalancer/vip.sh": "the VIP accepts connections",
-    "kubernetes/upgrade.sh": "Kubernetes' upgrade policy against what each node runs (one minor at a time, never "
-                             "down); each control plane Ready at the new version before the next one starts",
-    "kubernetes/upgrade-drain.sh": "each worker drained (PodDisruptionBudgets honored) before its packages change",
-    "kubernetes/leave-drain.sh": "a leaving node is drained (PodDisruptionBudgets honored) before it is reset and "
-                                 "its VM goes",
-}
+RUNTIME_CHECKS = {script: note for script, note in NOTES.items() if note.check}
 
 
 @dataclass
@@ -120,7 +107,7 @@ def unwrap_script(text: str | None) -> tuple[str, str]:
 
 
 def script_name(text: str | None, name: str, node: str = "") -> str:
-    """The shipped script a step runs (`etcd/start.sh`); for a shared one
+    """The shipped script a step runs (`loadbalancer/vip.sh`); for a shared one
     (steps/file.sh) or one without a mark, with what the step is for."""
     m = STEP_MARK.search(unwrap_script(text)[1]) if text else None
     purpose = name.split(f"-{node}-", 1)[1] if node and f"-{node}-" in name else name.rsplit("-", 1)[-1]
@@ -459,20 +446,21 @@ def _finish(review: Review, base: dict, head: dict) -> None:
         review.dangers.append("the encryption keys change: kube-apiserver restarts, one at a time, in this order: "
                               + ", ".join(f"{i.node} ({i.name.rsplit('-', 1)[1]})" for i in keys)
                               + "; then every Secret is written again")
-    for script, text in DANGER_SCRIPTS.items():
+    for script, note in DANGER_SCRIPTS.items():
         on = list(dict.fromkeys(i.node for i in items if _file(i) == script))
-        if on and not (script == "etcd/membership.sh" and not _removes_members(base, head)):
-            review.dangers.append(text.format(nodes=", ".join(on)))
+        if on and not (note.danger_when == MEMBERS_REMOVED and not _removes_members(base, head)):
+            review.dangers.append(note.danger.format(nodes=", ".join(on)))
     reissued = [i for i in items if i.kind in ("certificate", "key") and i.op in ("replace", "update")]
     if reissued:
         review.dangers.append("re-issued: " + ", ".join(_cert_name(i.name) for i in reissued))
     # what only the live cluster can refuse
     seen = {}
     for item in items:
-        # etcd/install.sh checks the policy where it installs etcd itself, not for a control plane's etcdctl
-        if _file(item) in RUNTIME_CHECKS and (item.script == _file(item) or _file(item) != "etcd/install.sh"):
+        note = RUNTIME_CHECKS.get(_file(item))
+        if note and (item.script == _file(item) or not note.check_own_only):
             seen.setdefault(_file(item), []).append(item.node)
-    review.runtime_checks = [f"{RUNTIME_CHECKS[s]} ({s} on {', '.join(dict.fromkeys(n))})" for s, n in seen.items()]
+    review.runtime_checks = [f"{RUNTIME_CHECKS[s].check} ({s} on {', '.join(dict.fromkeys(n))})"
+                             for s, n in seen.items()]
     pending = (head.get("outputs") or {}).get("pendingRebuilds") or []
     if pending:
         review.notes.append("nodes whose VM differs from the stack until rebuilt (make rebuild NODE=...): "

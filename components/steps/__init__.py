@@ -52,7 +52,7 @@ def lib_line(name: str, lib_dir: str = LIB_DIR) -> str:
 
 
 def step_name(path: Path) -> str:
-    """components/etcd/restart.sh -> etcd/restart.sh (how reviews and tests name a script)."""
+    """components/loadbalancer/vip.sh -> loadbalancer/vip.sh (how reviews and tests name a script)."""
     return str(Path(path).resolve().relative_to(COMPONENTS))
 
 

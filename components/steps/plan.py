@@ -63,3 +63,17 @@ def check(plan: list[Step], outside: tuple[str, ...] = ()) -> list[Step]:
             raise ValueError(f"{step.name}: runs after {', '.join(unknown)}, which no earlier step of the plan is")
         seen.add(step.name)
     return plan
+
+
+MEMBERS_REMOVED = "members removed"
+
+
+@dataclass(frozen=True)
+class Note:
+    """What `make review` says when a step runs one of a component's
+    scripts; each component keeps its own beside its files (NOTES)."""
+    restarts: str = ""          # the service its RESTART_PAYLOAD change restarts, one node at a time
+    danger: str = ""            # what it takes down whenever it runs ({nodes}: where it runs)
+    danger_when: str = ""       # MEMBERS_REMOVED: a danger only when the run removes etcd members
+    check: str = ""             # what it checks against the live cluster before it acts
+    check_own_only: bool = False  # the check holds where it is the step's own script only

@@ -38,3 +38,16 @@ def test_no_function_in_components_runs_past_sixty_lines():
             for p, tree in _sources() for n in ast.walk(tree)
             if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > LONGEST]
     assert not long, "split these (a function a reader can hold on one screen):\n  " + "\n  ".join(long)
+
+
+def test_no_file_outside_etcd_names_one_of_etcds_files():
+    """etcd's scripts and units are etcd's: what review says of them lives in
+    etcd/notes.py, and other components reach them only through etcd's
+    Python (install_script, payloads), never by their path."""
+    etcd = COMPONENTS / "etcd"
+    names = [str(p.relative_to(etcd)) for p in etcd.rglob("*") if p.is_file() and p.suffix not in (".py", ".pyc")]
+    found = [f"{p.relative_to(ROOT)} names etcd/{name}"
+             for top in ("components", "config", "ops", "review", "engine")
+             for p in (ROOT / top).rglob("*") if p.is_file() and p.suffix in (".py", ".sh") and etcd not in p.parents
+             for name in names if f"etcd/{name}" in p.read_text()]
+    assert not found, found
