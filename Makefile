@@ -19,7 +19,7 @@ export PATH := $(TOOLS_BIN):$(PATH)
 PULUMI_ENV := env -u SSH_AUTH_SOCK PULUMI_BACKEND_URL=file://$(STATE_DIR) PULUMI_CONFIG_PASSPHRASE_FILE=$(PASSPHRASE_FILE) \
   PULUMI_SKIP_UPDATE_CHECK=1 $(if $(wildcard $(TOOLS_BIN)/pulumi-resource-command),PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=1)
 
-.PHONY: tools lab-releases versions up preview review converge rebuild destroy outputs kubeconfig status backups lab-status lab-backups test test-fast lab lab-down deps state check-pulumi check-config clean
+.PHONY: tools lab-releases versions up preview review converge rebuild destroy outputs kubeconfig status backups lab-status lab-backups test test-fast lab lab-down deps state check-pulumi check-config check-libvirt clean
 
 $(VENV)/.deps: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -58,14 +58,17 @@ versions: deps
 	$(PY) -c 'import sys; from config.versions import main; sys.exit(main(sys.argv[1:]))'
 
 check-config: deps
-	$(PY) -c "from config import load_stack_file; s = load_stack_file('.', '$(STACK)'); \
-	  print(f'{s.stack}: ' + ', '.join(f'{n.name} {n.ip}' for n in s.topology.nodes))"
+	@$(PY) -m config.check $(STACK)
 
 define select_stack
 	$(PULUMI_ENV) pulumi stack select $(STACK) 2>/dev/null || $(PULUMI_ENV) pulumi stack init $(STACK)
 endef
 
-up: check-pulumi deps state check-config
+# before Pulumi starts: the stack's libvirt host answers (ops/hostcheck.py)
+check-libvirt: deps
+	@$(PY) -m ops.hostcheck $(STACK)
+
+up: check-pulumi deps state check-config check-libvirt
 	$(select_stack)
 	$(PULUMI_ENV) pulumi up --stack $(STACK)
 

@@ -89,17 +89,24 @@ def probe_all(outputs: dict, timeout: float = 40) -> dict[str, dict]:
 
 def read_outputs(source: str, what: str) -> dict:
     """The stack's outputs (JSON, `-`: stdin) with the secrets SSH needs; raises ValueError saying why not."""
+    up = "run `make up` for it first (or give the stack with STACK=<name>)"
     try:
         text = sys.stdin.read() if source == "-" else Path(source).read_text()
+    except OSError as err:
+        raise ValueError(f"{what}: cannot read the stack's outputs from {source} ({err.strerror})") from None
+    if not text.strip():
+        raise ValueError(f"{what}: the stack has no outputs (pulumi stack output printed nothing): {up}")
+    try:
         outputs = json.loads(text)
-        for key in ("nodeIps", "sshUser", "sshPrivateKey", "knownHosts"):
-            if key not in outputs:
-                raise KeyError(key)
-        if "[secret]" in str(outputs["sshPrivateKey"]):
-            raise ValueError("sshPrivateKey is hidden: read the outputs with --show-secrets")
-    except (OSError, ValueError, KeyError) as err:
-        raise ValueError(f"{what}: cannot read the stack's outputs ({err!s}); has `pulumi up` run for this stack?") \
-            from None
+    except ValueError:
+        raise ValueError(f"{what}: what pulumi stack output printed is not the stack's outputs "
+                         f"({text.strip()[:200]!r}): {up}") from None
+    missing = [k for k in ("nodeIps", "sshUser", "sshPrivateKey", "knownHosts") if k not in outputs]
+    if missing:
+        raise ValueError(f"{what}: the stack's outputs lack {', '.join(missing)}: is this a hakube stack "
+                         f"that `pulumi up` finished? {up}")
+    if "[secret]" in str(outputs["sshPrivateKey"]):
+        raise ValueError(f"{what}: sshPrivateKey is hidden: read the outputs with --show-secrets")
     return outputs
 
 

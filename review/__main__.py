@@ -41,7 +41,12 @@ def default_base() -> str:
 def export(ref: str, into: Path) -> Path:
     """The tracked files of `ref`, as a directory."""
     into.mkdir(parents=True)
-    archive = subprocess.run(["git", "archive", "--format=tar", ref], cwd=ROOT, check=True, capture_output=True)
+    archive = subprocess.run(["git", "archive", "--format=tar", ref], cwd=ROOT, capture_output=True)
+    if archive.returncode != 0:
+        said = archive.stderr.decode(errors="replace").strip()
+        raise SystemExit(f"review: BASE={ref} is not a commit of this repository (git said: {said}).\n"
+                         "Give a branch, tag or commit (git log --oneline, git tag), or leave BASE out to review "
+                         "against the merge base with main.")
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
     return into
 
@@ -83,6 +88,16 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--scripts", action="store_true", help="show each step's script diff")
     ap.add_argument("--preview-json", type=Path, help="`pulumi preview --json` of the stack: review the real plan")
     args = ap.parse_args(argv)
+    if not (args.head_dir / f"Pulumi.{args.stack}.yaml").exists():
+        stacks = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in args.head_dir.glob("Pulumi.*.yaml"))
+        raise SystemExit(f"review: no stack {args.stack!r} here (no Pulumi.{args.stack}.yaml in {args.head_dir}); "
+                         f"the stacks are: {', '.join(stacks)}. Give one with STACK=<name>.")
+    if args.preview_json:
+        try:
+            json.loads(args.preview_json.read_text())
+        except (OSError, ValueError) as err:
+            raise SystemExit(f"review: PREVIEW={args.preview_json} is not the JSON of a preview ({err}); "
+                             "write one with: pulumi preview --json --stack <stack> > preview.json") from None
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="hakube-review-") as tmp:
         work = Path(tmp)

@@ -51,3 +51,36 @@ def test_no_file_outside_etcd_names_one_of_etcds_files():
              for p in (ROOT / top).rglob("*") if p.is_file() and p.suffix in (".py", ".sh") and etcd not in p.parents
              for name in names if f"etcd/{name}" in p.read_text()]
     assert not found, found
+
+
+def _layout() -> list[str]:
+    """The README's layout block: the paths each line names first."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("## Layout\n\n```\n", 1)[1].split("```\n", 1)[0]
+    paths, parent = [], ""
+    for line in block.splitlines():
+        names = line[:35].split()
+        if not names:
+            continue
+        if not line.startswith(" "):
+            parent = names[0] if names[0].endswith("/") else ""
+        for name in names:
+            name = name.rstrip(",")
+            if "<" in name:
+                continue
+            paths.append(parent + name if line.startswith("  ") else name)
+    return paths
+
+
+def test_the_readmes_layout_names_files_that_exist_and_every_component():
+    named = _layout()
+    missing = [p for p in named if not (ROOT / p).exists()]
+    assert not missing, f"the README's layout names what is not in the tree: {missing}"
+    tops = {p.name + ("/" if p.is_dir() else "") for p in ROOT.iterdir()
+            if not p.name.startswith(".") and p.name not in ("README.md", "requirements.txt")
+            and not p.name.startswith("Pulumi.")}
+    parts = {p.name + ("/" if p.is_dir() else "") for p in COMPONENTS.iterdir() if p.name != "__pycache__"}
+    listed = {p.split("/")[0] + ("/" if "/" in p else "") for p in named} | {p.split("/", 1)[1] for p in named
+                                                                             if p.startswith("components/")}
+    assert not (tops - listed), f"top-level entries the layout leaves out: {sorted(tops - listed)}"
+    assert not (parts - listed), f"components the layout leaves out: {sorted(parts - listed)}"
