@@ -155,6 +155,24 @@ def etcd_sha256(version: str, arch: str) -> str | None:
     return row[ETCD_ARCHES.index(arch)] if row and arch in ETCD_ARCHES else None
 
 
+# The sources above as a reader names them (the keys are this file's shorthand).
+SOURCE_NAMES = {
+    "KUBESPRAY": "kubespray @46dbdd39",
+    "K8S_137": "Kubernetes CHANGELOG-1.37",
+    "ETCD_37": "etcd CHANGELOG-3.7 and upgrade_3_7",
+    "ETCD_POLICY": "etcd versioning policy",
+    "ETCD_36_FLOOR": "etcd upgrade_3_6 guide",
+}
+
+
+def said(source: str) -> str:
+    """A row's source as `make versions` prints it: its shorthand spelled out."""
+    for key, name in SOURCE_NAMES.items():
+        if source == key or source.startswith((key + " ", key + ":")):
+            return name + source[len(key):]
+    return source
+
+
 def table() -> str:
     """What `make versions` prints."""
     out = ["etcd (sha256 pinned for amd64 and arm64; " + ETCD_SOURCE + "):"]
@@ -164,14 +182,14 @@ def table() -> str:
     out.append("etcd lines (minor: status, the patch required before the next minor):")
     for minor, (status, floor, source) in sorted(ETCD_LINES.items()):
         out.append(f"  3.{minor}: {status}" + (f"; 3.{minor}.{floor}+ before 3.{minor + 1}" if floor else "")
-                   + f"  ({source})")
+                   + f"  ({said(source)})")
     out.append("Kubernetes (minor: kubeadm config API, etcd line, pause image, source):")
     for minor, (api, line, pause, source) in sorted(KUBERNETES.items()):
-        out.append(f"  1.{minor}: {api}, etcd {line}.x, pause {pause}  ({source})"
+        out.append(f"  1.{minor}: {api}, etcd {line}.x, pause {pause}  ({said(source)})"
                    + (f"   (default {KUBERNETES_DEFAULT})" if KUBERNETES_DEFAULT.startswith(f"1.{minor}.") else ""))
     out.append("CNI (default version, source):")
     for plugin, (version, source) in CNI.items():
-        out.append(f"  {plugin} {version}  ({source})")
+        out.append(f"  {plugin} {version}  ({said(source)})")
     return "\n".join(out)
 
 

@@ -100,3 +100,12 @@ def test_make_versions_prints_the_table():
 def test_the_readme_shows_the_table_as_it_is():
     assert versions.readme_block() in (ROOT / "README.md").read_text(), \
         "README.md's release table is stale: run python -m config.versions --readme"
+
+
+def test_make_versions_names_each_source_as_a_reader_would_not_by_this_files_shorthand():
+    import re
+
+    from config import versions
+    shorthand = re.findall(r"\([A-Z][A-Z0-9_]{2,}\b", versions.table())
+    assert not shorthand, shorthand
+    assert set(versions.SOURCE_NAMES) <= set(re.findall(r"^- ([A-Z0-9_]+):", versions.__doc__, re.M))
