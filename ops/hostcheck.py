@@ -14,7 +14,7 @@ from config.stackfile import load_or_say
 
 WITHOUT = ("Without a libvirt host you can still read what a change would do (make review), check a stack "
            "file (make check-config STACK=...), or run the whole program on containers of this machine "
-           "(make lab, as root: README, \"The lab\").")
+           "(make lab, as root: README, \"Testing\").")
 
 
 def problem(uri: str, timeout: float = 20) -> str | None:

@@ -84,3 +84,15 @@ def test_the_readmes_layout_names_files_that_exist_and_every_component():
                                                                              if p.startswith("components/")}
     assert not (tops - listed), f"top-level entries the layout leaves out: {sorted(tops - listed)}"
     assert not (parts - listed), f"components the layout leaves out: {sorted(parts - listed)}"
+
+
+def test_the_readme_opens_for_a_newcomer_within_150_lines():
+    """What hakube is, the two commands and what they give, what runs
+    without a libvirt host, and where things are: before any reference."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    heads = [line for line in lines[:150] if line.startswith("## ")]
+    assert heads[:3] == ["## Set-up on a fresh machine", "## Without a libvirt host", "## Layout"], heads
+    opening = "\n".join(lines[:150])
+    assert "make up " in opening and "make test " in opening and "The *seed*" in opening
+    end_of_layout = next(i for i, line in enumerate(lines) if line == "## Layout") + 3
+    assert "```" in lines[end_of_layout:150], "the layout block ends within the first 150 lines"
