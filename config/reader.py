@@ -156,3 +156,14 @@ def parse_ipv4_network(text: str) -> ipaddress.IPv4Network:
     if net.version != 4:
         raise ValueError("only IPv4 is supported")
     return net
+
+
+def systemd_calendar(s: Section, default: str) -> str:
+    """A section's `calendar` key: a systemd calendar expression."""
+    value = s.string("calendar", default)
+    # The members' own `systemd-analyze calendar` judges the expression; here
+    # only what would break the unit file itself.
+    if isinstance(value, str) and (not value.strip() or "\n" in value or "%" in value):
+        s.problems.add(s.key("calendar"), f"{value!r} is not a systemd calendar expression "
+                       "(e.g. daily, hourly, *-*-* 00/6:00:00; see man systemd.time)")
+    return value
