@@ -79,7 +79,9 @@ class Ssh:
         return subprocess.Popen(self.argv(conn, command), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
 
     def run(self, conn: dict, command: str, stdin: str | None = None, timeout: float = 900) -> Result:
-        limit = int(conn.get("dialErrorLimit") or 10)
+        # the provider's dialWithRetry (pulumi-command v1.2.1 remote/connection.go:150-187):
+        # a dial error ends it once more than dialErrorLimit dials failed, so limit + 1 dials
+        limit = int(conn.get("dialErrorLimit") or 10) + 1
         started = time.monotonic()
         for dial in range(1, limit + 1):
             try:
@@ -88,8 +90,9 @@ class Ssh:
             except subprocess.TimeoutExpired as err:
                 raise SshError(f"{conn['host']}: command still running after {timeout:.0f} s") from err
             if proc.returncode == 255 and DIAL_ERRORS.search(proc.stderr) and dial < limit:
-                # the provider backs off between dials; so does the lab (1 s, growing to 5 s)
-                time.sleep(min(5.0, 1.0 + dial / 10))
+                # and its wait between dials: pulumi's retry.Until defaults (sdk/go/common/util/
+                # retry/until.go: 100 ms, times 1.5 after each, at most 5 s)
+                time.sleep(min(5.0, 0.1 * 1.5 ** (dial - 1)))
                 continue
             return Result(proc.returncode, proc.stdout, proc.stderr, dial, time.monotonic() - started)
         raise AssertionError("unreachable")
