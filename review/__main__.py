@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from config.stackfile import stacks
+
 from . import build, compare, from_preview, render
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,12 +91,12 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--preview-json", type=Path, help="`pulumi preview --json` of the stack: review the real plan")
     args = ap.parse_args(argv)
     if not (args.head_dir / f"Pulumi.{args.stack}.yaml").exists():
-        stacks = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in args.head_dir.glob("Pulumi.*.yaml"))
         raise SystemExit(f"review: no stack {args.stack!r} here (no Pulumi.{args.stack}.yaml in {args.head_dir}); "
-                         f"the stacks are: {', '.join(stacks)}. Give one with STACK=<name>.")
+                         f"the stacks are: {', '.join(stacks(args.head_dir))}. Give one with STACK=<name>.")
+    preview = None
     if args.preview_json:
         try:
-            json.loads(args.preview_json.read_text())
+            preview = json.loads(args.preview_json.read_text())
         except (OSError, ValueError) as err:
             raise SystemExit(f"review: PREVIEW={args.preview_json} is not the JSON of a preview ({err}); "
                              "write one with: pulumi preview --json --stack <stack> > preview.json") from None
@@ -109,8 +111,7 @@ def main(argv: list[str]) -> int:
         head_root = args.head_dir.resolve()
         review, base, head = review_dirs(base_root, head_root, args.stack, work, args.scripts)
         review.base, review.head = base_label, "working tree" if head_root == ROOT else str(args.head_dir)
-        if args.preview_json:
-            preview = json.loads(args.preview_json.read_text())
+        if preview is not None:
             nodes = (head.get("outputs") or {}).get("nodeIps") or {}
             real = from_preview(preview, nodes, args.stack)
             real.disagreements = compare(head, preview)
