@@ -26,7 +26,7 @@ from typing import Iterable
 from components.etcd import notes as etcd_notes
 from components.kubernetes import notes as kubernetes_notes
 from components.loadbalancer import notes as lb_notes
-from components.steps.plan import MEMBERS_REMOVED
+from components.steps.plan import MEMBERS_REMOVED, RUNS_AGAIN
 
 COMMAND = "command:remote:Command"
 LIBVIRT_KINDS = {
@@ -64,6 +64,7 @@ class Item:
     action: str = ""              # create | update | delete (which of the step's scripts)
     why: list[str] = field(default_factory=list)
     diff: str = ""                # the script's text diff (on request)
+    unknown: bool = False         # its script is known only once the steps before it ran (pulumi preview)
 
 
 @dataclass
@@ -289,6 +290,10 @@ def _item(step: dict, nodes: dict[str, str], scripts: bool) -> Item | None:
         return None                 # a component: its children say what happens
     kind = _kind(step["type"], step["name"])
     node = node_of(step["name"], nodes, step.get("host"))
+    if node == "cluster" and step.get("script"):
+        # `pulumi preview` shows a connection as [secret]: the machine id
+        # the script's first line carries names the node
+        node = node_of(unwrap_script(step["script"])[0], nodes)
     item = Item(node=node, name=step["name"], kind=kind, op=step["op"])
     if step["type"] == COMMAND:
         if not step["runs"]:
@@ -296,6 +301,7 @@ def _item(step: dict, nodes: dict[str, str], scripts: bool) -> Item | None:
         item.action = step["action"] or ""
         item.script = script_name(step["script"], step["name"], node)
         item.why = _command_why(step)
+        item.unknown = item.action in (step.get("unknown") or [])
         if scripts and step.get("old_script") and step.get("script"):
             item.diff = "".join(difflib.unified_diff(
                 unwrap_script(step["old_script"])[1].splitlines(keepends=True),
@@ -414,9 +420,21 @@ def _file(item: "Item") -> str:
     return (item.script or "").split(" (", 1)[0]
 
 
+def _members(report: dict) -> list[str]:
+    """The etcd members a side of the review has (its nodeIps output)."""
+    return [n for n in ((report.get("outputs") or {}).get("nodeIps") or {}) if n.startswith("etcd-")]
+
+
+def _restarts(item: Item) -> bool:
+    """Whether a restart step's run restarts its service: its payload's
+    digest changed, or is known only once the steps before it have run
+    (`pulumi preview`: what feeds the digest, a certificate, is new)."""
+    return item.unknown or any(w.startswith("RESTART_PAYLOAD") for w in item.why)
+
+
 def _finish(review: Review, base: dict, head: dict) -> None:
     items = review.items
-    members = [n for n in ((base.get("outputs") or {}).get("nodeIps") or {}) if n.startswith("etcd-")]
+    members = _members(base)
     # dangers: VMs, volumes and disks deleted or replaced
     vm_kinds = ("VM", "volume", "cloud-init disk", "network", "image volume")
     for item in items:
@@ -432,12 +450,13 @@ def _finish(review: Review, base: dict, head: dict) -> None:
     touched = sorted({i.node for i in items if i.node in members and i.kind in ("VM", "volume")
                       and i.op in ("replace", "delete")})
     limit = (len(members) - 1) // 2
-    if len(touched) > limit:
+    # with no member known there is no quorum to judge (a state with no etcd VM yet)
+    if members and len(touched) > limit:
         review.dangers.insert(0, f"{len(touched)} of {len(members)} etcd members' VMs are deleted or "
                                  f"replaced in one run ({', '.join(touched)}); the cluster survives {limit} at once")
     # restarts, in the order the run makes them
     for script, what in RESTARTS.items():
-        order = [i.node for i in items if _file(i) == script and any(w.startswith("RESTART_PAYLOAD") for w in i.why)]
+        order = [i.node for i in items if _file(i) == script and _restarts(i)]
         if order:
             review.dangers.append(f"{what} restarts, one at a time, in this order: {', '.join(order)}")
     keys = [i for i in items if _file(i) == "kubernetes/encryption.sh" and any(w.startswith("KEYS") for w in i.why)
@@ -447,12 +466,13 @@ def _finish(review: Review, base: dict, head: dict) -> None:
                               + ", ".join(f"{i.node} ({i.name.rsplit('-', 1)[1]})" for i in keys)
                               + "; then every Secret is written again")
     for script, note in DANGER_SCRIPTS.items():
-        on = list(dict.fromkeys(i.node for i in items if _file(i) == script))
+        on = list(dict.fromkeys(i.node for i in items if _file(i) == script
+                                and not (note.danger_when == RUNS_AGAIN and i.op == "create")))
         if on and not (note.danger_when == MEMBERS_REMOVED and not _removes_members(base, head)):
             review.dangers.append(note.danger.format(nodes=", ".join(on)))
     reissued = [i for i in items if i.kind in ("certificate", "key") and i.op in ("replace", "update")]
     if reissued:
-        review.dangers.append("re-issued: " + ", ".join(_cert_name(i.name) for i in reissued))
+        review.dangers.append("re-issued: " + ", ".join(sorted(_cert_name(i.name) for i in reissued)))
     # what only the live cluster can refuse
     seen = {}
     for item in items:
@@ -477,9 +497,37 @@ def _finish(review: Review, base: dict, head: dict) -> None:
 
 
 def _removes_members(base: dict, head: dict) -> bool:
-    members = lambda r: {n for n in ((r.get("outputs") or {}).get("nodeIps") or {})  # noqa: E731
-                         if n.startswith("etcd-")}
-    return bool(members(base) - members(head))
+    return bool(set(_members(base)) - set(_members(head)))
+
+
+def _vm_changes(preview: dict) -> list[tuple[str, str, str]]:
+    """(op, role, node) of each VM a previewed run creates or deletes, by
+    the VM's description (`hakube <stack> <role> <node>`)."""
+    found = []
+    for step in preview.get("steps") or []:
+        op = step.get("op")
+        state = step.get("newState") if op == "create" else step.get("oldState") if op == "delete" else None
+        if not state or state.get("type") != "libvirt:index/domain:Domain":
+            continue
+        words = str((state.get("inputs") or {}).get("description") or "").split()
+        if len(words) == 4 and words[0] == "hakube":
+            found.append((op, words[2], words[3]))
+    return found
+
+
+def _vm_sides(preview: dict, nodes: dict[str, str]) -> tuple[dict, dict]:
+    """The etcd members before and after a previewed run, as the review
+    needs them. `pulumi preview --json` lists no unchanged resource (only
+    the stack's own `same`; measured on the CLI `make tools` builds), so the
+    members after are the stack's (`nodes`: address -> name), and the ones
+    before are those, less the VMs the run creates, plus the ones it deletes."""
+    after = {n for n in nodes.values() if n.startswith("etcd-")}
+    before = set(after)
+    for op, role, node in _vm_changes(preview):
+        if role == "etcd":
+            (before.discard if op == "create" else before.add)(node)
+    return ({"outputs": {"nodeIps": dict.fromkeys(sorted(before), "")}},
+            {"outputs": {"nodeIps": dict.fromkeys(sorted(after), "")}})
 
 
 def _collapse(items: list[Item], at_least: int = 4) -> list[Item]:
@@ -554,6 +602,9 @@ def from_preview(preview: dict, nodes: dict | Iterable[str] = (), stack: str = "
     inputs as `pulumi preview --json` gives them (secrets stay `[secret]`)."""
     # nodeIps (name -> address), as the stack outputs it
     nodes = {ip: name for name, ip in dict(nodes).items()} if isinstance(nodes, dict) else {n: n for n in nodes}
+    sides = _vm_sides(preview, nodes)
+    # a node the run deletes is no longer in the stack's nodeIps: known by its VM
+    nodes.update({f"vm {node}": node for op, _, node in _vm_changes(preview) if node not in nodes.values()})
     review = Review(stack=stack, base="state", head="pulumi preview", source="pulumi preview")
     steps = []
     for step in preview.get("steps") or []:
@@ -598,7 +649,7 @@ def from_preview(preview: dict, nodes: dict | Iterable[str] = (), stack: str = "
         item = _deleted(s, nodes) if kind == "delete" else _item(s, nodes, False)
         if item is not None:
             review.items.append(item)
-    _finish(review, {}, {})
+    _finish(review, *sides)
     return review
 
 

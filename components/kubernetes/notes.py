@@ -1,11 +1,13 @@
 """What `make review` says of Kubernetes' scripts (steps/plan.py Note)."""
 from __future__ import annotations
 
-from ..steps.plan import Note
+from ..steps.plan import RUNS_AGAIN, Note
 
 NOTES = {
     "upgrade.sh": Note(danger="Kubernetes is upgraded one node at a time on {nodes}: each control plane's static "
                               "pods restart, each node is drained and its kubelet restarted",
+                       # a new node joins at the version: its upgrade step finds nothing to do
+                       danger_when=RUNS_AGAIN,
                        check="Kubernetes' upgrade policy against what each node runs (one minor at a time, never "
                              "down); each control plane Ready at the new version before the next one starts"),
     "apiserver-restart.sh": Note(restarts="kube-apiserver",

@@ -66,6 +66,7 @@ def check(plan: list[Step], outside: tuple[str, ...] = ()) -> list[Step]:
 
 
 MEMBERS_REMOVED = "members removed"
+RUNS_AGAIN = "runs again"
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class Note:
     scripts; each component keeps its own beside its files (NOTES)."""
     restarts: str = ""          # the service its RESTART_PAYLOAD change restarts, one node at a time
     danger: str = ""            # what it takes down whenever it runs ({nodes}: where it runs)
-    danger_when: str = ""       # MEMBERS_REMOVED: a danger only when the run removes etcd members
+    danger_when: str = ""       # MEMBERS_REMOVED: a danger only when the run removes etcd members;
+                                # RUNS_AGAIN: only where the step ran before (not on a new node)
     check: str = ""             # what it checks against the live cluster before it acts
     check_own_only: bool = False  # the check holds where it is the step's own script only

@@ -268,3 +268,49 @@ def test_a_step_whose_secret_connection_changed_says_so():
     (item,) = review.items
     assert (item.name, item.node, item.op, item.action) == ("hakube-etcd-02-ready", "etcd-02", "update", "create")
     assert any("its connection changed (secret" in w for w in item.why), item.why
+
+
+def _vm(op: str, node: str, role: str = "etcd") -> dict:
+    """A VM's step of `pulumi preview --json` as the real CLI prints it: a
+    create has only newState, a delete only oldState, each with the VM's
+    description among its inputs."""
+    state = {"type": "libvirt:index/domain:Domain", "custom": True,
+             "inputs": {"name": f"dev-{node}", "description": f"hakube dev {role} {node}"}}
+    urn = f"urn:pulumi:dev::hakube::hakube:cluster:Cluster$hakube:node:Node$libvirt:index/domain:Domain::hakube-{node}-domain"
+    return {"op": op, "urn": urn, "provider": "", **({"newState": state} if op == "create" else {"oldState": state})}
+
+
+ETCD_IPS = {"etcd-01": "192.168.144.201", "etcd-02": "192.168.144.202", "etcd-03": "192.168.144.203"}
+
+
+def test_a_preview_with_nothing_to_do_warns_of_nothing():
+    """The real CLI's preview of an unchanged stack lists only the stack
+    itself (`same`), no member's VM: no quorum danger (it once said "0 of 0
+    etcd members' VMs ... survives -1")."""
+    same = {"steps": [{"op": "same", "urn": "urn:pulumi:dev::hakube::pulumi:pulumi:Stack::hakube-dev"}]}
+    for nodes in (ETCD_IPS, {}):        # {}: no member known, nothing to judge quorum by
+        review = from_preview(same, nodes, "dev")
+        assert (review.items, review.dangers) == ([], []), nodes
+
+
+def test_a_preview_that_deletes_more_members_than_quorum_allows_says_so():
+    """Members counted from the stack (after) and the VMs the run deletes
+    (before): 2 of 3 deleted at once is more than the 1 a cluster of 3
+    survives; 2 of 5 is not."""
+    review = from_preview({"steps": [_vm("delete", "etcd-02"), _vm("delete", "etcd-03")]},
+                          {"etcd-01": ETCD_IPS["etcd-01"]}, "dev")
+    assert review.dangers[0] == ("2 of 3 etcd members' VMs are deleted or replaced in one run (etcd-02, etcd-03); "
+                                 "the cluster survives 1 at once"), review.dangers
+    assert [i.node for i in review.items] == ["etcd-02", "etcd-03"]
+    five = from_preview({"steps": [_vm("delete", "etcd-04"), _vm("delete", "etcd-05")]}, ETCD_IPS, "dev")
+    assert not any("members' VMs" in d for d in five.dangers), five.dangers
+    assert [i.node for i in five.items] == ["etcd-04", "etcd-05"]
+
+
+def test_a_preview_that_adds_members_counts_them_only_after():
+    """3 -> 5: the new members' VMs are created; before the run there were
+    3, so deleting none is no danger, and no member leaves."""
+    ips = {**ETCD_IPS, "etcd-04": "192.168.144.204", "etcd-05": "192.168.144.205"}
+    review = from_preview({"steps": [_vm("create", "etcd-04"), _vm("create", "etcd-05"),
+                                     _vm("create", "worker-01", role="worker")]}, ips, "dev")
+    assert review.dangers == [], review.dangers

@@ -113,7 +113,7 @@ def test_the_model_plans_what_the_real_engine_plans_through_a_chain_of_changes(t
     t0 = time.monotonic()
     first = real(config, "up")
     FIGURES["real engine: dev stack created (pulumi up)"] = first["seconds"]
-    model(config)
+    applied = model(config)         # the model's report of the state both sides are in
     found: list[str] = []
     for name, change, apply in CHAIN:
         head = deep(copy.deepcopy(config), change)
@@ -123,15 +123,20 @@ def test_the_model_plans_what_the_real_engine_plans_through_a_chain_of_changes(t
         lines = compare(plan, preview["preview"])
         found += [f"{name}: {line}" for line in lines]
         if not lines:
-            mine = build({}, plan)
+            mine = build(applied, plan)
             theirs = from_preview(preview["preview"], plan["outputs"].get("nodeIps") or {}, "dev")
             a = sorted((i.name, i.op, i.action) for i in mine.items if i.kind != "new")
             b = sorted((i.name, i.op, i.action) for i in theirs.items if i.kind != "new")
             if a != b:
                 found.append(f"{name}: the reviews differ: model only {sorted(set(a) - set(b))[:5]}, "
                              f"preview only {sorted(set(b) - set(a))[:5]}")
+            # what each review warns of (a preview has no base outputs: its
+            # members come from the stack and the VMs the run deletes)
+            warned = [(d, mine.dangers.count(d), theirs.dangers.count(d)) for d in set(mine.dangers + theirs.dangers)]
+            found += [f"{name}: danger said {m} times by the model's review, {t} by the preview's: {d}"
+                      for d, m, t in sorted(warned) if m != t]
         if apply:
-            config = head
+            config, applied = head, plan
             FIGURES[f"real engine: up of {name}"] = real(config, "up")["seconds"]
     # the program converges: after the last change, nothing left to do
     FIGURES["real engine: preview --expect-no-changes"] = real(config, "expect-no-changes")["seconds"]
