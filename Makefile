@@ -19,7 +19,7 @@ export PATH := $(TOOLS_BIN):$(PATH)
 PULUMI_ENV := env -u SSH_AUTH_SOCK PULUMI_BACKEND_URL=file://$(STATE_DIR) PULUMI_CONFIG_PASSPHRASE_FILE=$(PASSPHRASE_FILE) \
   PULUMI_SKIP_UPDATE_CHECK=1 $(if $(wildcard $(TOOLS_BIN)/pulumi-resource-command),PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=1)
 
-.PHONY: tools lab-releases versions up preview review converge rebuild destroy outputs kubeconfig status backups lab-status lab-backups test test-fast lab lab-down deps state check-pulumi check-config check-libvirt clean
+.PHONY: tools lab-releases versions docs up preview review converge rebuild destroy outputs kubeconfig status backups lab-status lab-backups test test-fast lab lab-down deps state check-pulumi check-config check-libvirt clean
 
 $(VENV)/.deps: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,11 @@ state: $(PASSPHRASE_FILE)
 # Kubernetes minors with their kubeadm API, CNI defaults, each with its source.
 versions: deps
 	$(PY) -c 'import sys; from config.versions import main; sys.exit(main(sys.argv[1:]))'
+
+# The config reference, docs/config.md and Pulumi.yaml's comments, from
+# config/docs.py and the parser's own defaults and limits.
+docs: deps
+	$(PY) -m config.docs
 
 check-config: deps
 	@$(PY) -m config.check $(STACK)

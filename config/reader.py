@@ -2,13 +2,46 @@
 which knows its key path, refuses unknown keys and names the path in errors."""
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
-from typing import Any, Callable, Iterable, TypeVar
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
 
 _MISSING = object()
+
+
+@dataclass(frozen=True)
+class KeyFact:
+    """One key as the parser reads it: what it takes, its default and limits.
+    The config reference (config/docs.py) is rendered from these."""
+    path: str                           # hakube:nodes.etcd.count
+    kind: str                           # a whole number, a string, a mapping, ...
+    default: Any = None                 # None: no default
+    minimum: int | None = None
+    maximum: int | None = None
+    choices: tuple[str, ...] = ()
+
+
+_RECORDING: list[dict[str, KeyFact]] = []
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[dict[str, KeyFact]]:
+    """Every key the parser reads meanwhile, by path, as it read it last."""
+    facts: dict[str, KeyFact] = {}
+    _RECORDING.append(facts)
+    try:
+        yield facts
+    finally:
+        _RECORDING.remove(facts)
+
+
+def _note(path: str, kind: str, default: Any, **limits: Any) -> None:
+    for facts in _RECORDING:
+        facts[path] = KeyFact(path, kind, None if default is _MISSING else default, **limits)
 
 
 class ConfigError(ValueError):
@@ -67,6 +100,7 @@ class Section:
         return self.raw.get(name, default)
 
     def _typed(self, name: str, default: Any, kind: type | tuple, what: str) -> Any:
+        _note(self.key(name), what, default)
         value = self._get(name, _MISSING)
         if value is _MISSING:
             return default
@@ -88,6 +122,7 @@ class Section:
     def integer(self, name: str, default: Any, minimum: int | None = None,
                 maximum: int | None = None, why: str = "") -> Any:
         value = self._typed(name, default, int, "a whole number")
+        _note(self.key(name), "a whole number", default, minimum=minimum, maximum=maximum)
         why = f" ({why})" if why else ""
         if isinstance(value, int) and value is not default:
             if minimum is not None and value < minimum:
@@ -99,12 +134,14 @@ class Section:
     def choice(self, name: str, default: str, choices: Iterable[str]) -> str:
         choices = list(choices)
         value = self.string(name, default)
+        _note(self.key(name), "one of", default, choices=tuple(choices))
         if value not in choices:
             self.problems.add(self.key(name), f"must be one of {', '.join(choices)}; got {value!r}")
             return default
         return value
 
     def string_list(self, name: str, default: list[str] | None = None) -> list[str] | None:
+        _note(self.key(name), "a list of strings", default)
         value = self._get(name, _MISSING)
         if value is _MISSING:
             return default
@@ -113,11 +150,19 @@ class Section:
             return default
         return value
 
+    def mapping(self, name: str) -> Any:
+        """A key whose value is a free mapping (another tool's options),
+        as written: the caller checks it."""
+        _note(self.key(name), "a mapping of options", None)
+        return self._get(name, None)
+
     def section(self, name: str) -> "Section":
+        _note(self.key(name), "a mapping", None)
         return Section(self.key(name), self._get(name, None), self.problems)
 
     def converted(self, name: str, default: Any, convert: Callable[[str], T], what: str) -> T | Any:
         value = self.string(name, _MISSING)
+        _note(self.key(name), what, default)
         if value is _MISSING or value is None:
             return default
         try:

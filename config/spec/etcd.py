@@ -281,7 +281,7 @@ def _recover(s: Section) -> RecoverSpec | None:
 
 def _offsite(s: Section) -> OffsiteSpec | None:
     before = len(s.problems.items)
-    remote = s._get("remote", None)
+    remote = s.mapping("remote")
     path = s.string("path", None)
     retention = s.integer("retention", 28, 1, 100_000)
     known_hosts = s.string("knownHosts", "")
