@@ -57,10 +57,11 @@ state: $(PASSPHRASE_FILE)
 versions: deps
 	$(PY) -c 'import sys; from config.versions import main; sys.exit(main(sys.argv[1:]))'
 
-# The config reference, docs/config.md and Pulumi.yaml's comments, from
-# config/docs.py and the parser's own defaults and limits.
+# The generated pages (ops/docs.py): the config reference, docs/config.md
+# and Pulumi.yaml's comments, from config/docs.py and the parser's own
+# defaults and limits; docs/alerts.md from the alert rules.
 docs: deps
-	$(PY) -m config.docs
+	$(PY) -m ops.docs
 
 check-config: deps
 	@$(PY) -m config.check $(STACK)

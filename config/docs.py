@@ -3,17 +3,12 @@
 Only the words live here: what a key is for. Its kind, default, range and
 choices are the parser's own (config/reader.py records each key as
 config.spec.load reads it), so a default or a limit is written once, where
-it is enforced. `make docs` writes both copies; tests/unit/test_docs.py
-keeps them current and holds this table to the keys the parser reads, both
-ways.
-
-    python -m config.docs            # rewrite Pulumi.yaml's reference and docs/config.md
-    python -m config.docs --check    # exit 1 when either is stale
-"""
+it is enforced. `make docs` (ops/docs.py) writes both copies;
+tests/unit/test_docs.py keeps them current and holds this table to the keys
+the parser reads, both ways."""
 from __future__ import annotations
 
 import ipaddress
-import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -369,34 +364,3 @@ def pulumi_yaml(text: str) -> str:
     """Pulumi.yaml with its reference block rewritten (the block runs to the end)."""
     start = text.index(YAML_BEGIN) if YAML_BEGIN in text else text.index("# Stack config reference")
     return text[:start] + yaml_block()
-
-
-def write(check: bool = False) -> list[str]:
-    """Rewrite (or, with check, only compare) both copies; the stale ones."""
-    stale = []
-    for path, new in ((ROOT / "Pulumi.yaml", pulumi_yaml((ROOT / "Pulumi.yaml").read_text())),
-                      (ROOT / "docs" / "config.md", markdown())):
-        old = path.read_text() if path.exists() else ""
-        if old != new:
-            stale.append(str(path.relative_to(ROOT)))
-            if not check:
-                path.parent.mkdir(exist_ok=True)
-                path.write_text(new)
-    return stale
-
-
-def main(argv: list[str]) -> int:
-    missing = undocumented()
-    if missing:
-        print("config/docs.py names no words for: " + ", ".join(missing), file=sys.stderr)
-        return 1
-    stale = write(check="--check" in argv)
-    if "--check" in argv and stale:
-        print(f"stale: {', '.join(stale)}; run make docs", file=sys.stderr)
-        return 1
-    print(("rewrote " + ", ".join(stale)) if stale else "Pulumi.yaml and docs/config.md are current")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -96,3 +96,10 @@ def test_the_readme_opens_for_a_newcomer_within_150_lines():
     assert "make up " in opening and "make test " in opening and "The *seed*" in opening
     end_of_layout = next(i for i, line in enumerate(lines) if line == "## Layout") + 3
     assert "```" in lines[end_of_layout:150], "the layout block ends within the first 150 lines"
+
+
+def test_no_readme_line_runs_past_300_characters():
+    """A reader scrolls down, not sideways: long reference tables live in docs/."""
+    long = [(n, len(line)) for n, line in enumerate((ROOT / "README.md").read_text().splitlines(), 1)
+            if len(line) > 300]
+    assert not long, f"README lines over 300 characters (line, length): {long}"
