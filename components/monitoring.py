@@ -11,7 +11,6 @@ Every metric they use is checked against a real scrape in the lab."""
 from __future__ import annotations
 
 import string
-from pathlib import Path
 
 import yaml
 
