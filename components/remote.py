@@ -8,7 +8,6 @@ travel inside the script.
 """
 from __future__ import annotations
 
-import hashlib
 import shlex
 import string
 from dataclasses import dataclass
@@ -76,15 +75,6 @@ def render(path: Path, values: Mapping[str, object] | None = None,
     if template is not None:
         body = string.Template(body).substitute(template)
     return prelude(values or {}) + body
-
-
-def digest(*parts: str) -> str:
-    """A short stable hash of payloads, for `triggers`."""
-    h = hashlib.sha256()
-    for part in parts:
-        h.update(part.encode())
-        h.update(b"\0")
-    return h.hexdigest()[:16]
 
 
 def sudo_bash(script: str) -> str:

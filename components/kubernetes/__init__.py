@@ -28,7 +28,7 @@ from ..etcd import EtcdCluster, install_script
 from ..etcd import payloads as etcd_payload
 from ..node import Node
 from ..pki import PRIVATE_OUTPUTS, Pki
-from ..remote import digest
+from ..steps.plan import digest
 from ..remote import step as make_step
 from . import payloads as payload
 from .plan import CNI, DRAIN_TIMEOUT, JOINED, UPGRADED, WORKERS_JOINED, checks_plan, packages, upgrade_plan

@@ -150,15 +150,25 @@ def realize(plan: Sequence[Step], *, parent, nodes: Mapping[str, object],
         found = made[name] if name in made else outside[name]
         return list(found) if isinstance(found, (list, tuple)) else [found]
 
+    def derive(value: Derived):
+        out = pulumi.Output.all(*(sources[name] for name in value.sources)).apply(lambda v: value.fn(*v))
+        return pulumi.Output.secret(out) if value.secret else out
+
+    def script(path, values: Mapping[str, object], libs: Sequence[str]):
+        later = {k: v for k, v in values.items() if isinstance(v, Derived)}
+        if not later:
+            return step_script(path, values, libs)
+        known = pulumi.Output.all(*(derive(v) for v in later.values()))
+        return known.apply(lambda v: step_script(path, {**values, **dict(zip(later, v))}, libs))
+
+    sources = sources or {}
     for s in check(list(plan), tuple(outside)):
         node = nodes[s.node]
         after = [r for a in s.after for r in waits_on(node, a)]
-        stdin = s.stdin
-        if isinstance(stdin, Derived):
-            out = (sources or {})[stdin.source].apply(stdin.fn)
-            stdin = pulumi.Output.secret(out) if stdin.secret else out
-        create = step_script(s.script, s.values, s.libs) if s.script is not None else "true"
+        stdin = derive(s.stdin) if isinstance(s.stdin, Derived) else s.stdin
+        create = script(s.script, s.values, s.libs) if s.script is not None else "true"
         delete = step_script(s.delete, s.delete_values) if s.delete is not None else None
         made[s.name] = make_step(s.name, node.connection if s.gate else node, create, stdin=stdin,
-                                 secret=s.secret, delete=delete, parent=parent, after=after)
+                                 update=create if s.update else None, secret=s.secret, delete=delete,
+                                 parent=parent, after=after)
     return made

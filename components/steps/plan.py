@@ -5,6 +5,7 @@ without the engine or mocks. `steps.realize` turns a plan into resources.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Optional
@@ -12,14 +13,28 @@ from typing import Callable, Mapping, Optional
 READY = "ready"         # in `after`: the node's own readiness gate
 
 
+def digest(*parts: str) -> str:
+    """A short stable hash of payloads (what a restart is for, a token id)."""
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class Derived:
     """A value known only once the stack runs: `fn` of the output that
-    `source` names (an input realize is handed, e.g. a generated key).
-    Secret unless said otherwise."""
-    source: str
-    fn: Callable[[str], str]
+    `source` names (an input realize is handed, e.g. a generated key), or
+    of the outputs a tuple of names names, one argument each. Secret unless
+    said otherwise. A step's stdin, or one of its values."""
+    source: str | tuple[str, ...]
+    fn: Callable[..., str]
     secret: bool = True
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return self.source if isinstance(self.source, tuple) else (self.source,)
 
 
 @dataclass(frozen=True)
@@ -27,7 +42,9 @@ class Step:
     """One step on one node. `script` runs on create, and on update when
     the script's text changed (put what must re-run a step in its values);
     `delete` runs when the stack drops the step: a step with a delete and
-    no script does nothing until then. `after`: steps of the same plan by
+    no script does nothing until then; `update`: the script is also given
+    as the step's update (the same text: what the provider runs on an
+    update either way, but an input of its own). `after`: steps of the same plan by
     name, READY, or a name of something outside the plan that realize is
     handed (`outside`). `gate`: on the node's bare connection (before its
     machine id is known: a new disk does not re-run it). `converge`: `make
@@ -44,6 +61,7 @@ class Step:
     delete_values: Mapping[str, object] = field(default_factory=dict)
     gate: bool = False
     converge: bool = False
+    update: bool = False
 
     def __post_init__(self) -> None:
         if self.script is None and self.delete is None:

@@ -288,7 +288,7 @@ def test_etcdctl_env_points_at_kubeadm_paths():
 def test_scheduled_jobs_timer_calendar_and_script_pass_their_checks(job, tmp_path):
     """What job.sh checks on a member, here: the timer verifies, the default
     calendar parses, the job's script (values + helpers + its file) parses."""
-    from components.etcd import timer_job
+    from components.etcd.plan import timer_job
     from config.spec import DEFAULT_BACKUP, DEFAULT_MAINTENANCE
     calendar = {"backup": DEFAULT_BACKUP, "maintenance": DEFAULT_MAINTENANCE}[job].calendar
     script_file = {"backup": "backup/snapshot.sh", "maintenance": "maintenance/maintain.sh"}[job]
