@@ -20,11 +20,10 @@ from config.spec import Spec
 from ..node import Node
 from ..pki import Pki
 from .. import steps
-from ..remote import copy_file
-from ..remote import step as make_step
 from . import payloads as payload
 from .plan import (CA, CONTROL_PLANES_DONE, HEALTHCHECK_CERT, HEALTHCHECK_KEY, MEMBER_SOURCES, OFFSITE_SECRETS,
-                   PEER_CA, RESTARTS_DONE, WAIT_TRIES, install_values, member_source, membership_plan, plan)
+                   PEER_CA, RESTARTS_DONE, SETTLED, install_values, member_source, membership_plan, plan,
+                   restore_offsite, restore_plan)
 
 HERE = Path(__file__).parent
 
@@ -127,64 +126,15 @@ class EtcdRestoreArgs:
 
 
 class EtcdRestore(pulumi.ComponentResource):
-    """Restore every member from the one snapshot named in `etcd.restore`:
-    copy it to every member, (apiservers paused) stop every member, restore
-    the same snapshot everywhere with a fresh cluster token, start all, gate
-    on cluster health, resume. Its resources are keyed by the snapshot's
-    sha256, so a restore runs once per snapshot named; each member also keeps
-    a marker, written only after the cluster gate, so a failed restore is
-    redone whole by the next `pulumi up`."""
+    """Every member restored from the one snapshot named in `etcd.restore`
+    (plan.restore_plan). Each member also keeps a marker, written only
+    after the cluster gate, so a failed restore is redone whole by the next
+    `pulumi up`."""
 
     def __init__(self, name: str, args: EtcdRestoreArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("hakube:etcd:EtcdRestore", name, None, opts)
-        spec, restore = args.spec, args.spec.etcd.restore
-        topo = spec.topology
-        sha = restore.sha256
-        upload_dir = "/var/lib/hakube/upload"
-        restore_dir = "/var/lib/hakube/restore"
-        # a file of this machine is copied up by the provider; an off-host
-        # one, fetched by each member into its own restore dir
-        upload = f"{restore_dir}/fetched-{sha[:16]}.db" if restore.offsite else f"{upload_dir}/restore-{sha[:16]}.db"
-        values = {"RESTORE_SHA": sha, "RESTORE_DIR": restore_dir, "RESTORE_UPLOAD": upload,
-                  "RESTORE_TOKEN": f"{spec.etcd.cluster_token}-restore-{sha[:8]}",
-                  "ETCD_DATA_DIR": spec.etcd.data_dir, "ETCD_INITIAL_CLUSTER": topo.etcd_initial_cluster,
-                  "ETCD_ENDPOINTS": ",".join(args.etcd.endpoints), "PKI_DIR": payload.PKI_DIR,
-                  "WAIT_TRIES": WAIT_TRIES}
-
-        def script(name: str, **extra) -> str:
-            return steps.step_script(HERE / "restore" / f"{name}.sh", {**values, **extra},
-                                     libs=["etcd.sh"])
-
-        def run(node: Node, step: str, create: str, after: Sequence[pulumi.Resource],
-                undo: str | None = None) -> remote.Command:
-            # Keyed by the snapshot: a run names one snapshot, and a step that
-            # succeeded is not run again (a failed run resumes where it
-            # failed; each script checks what it needs first). `undo`: the
-            # part of abandon.sh its delete runs when the key is dropped.
-            return make_step(f"{name}-{sha[:8]}-{node.name}-{step}", node, create,
-                             delete=script("abandon", PART=undo) if undo else None, parent=self, after=after)
-
-        copies: list[pulumi.Resource]
-        if restore.offsite:
-            copies = [run(m, "fetch", script("fetch", RESTORE_NAME=restore.offsite,
-                                             **payload.offsite_values(spec.etcd.backup.offsite)),
-                          [*args.after, *([args.etcd.offsite[m.name]] if m.name in args.etcd.offsite else [])])
-                      for m in args.members]
-        else:
-            dirs = [run(m, "upload-dir", script("upload", UPLOAD_DIR=upload_dir, UPLOAD_USER=spec.ssh.user),
-                        args.after) for m in args.members]
-            copies = [copy_file(f"{name}-{sha[:8]}-{m.name}-copy", m, restore.snapshot, upload, parent=self,
-                                after=[d]) for m, d in zip(args.members, dirs)]
-        apiservers = args.control_planes if spec.kubernetes.bootstrap else []   # practice mode: none
-        paused = [run(cp, "apiserver-stop", script("apiserver", ACTION="stop"), copies, undo="apiserver")
-                  for cp in apiservers]
-        stopped = [run(m, "stop", script("stop"), [*copies, *paused], undo="stop") for m in args.members]
-        restored = [run(m, "data", script("data", MEMBER_NAME=m.name, MEMBER_PEER_URL=topo.node(m.name).peer_url,
-                                                 RESTORE_BUMP_REVISION=restore.bump_revision),
-                        stopped, undo="data") for m in args.members]
-        started = [run(m, "start", script("start"), restored) for m in args.members]
-        gate = run(args.members[0], "health", step_script(HERE / "health.sh", values), started)
-        finished = [run(m, "finish", script("finish"), [gate]) for m in args.members]
-        for cp in apiservers:
-            run(cp, "apiserver-start", script("apiserver", ACTION="start"), finished)
-        self.register_outputs({"snapshot_sha256": sha})
+        nodes = {n.name: n for n in (*args.members, *args.control_planes)}
+        steps.realize(restore_plan(name, args.spec), parent=self, nodes=nodes, outside={
+            SETTLED: list(args.after), **{restore_offsite(m.name): [args.etcd.offsite[m.name]]
+                                          for m in args.members if m.name in args.etcd.offsite}})
+        self.register_outputs({"snapshot_sha256": args.spec.etcd.restore.sha256})

@@ -16,7 +16,7 @@ from config import versions
 from config.spec import EtcdSpec, OffsiteSpec, Spec
 
 from .. import steps
-from ..steps.plan import READY, Derived, Step, check, digest
+from ..steps.plan import READY, Copy, Derived, Step, check, digest
 from . import payloads as payload
 
 HERE = Path(__file__).parent
@@ -273,3 +273,68 @@ def membership_plan(name: str, spec: Spec) -> list[Step]:
                      stdin=payload.firewall_ruleset(spec.topology, spec.topology.node(m), spec.monitoring),
                      libs=LIBS, after=(out[0].name,)) for m in members]
     return check(out, (RESTARTS_DONE, CONTROL_PLANES_DONE))
+
+
+# what the restore runs after that is not its own (realize's `outside`):
+# everything settled first, and each member's off-host step (restore_offsite)
+SETTLED = "settled"
+
+
+def restore_offsite(member: str) -> str:
+    return f"offsite of {member}"
+
+
+def restore_plan(name: str, spec: Spec) -> list[Step | Copy]:
+    """Restore every member from the one snapshot named in `etcd.restore`:
+    copy it to every member (or have each fetch it from the off-host
+    store), pause the apiservers (bootstrap mode), stop every member,
+    restore the same snapshot everywhere with a fresh cluster token, start
+    all, gate on cluster health, finish, resume the apiservers. Every name
+    carries the snapshot's sha256: a run names one snapshot, a step that
+    succeeded is not run again, and a failed run resumes where it failed
+    (each script checks what it needs first). A step with an undo part
+    runs that part of abandon.sh when the restore leaves the stack."""
+    restore, topo = spec.etcd.restore, spec.topology
+    sha = restore.sha256
+    upload_dir, restore_dir = "/var/lib/hakube/upload", "/var/lib/hakube/restore"
+    # a file of this machine is copied up by the provider; an off-host one,
+    # fetched by each member into its own restore dir
+    upload = f"{restore_dir}/fetched-{sha[:16]}.db" if restore.offsite else f"{upload_dir}/restore-{sha[:16]}.db"
+    values = {"RESTORE_SHA": sha, "RESTORE_DIR": restore_dir, "RESTORE_UPLOAD": upload,
+              "RESTORE_TOKEN": f"{spec.etcd.cluster_token}-restore-{sha[:8]}",
+              "ETCD_DATA_DIR": spec.etcd.data_dir, "ETCD_INITIAL_CLUSTER": topo.etcd_initial_cluster,
+              "ETCD_ENDPOINTS": ",".join(topo.etcd_client_endpoints), "PKI_DIR": payload.PKI_DIR,
+              "WAIT_TRIES": WAIT_TRIES}
+    members = [n.name for n in topo.etcd]
+    apiservers = [n.name for n in topo.control_planes] if spec.kubernetes.bootstrap else []  # practice: none
+
+    def run(node: str, step: str, after, script: str | None = None, undo: str | None = None, **extra) -> Step:
+        return Step(f"{name}-{sha[:8]}-{node}-{step}", node, HERE / "restore" / f"{script or step}.sh",
+                    {**values, **extra}, libs=LIBS, after=tuple(after),
+                    delete=HERE / "restore" / "abandon.sh" if undo else None,
+                    delete_values={**values, "PART": undo} if undo else {})
+
+    names = lambda batch: [s.name for s in batch]  # noqa: E731
+    if restore.offsite:
+        copies: list = [run(m, "fetch", (SETTLED, restore_offsite(m)), RESTORE_NAME=restore.offsite,
+                            **payload.offsite_values(spec.etcd.backup.offsite)) for m in members]
+        out = list(copies)
+    else:
+        dirs = [run(m, "upload-dir", (SETTLED,), "upload", UPLOAD_DIR=upload_dir, UPLOAD_USER=spec.ssh.user)
+                for m in members]
+        copies = [Copy(f"{name}-{sha[:8]}-{m}-copy", m, restore.snapshot, upload, after=(d.name,))
+                  for m, d in zip(members, dirs)]
+        out = dirs + copies
+    paused = [run(cp, "apiserver-stop", names(copies), "apiserver", undo="apiserver", ACTION="stop")
+              for cp in apiservers]
+    stopped = [run(m, "stop", names(copies + paused), undo="stop") for m in members]
+    restored = [run(m, "data", names(stopped), undo="data", MEMBER_NAME=m,
+                    MEMBER_PEER_URL=topo.node(m).peer_url, RESTORE_BUMP_REVISION=restore.bump_revision)
+                for m in members]
+    started = [run(m, "start", names(restored)) for m in members]
+    gate = Step(f"{name}-{sha[:8]}-{members[0]}-health", members[0], HERE / "health.sh", values, libs=LIBS,
+                after=tuple(names(started)))
+    finished = [run(m, "finish", (gate.name,)) for m in members]
+    resumed = [run(cp, "apiserver-start", names(finished), "apiserver", ACTION="start") for cp in apiservers]
+    outside = (SETTLED, *(restore_offsite(m) for m in members))
+    return check(out + paused + stopped + restored + started + [gate] + finished + resumed, outside)

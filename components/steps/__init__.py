@@ -20,8 +20,9 @@ from typing import Iterable, Mapping, Sequence
 import pulumi
 
 from ..remote import prelude, sudo_bash  # noqa: F401 - re-exported for step tests
+from ..remote import copy_file
 from ..remote import step as make_step
-from .plan import READY, Derived, Step, check
+from .plan import READY, Copy, Derived, Step, check
 
 HERE = Path(__file__).parent
 COMPONENTS = HERE.parent
@@ -135,7 +136,7 @@ def cert_check(stack: str, days: int, calendar: str, hakube_certs: Sequence[str]
                                                      "KUBEADM_CERTS": " ".join(kubeadm_certs)})
 
 
-def realize(plan: Sequence[Step], *, parent, nodes: Mapping[str, object],
+def realize(plan: Sequence[Step | Copy], *, parent, nodes: Mapping[str, object],
             sources: Mapping[str, object] | None = None, outside: Mapping[str, object] | None = None) -> dict:
     """A plan's steps as resources, in the plan's order: name -> the
     remote.Command. `nodes`: node name -> Node; `sources`: the outputs its
@@ -165,9 +166,12 @@ def realize(plan: Sequence[Step], *, parent, nodes: Mapping[str, object],
     for s in check(list(plan), tuple(outside)):
         node = nodes[s.node]
         after = [r for a in s.after for r in waits_on(node, a)]
+        if isinstance(s, Copy):
+            made[s.name] = copy_file(s.name, node, s.source, s.dest, parent=parent, after=after)
+            continue
         stdin = derive(s.stdin) if isinstance(s.stdin, Derived) else s.stdin
         create = script(s.script, s.values, s.libs) if s.script is not None else "true"
-        delete = step_script(s.delete, s.delete_values) if s.delete is not None else None
+        delete = step_script(s.delete, s.delete_values, s.libs) if s.delete is not None else None
         made[s.name] = make_step(s.name, node.connection if s.gate else node, create, stdin=stdin,
                                  update=create if s.update else None, secret=s.secret, delete=delete,
                                  parent=parent, after=after)

@@ -68,7 +68,18 @@ class Step:
             raise ValueError(f"{self.name}: a step runs a script on create, on delete, or both")
 
 
-def check(plan: list[Step], outside: tuple[str, ...] = ()) -> list[Step]:
+@dataclass(frozen=True)
+class Copy:
+    """A file of the machine running Pulumi copied to a node (`source`, the
+    local path; `dest`, the path on the node), after what `after` names."""
+    name: str
+    node: str
+    source: str
+    dest: str
+    after: tuple[str, ...] = ()
+
+
+def check(plan: list[Step | Copy], outside: tuple[str, ...] = ()) -> list[Step | Copy]:
     """A plan whose names are unique and whose `after` names only steps
     before it or what it declares it is handed from outside (so realize
     never waits on what it has not made)."""

@@ -11,15 +11,17 @@ from __future__ import annotations
 import ast
 import json
 import os
+from pathlib import Path
 
 import pytest
 
 from components.etcd.plan import membership_plan as etcd_membership_plan
 from components.etcd.plan import plan as etcd_plan
+from components.etcd.plan import restore_plan as etcd_restore_plan
 from components.kubernetes.plan import checks_plan, upgrade_plan
 from components.loadbalancer.plan import plan as loadbalancer_plan
 from components.steps import step_name
-from components.steps.plan import Derived, Step, check
+from components.steps.plan import Copy, Derived, Step, check
 from config import load, raw_from_stack_file
 from tests.harness import ROOT
 
@@ -51,10 +53,14 @@ def rendered(plan: list[Step]) -> list[dict]:
             return {"derived from": v.source, "secret": v.secret,
                     "with a stand-in": lines(v.fn(*[STAND_IN] * len(v.sources)))}
         return lines(v)
-    return [{"name": s.name, "node": s.node, "script": step_name(s.script) if s.script else None,
+    def copy(c: Copy) -> dict:     # the local file by name only: where it is differs per machine
+        return {"name": c.name, "node": c.node, "copies": Path(c.source).name, "to": c.dest, "after": list(c.after)}
+    return [copy(s) if isinstance(s, Copy) else {
+             "name": s.name, "node": s.node, "script": step_name(s.script) if s.script else None,
              "values": {k: value(v) if isinstance(v, Derived) else str(v) for k, v in s.values.items()},
              "libs": list(s.libs), "stdin": value(s.stdin), "secret": s.secret, "after": list(s.after),
              "delete": step_name(s.delete) if s.delete else None, "gate": s.gate, "converge": s.converge,
+             **({"delete_values": {k: str(v) for k, v in s.delete_values.items()}} if s.delete_values else {}),
              **({"update": True} if s.update else {})} for s in plan]
 
 
@@ -105,6 +111,27 @@ def test_the_etcd_plan_is_its_snapshot(case):
     chain; then the membership step and the firewalls refreshed."""
     spec = spec_of("dev", ETCD_CASES[case])
     same_as_snapshot(etcd_plan("hakube-etcd", spec) + etcd_membership_plan("hakube-etcd", spec), f"etcd-{case}")
+
+
+OFFSITE = {"remote": {"type": "sftp", "host": "backup.example", "user": "etcd"}, "path": "etcd/dev",
+           "knownHosts": "backup.example ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"}
+
+
+@pytest.mark.parametrize("case", ["file", "offsite-practice"])
+def test_the_restore_plan_is_its_snapshot(case, tmp_path):
+    """A file of this machine: an upload dir and a copy on each member; an
+    off-host snapshot: each member fetches it. The apiservers pause in
+    bootstrap mode only; every member stops before any restores, and each
+    step that changes a member carries the part of abandon.sh that undoes it."""
+    if case == "file":
+        snapshot = tmp_path / "snapshot.db"
+        snapshot.write_bytes(b"\0" * 4096)
+        spec = spec_of("dev", {"etcd": {"restore": {"snapshot": str(snapshot)}}})
+    else:
+        spec = spec_of("dev", {"kubernetes": {"bootstrap": False}, "etcd": {
+            "backup": {"offsite": OFFSITE},
+            "restore": {"offsite": "etcd-etcd-01-20260101T000000Z.db", "sha256": "ab" * 32}}})
+    same_as_snapshot(etcd_restore_plan("hakube-etcd-restore", spec), f"etcd-restore-{case}")
 
 
 def test_plans_import_no_pulumi():
