@@ -152,7 +152,8 @@ def realize(plan: Sequence[Step | Copy], *, parent, nodes: Mapping[str, object],
         return list(found) if isinstance(found, (list, tuple)) else [found]
 
     def derive(value: Derived):
-        out = pulumi.Output.all(*(sources[name] for name in value.sources)).apply(lambda v: value.fn(*v))
+        read = [made[name].stdout if name in made else sources[name] for name in value.sources]
+        out = pulumi.Output.all(*read).apply(lambda v: value.fn(*v))
         return pulumi.Output.secret(out) if value.secret else out
 
     def script(path, values: Mapping[str, object], libs: Sequence[str]):
@@ -171,8 +172,8 @@ def realize(plan: Sequence[Step | Copy], *, parent, nodes: Mapping[str, object],
             continue
         stdin = derive(s.stdin) if isinstance(s.stdin, Derived) else s.stdin
         create = script(s.script, s.values, s.libs) if s.script is not None else "true"
-        delete = step_script(s.delete, s.delete_values, s.libs) if s.delete is not None else None
+        delete = script(s.delete, s.delete_values, s.libs) if s.delete is not None else None
         made[s.name] = make_step(s.name, node.connection if s.gate else node, create, stdin=stdin,
-                                 update=create if s.update else None, secret=s.secret, delete=delete,
-                                 parent=parent, after=after)
+                                 update=create if s.update else None, secret=s.secret,
+                                 secret_stdout=s.secret_stdout, delete=delete, parent=parent, after=after)
     return made

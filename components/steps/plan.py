@@ -28,7 +28,7 @@ class Derived:
     `source` names (an input realize is handed, e.g. a generated key), or
     of the outputs a tuple of names names, one argument each. Secret unless
     said otherwise. A step's stdin, or one of its values."""
-    source: str | tuple[str, ...]
+    source: str | tuple[str, ...]   # an output realize is handed, or a step of the plan (its stdout)
     fn: Callable[..., str]
     secret: bool = True
 
@@ -62,6 +62,7 @@ class Step:
     gate: bool = False
     converge: bool = False
     update: bool = False
+    secret_stdout: bool = False     # its stdout is a secret output (a later step's Derived may read it)
 
     def __post_init__(self) -> None:
         if self.script is None and self.delete is None:

@@ -18,7 +18,7 @@ import pytest
 from components.etcd.plan import membership_plan as etcd_membership_plan
 from components.etcd.plan import plan as etcd_plan
 from components.etcd.plan import restore_plan as etcd_restore_plan
-from components.kubernetes.plan import checks_plan, upgrade_plan
+from components.kubernetes.plan import checks_plan, control_plane_plan, upgrade_plan, workers_plan
 from components.loadbalancer.plan import plan as loadbalancer_plan
 from components.steps import step_name
 from components.steps.plan import Copy, Derived, Step, check
@@ -26,8 +26,14 @@ from config import load, raw_from_stack_file
 from tests.harness import ROOT
 
 SNAPSHOTS = ROOT / "tests" / "unit" / "snapshots"
-# what a Derived value is rendered with: a fixed stand-in for the output it reads
+# what a Derived value is rendered with: a fixed stand-in for the output it
+# reads (a PEM), or for a join token step's stdout, what join-token.sh prints
 STAND_IN = "-----BEGIN PRIVATE KEY-----\nstand-in\n-----END PRIVATE KEY-----\n"
+TOKEN_STAND_IN = json.dumps({"token": "abcdef.0123456789abcdef", "caCertHash": "sha256:" + "0" * 64})
+
+
+def stand_in(source: str) -> str:
+    return TOKEN_STAND_IN if "-join-token-" in source else STAND_IN
 CASES = {
     "dev": ("dev", {}),
     "dev-two-load-balancers": ("dev", {"nodes": {"loadBalancer": {"count": 2}}}),
@@ -51,7 +57,7 @@ def rendered(plan: list[Step]) -> list[dict]:
     def value(v):
         if isinstance(v, Derived):
             return {"derived from": v.source, "secret": v.secret,
-                    "with a stand-in": lines(v.fn(*[STAND_IN] * len(v.sources)))}
+                    "with a stand-in": lines(v.fn(*map(stand_in, v.sources)))}
         return lines(v)
     def copy(c: Copy) -> dict:     # the local file by name only: where it is differs per machine
         return {"name": c.name, "node": c.node, "copies": Path(c.source).name, "to": c.dest, "after": list(c.after)}
@@ -60,7 +66,8 @@ def rendered(plan: list[Step]) -> list[dict]:
              "values": {k: value(v) if isinstance(v, Derived) else str(v) for k, v in s.values.items()},
              "libs": list(s.libs), "stdin": value(s.stdin), "secret": s.secret, "after": list(s.after),
              "delete": step_name(s.delete) if s.delete else None, "gate": s.gate, "converge": s.converge,
-             **({"delete_values": {k: str(v) for k, v in s.delete_values.items()}} if s.delete_values else {}),
+             **({"delete_values": {k: value(v) if isinstance(v, Derived) else str(v)
+                                   for k, v in s.delete_values.items()}} if s.delete_values else {}),
              **({"update": True} if s.update else {})} for s in plan]
 
 
@@ -132,6 +139,27 @@ def test_the_restore_plan_is_its_snapshot(case, tmp_path):
             "backup": {"offsite": OFFSITE},
             "restore": {"offsite": "etcd-etcd-01-20260101T000000Z.db", "sha256": "ab" * 32}}})
     same_as_snapshot(etcd_restore_plan("hakube-etcd-restore", spec), f"etcd-restore-{case}")
+
+
+KUBERNETES_CASES = {
+    "dev-one-worker": {"nodes": {"workers": {"count": 1}}},
+    # one control plane (no join), audit on, encryption off, cgroup v1 allowed
+    "one-control-plane-audit": {"nodes": {"controlPlane": {"count": 1}}, "kubernetes": {
+        "audit": {"enabled": True}, "encryption": {"enabled": False}, "allowCgroupV1": True}},
+    "practice-one-worker": {"nodes": {"workers": {"count": 1}}, "kubernetes": {"bootstrap": False}},
+}
+
+
+@pytest.mark.parametrize("case", KUBERNETES_CASES)
+def test_the_control_plane_and_workers_plans_are_their_snapshots(case):
+    """Each node prepared; kubeadm init on the first, each other control
+    plane and then each worker joining one at a time with a token minted
+    just before on the first (and the three steps whose deletes take a node
+    out); the apiserver restarts and the encryption rotation chained after
+    the last join. Practice mode stops before kubeadm."""
+    spec = spec_of("dev", KUBERNETES_CASES[case])
+    same_as_snapshot(control_plane_plan("hakube-cp", spec) + workers_plan("hakube-workers", spec),
+                     f"kubernetes-{case}")
 
 
 def test_plans_import_no_pulumi():

@@ -187,7 +187,7 @@ def test_the_kubeadm_renewal_timer_verifies_and_control_planes_go_one_at_a_time(
     service and timer verify, the default calendar parses, the script
     parses; the i-th control plane waits i x 10 minutes and watches the
     others' apiservers, not its own."""
-    from components.kubernetes import RENEW_JOB, cert_renewal
+    from components.kubernetes.plan import RENEW_JOB, cert_renewal
     spec = load(raw_from_stack_file(ROOT / "Pulumi.dev.yaml"), "dev")
     ips = [str(n.ip) for n in spec.topology.control_planes]
     for i, ip in enumerate(ips):

@@ -327,7 +327,7 @@ ENC_TOOLS = {
 
 def _run_encryption(tmp_path: Path, stage: str, keys: list[str], provider: str = "secretbox",
                     apiserver: bool = False, manifest_flag: bool = True):
-    from components.kubernetes import encryption_keys
+    from components.kubernetes.plan import encryption_keys
     _stand_ins(tmp_path, ENC_TOOLS)
     config = tmp_path / "enc" / "encryption-config.yaml"
     manifest = tmp_path / "kube-apiserver.yaml"
