@@ -94,7 +94,7 @@ class Cluster(pulumi.ComponentResource):
         self.workers = Workers(f"{name}-workers", WorkersArgs(
             spec=spec, nodes=self._on(topo.workers), control_plane=self.control_plane), opts=child)
         # Members the stack dropped leave the cluster once no apiserver lists them.
-        etcd_settled = self.etcd.settle_membership(spec, after=self.control_plane.settled)
+        etcd_settled = self.etcd.settle_membership(spec, self._on(topo.etcd), after=self.control_plane.settled)
         if spec.etcd.restore is not None:
             EtcdRestore(f"{name}-etcd-restore", EtcdRestoreArgs(
                 spec=spec, etcd=self.etcd, members=self._on(topo.etcd),

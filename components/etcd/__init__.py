@@ -75,6 +75,7 @@ class EtcdCluster(pulumi.ComponentResource):
     """The plan's steps (plan.py), in its order (the state's order, which
     `pulumi destroy` reads); the membership step last (`settle_membership`,
     once the control planes are done)."""
+    name: str
     endpoints: list[str]
     etcdctl_env: str
     health: remote.Command
@@ -88,9 +89,9 @@ class EtcdCluster(pulumi.ComponentResource):
         self.etcdctl_env = payload.etcdctl_env(topo)
         backup = args.spec.etcd.backup
         self.latest_snapshot = f"{backup.dir}/latest.db" if backup.enabled else None
-        self._name, self._nodes, self._sources = name, {m.name: m for m in args.members}, sources(args)
+        self.name = name
         steps_plan = plan(name, args.spec)
-        made = steps.realize(steps_plan, parent=self, nodes=self._nodes, sources=self._sources)
+        made = steps.realize(steps_plan, parent=self, nodes={m.name: m for m in args.members}, sources=sources(args))
         own = lambda m, step: made[f"{name}-{m}-{step}"]  # noqa: E731
         self.steps = {m.name: MemberSteps(*(own(m.name, s) for s in ("install", "certs", "start", "restart")))
                       for m in args.members}
@@ -104,14 +105,14 @@ class EtcdCluster(pulumi.ComponentResource):
         self.register_outputs({"endpoints": self.endpoints, "etcdctl_env": self.etcdctl_env,
                                "latest_snapshot": self.latest_snapshot})
 
-    def settle_membership(self, spec: Spec, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
-        """The membership plan, once `after` (the control planes, whose etcd
-        endpoint lists drop the leaving members first) is done. Returns what
-        is settled once the membership is."""
-        made = steps.realize(membership_plan(self._name, spec), parent=self, nodes=self._nodes,
-                             sources=self._sources,
+    def settle_membership(self, spec: Spec, members: Sequence[Node],
+                          after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+        """The membership plan on `members`, once `after` (the control
+        planes, whose etcd endpoint lists drop the leaving members first) is
+        done. Returns what is settled once the membership is."""
+        made = steps.realize(membership_plan(self.name, spec), parent=self, nodes={m.name: m for m in members},
                              outside={RESTARTS_DONE: self.last_restart, CONTROL_PLANES_DONE: list(after)})
-        self.membership = made[f"{self._name}-membership"]
+        self.membership = made[f"{self.name}-membership"]
         self.settled = list(made.values())
         return self.settled
 
