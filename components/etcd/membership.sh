@@ -29,8 +29,8 @@ first_id=$(awk -v u="$MEMBER_PEER_URL" '$4 == u { print $1 }' <<<"$table")
 while read -r id _ name peer _; do
   t0=$(date +%s%3N)
   # (an endpoint that does not answer is no leader: never let it end this script)
-  leader=$({ ENDPOINTS="$ETCD_ENDPOINTS,${peer%:*}:2379" etcdctl_hc endpoint status 2>/dev/null || true; } |
-           awk -F', ' '$5 == "true" { print $2; exit }')
+  leader=$({ ENDPOINTS="$ETCD_ENDPOINTS,${peer%:*}:2379" etcdctl_hc endpoint status -w json 2>/dev/null || true; } |
+           etcd_decide leader)
   if [ "$leader" = "$id" ]; then
     # Hand leadership to a member that stays: one clean election, not a lost leader.
     ENDPOINTS="${peer%:*}:2379" etcdctl_hc move-leader "$first_id" >/dev/null

@@ -32,7 +32,7 @@ if ! wait_cluster_healthy "$WAIT_TRIES"; then
   journal_tail 40
   exit 1
 fi
-running=$(etcdctl_hc endpoint status | awk -F', ' '{ print $3 }')
+running=$(etcdctl_hc endpoint status -w json | etcd_decide version || true)
 if [ "$running" != "$ETCD_VERSION" ]; then
   echo "etcd on $(hostname) restarted but serves $running, not $ETCD_VERSION" >&2
   exit 1

@@ -24,12 +24,13 @@ etcd_decide() { python3 "$HAKUBE_LIB_DIR/etcd.py" "$@"; }
 expected_members() { tr ',' '\n' <<<"$ETCD_INITIAL_CLUSTER" | sort; }
 # configured_peer_urls -> the configured members' peer URLs, one per line, sorted
 configured_peer_urls() { expected_members | cut -d= -f2- | sort; }
-# member_table -> "id status name peerURL learner" lines of the live membership.
-# A member is "started" once it has published its client URLs: etcdctl's own
-# status column says "started" for any member with a name, and bootstrap
-# members have their names from initial-cluster before they ever ran.
+# member_table -> "id status name peerURL learner" lines of the live membership,
+# read from etcd's JSON answer (etcd.py members; a member is "started" once it
+# has published its client URLs).
 member_table() {
-  etcdctl_hc member list | awk -F', ' '{ print $1, ($5 == "" ? "unstarted" : "started"), ($3 == "" ? "-" : $3), $4, $6 }'
+  local answer
+  answer=$(etcdctl_hc member list -w json) || return
+  etcd_decide members <<<"$answer"
 }
 # started_members -> "name=peerURL" lines of started voting members, sorted
 started_members() { member_table | awk '$2 == "started" && $5 == "false" { print $3 "=" $4 }' | sort; }

@@ -52,7 +52,9 @@ class Status:
         try:
             self.endpoint = str(raw["Endpoint"])          # type: ignore[index]
             self.version = parse_version(raw["Status"]["version"])   # type: ignore[index]
-        except (KeyError, TypeError) as e:
+            self.member = int(raw["Status"]["header"]["member_id"])  # type: ignore[index]
+            self.leader = int(raw["Status"]["leader"])   # type: ignore[index]
+        except (KeyError, TypeError, ValueError) as e:
             raise Unreadable(f"an endpoint status without {e}: {raw!r}") from None
 
     @property
@@ -85,6 +87,45 @@ def cluster_version(body: str) -> Optional[Version]:
     if doc["etcdcluster"] == "not_decided":
         return None
     return parse_version(doc["etcdcluster"])
+
+
+def running_version(text: str) -> str:
+    """The version the one endpoint asked serves (`endpoint status -w json` of it)."""
+    sts = statuses(text)
+    if len(sts) != 1:
+        raise Refused(f"expected the status of one endpoint, got {len(sts)} (etcdctl says why above)")
+    return sts[0].text
+
+
+def leader(text: str) -> str:
+    """The member id (hex) of the endpoint that answered as the leader, or
+    nothing when the leader is not among those that answered."""
+    return next((format(st.member, "x") for st in statuses(text) if st.member == st.leader), "")
+
+
+def members(text: str) -> List[str]:
+    """`etcdctl member list -w json` as hakube's member table: one line per
+    member, "id status name peerURLs learner", in etcd's order. id in hex,
+    as etcdctl prints it and takes it back (member promote/remove); status
+    "started" once the member has published its client URLs (a bootstrap
+    member is named from initial-cluster before it ever ran, so its name
+    says nothing), else "unstarted"; name "-" while it has none; learner
+    "true" or "false"."""
+    if not text.strip():
+        raise Refused("etcd gave no member list (etcdctl says why above)")
+    doc = _json(text)
+    if not isinstance(doc, dict) or not isinstance(doc.get("members"), list):
+        raise Unreadable("not `etcdctl member list -w json`: no members")
+    out = []
+    for m in doc["members"]:
+        try:
+            ident, peers = int(m["ID"]), m.get("peerURLs") or []
+        except (KeyError, TypeError, ValueError) as e:
+            raise Unreadable(f"a member without an ID ({e}): {m!r}") from None
+        out.append(" ".join((format(ident, "x"), "started" if m.get("clientURLs") else "unstarted",
+                             m.get("name") or "-", ",".join(peers) or "-",
+                             "true" if m.get("isLearner") else "false")))
+    return out
 
 
 def _json(text: str) -> object:
@@ -175,6 +216,12 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--host", required=True)
     up.add_argument("--final", action="store_true", help="the last ask: judge a lagging cluster version")
     up.set_defaults(run=_upgrade)
+    ls = sub.add_parser("members", help="< member list -w json: the member table (id status name peerURLs learner)")
+    ls.set_defaults(run=lambda args, stdin: "\n".join(members(stdin)))
+    sub.add_parser("version", help="< endpoint status -w json of one endpoint: the version it serves").set_defaults(
+        run=lambda args, stdin: running_version(stdin))
+    sub.add_parser("leader", help="< endpoint status -w json: the id of the endpoint that leads, if it answered"
+                   ).set_defaults(run=lambda args, stdin: leader(stdin))
     return ap
 
 

@@ -13,14 +13,16 @@ the same bodies over TLS) and is walked through the states a decision reads:
               cluster version to its floor, 3.0.0, and keeps it until its next
               look (every few seconds). Recorded while that lasts;
 - voters:     all three running, the cluster version decided;
+- learner:    a fourth member added as a learner (`member add --learner`)
+              and not started yet (no name, no client URLs), then removed;
 - one-down:   one member stopped.
 
 Each state's answers, exactly as printed, go to
 tests/unit/etcd_answers/v<version>/<state>.<answer>.json: `version` (the
 client port's /version body of a member that is up) and `status`
-(`etcdctl endpoint status -w json` over the three endpoints), and in
-`forming` the peer port's /version (`peer-version`). An answer not given is
-an empty file.
+(`etcdctl endpoint status -w json` over the three endpoints), `members`
+(`etcdctl member list -w json`), and in `forming` the peer port's /version
+(`peer-version`). An answer not given is an empty file.
 
     python -m tests.tools.etcd_answers [VERSION ...]    (default: every release here)
 """
@@ -96,6 +98,14 @@ class Cluster:
                              capture_output=True, text=True)
         return res.stdout
 
+    def etcdctl(self, *args: str) -> str:
+        res = subprocess.run([str(self.bin / "etcdctl"), "--endpoints=" + ",".join(self.client.values()),
+                              "--dial-timeout=1s", "--command-timeout=2s", *args], capture_output=True, text=True)
+        return res.stdout
+
+    def members(self) -> str:
+        return self.etcdctl("member", "list", "-w", "json")
+
     def until(self, what: str, cond, limit: float = 30.0, every: float = 0.05) -> None:
         end = time.monotonic() + limit
         while time.monotonic() < end:
@@ -130,7 +140,7 @@ def record(version: str, bin_dir: Path) -> list[str]:
             # Alone, a bootstrap member serves only its peer port: its client
             # port, where the steps ask, answers nothing at all.
             c.until("answering /version on its peer port", lambda: c.version("etcd-01", peer=True))
-            save("forming", version=c.version("etcd-01"), status=c.status(),
+            save("forming", version=c.version("etcd-01"), status=c.status(), members=c.members(),
                  **{"peer-version": c.version("etcd-01", peer=True)})
             c.start("etcd-02")
             c.until("deciding its placeholder version", lambda: _cluster_version(c.version("etcd-01")) == "3.0.0")
@@ -139,13 +149,25 @@ def record(version: str, bin_dir: Path) -> list[str]:
             body = c.version("etcd-01")
             if _cluster_version(body) != "3.0.0":
                 raise RuntimeError(f"etcd {version}: the cluster version moved on before it was recorded: {body}")
-            save("undecided", version=body, status=c.status())
+            save("undecided", version=body, status=c.status(), members=c.members())
             c.until("deciding its version", lambda: _cluster_version(c.version("etcd-01")) not in ("", "3.0.0",
                                                                                                  "not_decided"))
-            save("voters", version=c.version("etcd-01"), status=c.status())
+            save("voters", version=c.version("etcd-01"), status=c.status(), members=c.members())
+            # refused as "unhealthy cluster" until the leader has heard every
+            # member for a few seconds (etcd's strict reconfiguration check)
+            peer, added = f"http://{HOST}:{_port()}", {}
+
+            def add() -> bool:
+                added.update(json.loads(c.etcdctl("member", "add", "etcd-04", "--learner", "-w", "json",
+                                                  f"--peer-urls={peer}") or "{}"))
+                return bool(added.get("member"))
+            c.until("adding a learner", add, every=0.5)
+            save("learner", members=c.members())
+            c.etcdctl("member", "remove", format(added["member"]["ID"], "x"))
+            c.until("forgetting the learner", lambda: len(json.loads(c.members() or "{}").get("members", [])) == 3)
             c.stop("etcd-03")
             c.until("seeing a member down", lambda: len(json.loads(c.status() or "[]")) == 2)
-            save("one-down", version=c.version("etcd-01"), status=c.status())
+            save("one-down", version=c.version("etcd-01"), status=c.status(), members=c.members())
         finally:
             for n in list(c.procs):
                 c.stop(n)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import json
 from pathlib import Path
 
 import pytest
@@ -188,3 +189,51 @@ def test_the_install_step_refuses_when_nothing_can_be_read(tmp_path):
     res = run_install_check(tmp_path, "3.6.14", ["forming"], "3.6.14", "forming", wait=0)
     assert res.returncode == 1 and "cannot tell which etcd version" in res.stderr, res.stderr
     assert "download failed" not in res.stderr
+
+
+# --- the member table (etcd.sh member_table) ----------------------------------------
+
+def members_of(release: str, state: str) -> list[list[str]]:
+    return [line.split() for line in decide.members(answer(release, state, "members"))]
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_the_member_table_of_a_healthy_cluster_a_member_down_and_a_learner(release):
+    """Three started voters, named, in hex ids etcdctl takes back; a stopped
+    member is still listed as started (it published its client URLs); a
+    learner added and not yet started has no name and no client URLs."""
+    for state in ("voters", "one-down"):
+        rows = members_of(release, state)
+        assert sorted(r[2] for r in rows) == ["etcd-01", "etcd-02", "etcd-03"], rows
+        assert all(r[1] == "started" and r[4] == "false" and r[3].startswith("http://") for r in rows), rows
+        assert all(int(r[0], 16) > 0 for r in rows)
+    rows = members_of(release, "learner")
+    (learner,) = [r for r in rows if r[4] == "true"]
+    assert learner[1:3] == ["unstarted", "-"] and len(rows) == 4, rows
+    ids = json.loads(answer(release, "learner", "members"))["members"]
+    assert {format(m["ID"], "x") for m in ids} == {r[0] for r in rows}
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_no_member_list_is_refused_and_a_foreign_answer_is_unreadable(release):
+    """A lone bootstrapping member's client port answers nothing (forming):
+    the table is refused (exit 1) and etcdctl's own error says why; an
+    answer etcd never gives is a bug (exit 2)."""
+    assert decide.main(["members"], answer(release, "forming", "members"))[0] == 1
+    assert decide.main(["members"], answer(release, "voters", "status"))[0] == 2
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_the_leader_and_the_running_version_from_endpoint_status(release):
+    """membership.sh hands leadership away before it removes the leader, and
+    restart.sh checks what a restarted member serves. Read from the JSON
+    answer: etcdctl's simple format gained columns in 3.6 (storage version,
+    in use, quota before IS LEADER), and the column hakube read there for
+    "is leader" became the database size, so no leader was ever found."""
+    sts = json.loads(answer(release, "voters", "status"))
+    (lead,) = {s["Status"]["leader"] for s in sts}
+    assert decide.leader(answer(release, "voters", "status")) == format(lead, "x")
+    assert decide.leader(answer(release, "forming", "status")) == ""
+    one = json.dumps(sts[:1])
+    assert decide.running_version(one) == release
+    assert decide.main(["version"], answer(release, "voters", "status"))[0] == 1     # three endpoints, not one

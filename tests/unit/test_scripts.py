@@ -436,13 +436,18 @@ def _run_recover(tmp_path: Path, *, data: bool, active: bool, members: list[str]
         (data_dir / "member" / "wal" / "0.wal").write_text("x")
     calls = tmp_path / "calls"
     calls.write_text("")
-    table = "\\n".join(f"{i:016x}, started, {m}, https://10.0.0.{i}:2380, https://10.0.0.{i}:2379, false"
-                      for i, m in enumerate(members, 1))
+    # what `etcdctl member list -w json` prints (tests/unit/etcd_answers: real releases)
+    listed = json.dumps({"members": [{"ID": i, "name": m, "peerURLs": [f"https://10.0.0.{i}:2380"],
+                                      "clientURLs": [f"https://10.0.0.{i}:2379"]} for i, m in enumerate(members, 1)]})
+    libdir = tmp_path / "lib"
+    libdir.mkdir()
+    (libdir / "etcd.py").write_text(steps.LIBS["etcd.py"].read_text())
     stand_ins = f"""
+HAKUBE_LIB_DIR={libdir}
 systemctl() {{ echo "systemctl $*" >>"$CALLS"; [ "$1 $2" = "is-active --quiet" ] && return {0 if active else 3}; return 0; }}
 etcdctl_hc() {{
   case "$*" in
-    *"member list"*) printf '%b\\n' '{table}' ;;
+    *"member list -w json"*) echo '{listed}' ;;
     *"endpoint health"*) if [ -n "${{ENDPOINTS:-}}" ] && [ "$ENDPOINTS" != "https://127.0.0.1:2379" ]; then
                            return {0 if others_healthy else 1}; fi; return {0 if active else 1} ;;
   esac
