@@ -47,6 +47,12 @@ def install_values(etcd: EtcdSpec, bins: Sequence[str], extra: Mapping[str, obje
             "ETCD_UPGRADE_FLOORS": versions.etcd_upgrade_floors()}
 
 
+def etcdctl_step(name: str, node: str, etcd: EtcdSpec, after: tuple[str, ...]) -> Step:
+    """etcdctl alone, of the members' release, on a node that is no member
+    (a control plane): the step `name`, after `after`."""
+    return Step(name, node, HERE / "install.sh", install_values(etcd, ("etcdctl",)), libs=LIBS, after=after)
+
+
 def gate_values() -> dict:
     """What every step that waits on etcd needs."""
     return {"PKI_DIR": payload.PKI_DIR, "WAIT_TRIES": WAIT_TRIES}

@@ -14,7 +14,7 @@ from config.spec import Spec
 
 from .. import steps
 from ..etcd import payloads as etcd_payload
-from ..etcd.plan import install_values as etcd_install_values
+from ..etcd.plan import etcdctl_step
 from ..steps.plan import READY, Derived, Step, check, digest
 from . import payloads as payload
 
@@ -268,8 +268,7 @@ def _control_plane_node(name: str, spec: Spec, node: str) -> list[Step]:
     out = prepare_node(name, spec, node) + [
         # after the members' installs: their upgrade check refuses a bad
         # version before anything (this download included) changes
-        Step(own("etcdctl"), node, HERE.parent / "etcd" / "install.sh",
-             etcd_install_values(spec.etcd, ("etcdctl",)), libs=("etcd.sh",), after=(READY, ETCD_INSTALLED)),
+        etcdctl_step(own("etcdctl"), node, spec.etcd, after=(READY, ETCD_INSTALLED)),
         Step(own("etcd-certs"), node, steps.PEM_FILES, {"PEM_FILES": steps.pem_files_spec(files)},
              stdin=Derived((ETCD_CA, CLIENT_CERT, CLIENT_KEY), partial(_etcd_bundle, practice, files)),
              secret=True, after=(READY,)),

@@ -3,6 +3,7 @@ function is short enough to read on one screen."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 from tests.harness import ROOT
@@ -50,6 +51,9 @@ def test_no_file_outside_etcd_names_one_of_etcds_files():
              for top in ("components", "config", "ops", "review", "engine")
              for p in (ROOT / top).rglob("*") if p.is_file() and p.suffix in (".py", ".sh") and etcd not in p.parents
              for name in names if f"etcd/{name}" in p.read_text()]
+    # nor by a path put together: HERE.parent / "etcd" / "install.sh"
+    found += [f"{p.relative_to(ROOT)} builds a path into etcd/" for p in (ROOT / "components").rglob("*.py")
+              if etcd not in p.parents and re.search(r"""["']etcd["']\s*/""", p.read_text())]
     assert not found, found
 
 
