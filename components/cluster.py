@@ -90,7 +90,7 @@ class Cluster(pulumi.ComponentResource):
                                opts=child)
         self.control_plane = ControlPlane(f"{name}-cp", ControlPlaneArgs(
             spec=spec, nodes=self._on(topo.control_planes), pki=self.pki,
-            etcd=self.etcd, api_ready=self.lb.ready), opts=child)
+            etcd=self.etcd.waits(), api_ready=self.lb.ready), opts=child)
         self.workers = Workers(f"{name}-workers", WorkersArgs(
             spec=spec, nodes=self._on(topo.workers), control_plane=self.control_plane), opts=child)
         # Members the stack dropped leave the cluster once no apiserver lists them.

@@ -21,21 +21,11 @@ from ..node import Node
 from ..pki import Pki
 from .. import steps
 from . import payloads as payload
-from .plan import (CA, CONTROL_PLANES_DONE, HEALTHCHECK_CERT, HEALTHCHECK_KEY, MEMBER_SOURCES, OFFSITE_SECRETS,
-                   PEER_CA, RESTARTS_DONE, SETTLED, install_values, member_source, membership_plan, plan,
+from .plan import (CA, CONTROL_PLANES_DONE, Face, HEALTHCHECK_CERT, HEALTHCHECK_KEY, MEMBER_SOURCES, OFFSITE_SECRETS,
+                   PEER_CA, RESTARTS_DONE, SETTLED, member_source, membership_plan, plan,
                    restore_offsite, restore_plan)
 
 HERE = Path(__file__).parent
-
-
-def step_script(path: Path, values: dict) -> str:
-    """An etcd step (a file here, or a shared one of steps/), with the etcd helpers, run as root."""
-    return steps.step_script(path, values, libs=["etcd.sh"])
-
-
-def install_script(etcd, bins: Sequence[str], extra: dict | None = None) -> str:
-    """Install `bins` of the pinned etcd release (members; etcdctl alone on control planes)."""
-    return step_script(HERE / "install.sh", install_values(etcd, bins, extra))
 
 
 @dataclass(frozen=True)
@@ -104,6 +94,11 @@ class EtcdCluster(pulumi.ComponentResource):
         self.settled: list[pulumi.Resource] = [self.last_restart]
         self.register_outputs({"endpoints": self.endpoints, "etcdctl_env": self.etcdctl_env,
                                "latest_snapshot": self.latest_snapshot})
+
+    def waits(self) -> dict[str, object]:
+        """What a step outside etcd waits on, by the names of etcd's Face."""
+        return {Face.INSTALLED: [s.install for s in self.steps.values()], Face.HEALTHY: self.health,
+                Face.RESTARTED: self.last_restart}
 
     def settle_membership(self, spec: Spec, members: Sequence[Node],
                           after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:

@@ -8,6 +8,7 @@ off-host secrets are Derived from the outputs realize is handed (SOURCES).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -47,10 +48,35 @@ def install_values(etcd: EtcdSpec, bins: Sequence[str], extra: Mapping[str, obje
             "ETCD_UPGRADE_FLOORS": versions.etcd_upgrade_floors()}
 
 
-def etcdctl_step(name: str, node: str, etcd: EtcdSpec, after: tuple[str, ...]) -> Step:
-    """etcdctl alone, of the members' release, on a node that is no member
-    (a control plane): the step `name`, after `after`."""
-    return Step(name, node, HERE / "install.sh", install_values(etcd, ("etcdctl",)), libs=LIBS, after=after)
+@dataclass(frozen=True)
+class Face:
+    """All that etcd hands the Kubernetes side: where the members answer;
+    where a control plane keeps the client files its apiserver uses
+    (kubeadm's paths); how a step runs etcdctl (a control plane installs it
+    with `etcdctl_step`; a step on a member sources `libs` and uses
+    etcdctl_hc with `member_pki_dir`); and what a step waits on, by the
+    names INSTALLED, HEALTHY and RESTARTED, whose resources EtcdCluster
+    hands realize (`EtcdCluster.waits`)."""
+    endpoints: tuple[str, ...]
+    install: Mapping[str, object]       # install.sh's values for etcdctl alone, of the members' release
+    ca: str = payload.KUBEADM_ETCD_CA
+    cert: str = payload.KUBEADM_ETCD_CERT
+    key: str = payload.KUBEADM_ETCD_KEY
+    member_pki_dir: str = payload.PKI_DIR
+    libs: tuple[str, ...] = LIBS
+
+    INSTALLED = "etcd installed"        # every member's install step (its upgrade check comes first)
+    HEALTHY = "etcd healthy"            # the cluster's health gate
+    RESTARTED = "etcd restarts done"    # the last member's restart: never mid-way through a rolling restart
+
+    @classmethod
+    def of(cls, spec: Spec) -> "Face":
+        return cls(endpoints=tuple(spec.topology.etcd_client_endpoints),
+                   install=install_values(spec.etcd, ("etcdctl",)))
+
+    def etcdctl_step(self, name: str, node: str, after: tuple[str, ...]) -> Step:
+        """etcdctl alone on a node that is no member (a control plane)."""
+        return Step(name, node, HERE / "install.sh", self.install, libs=LIBS, after=after)
 
 
 def gate_values() -> dict:

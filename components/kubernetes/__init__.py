@@ -11,7 +11,7 @@ learner, and nothing runs kubeadm.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_tls as tls
@@ -20,13 +20,12 @@ from pulumi_command import remote
 from config.spec import Spec
 
 from .. import steps
-from ..etcd import EtcdCluster
 from ..node import Node
 from ..pki import PRIVATE_OUTPUTS, Pki
 from . import payloads as payload
 from .plan import (API_READY, CLIENT_CERT, CLIENT_KEY, CLIENT_NOT_AFTER, CNI, CONTROL_PLANES_JOINED, ENCRYPTION_SEED,
-                   ETCD_CA, ETCD_HEALTHY, ETCD_INSTALLED, ETCD_RESTARTED, JOINED, UPGRADED, WORKERS_JOINED,
-                   checks_plan, control_plane_plan, encrypts, machine, packages, upgrade_plan, workers_plan)
+                   ETCD_CA, JOINED, UPGRADED, WORKERS_JOINED, checks_plan, control_plane_plan, encrypts, machine,
+                   packages, upgrade_plan, workers_plan)
 
 
 @dataclass(frozen=True)
@@ -34,7 +33,7 @@ class ControlPlaneArgs:
     spec: Spec
     nodes: Sequence[Node]
     pki: Pki
-    etcd: EtcdCluster
+    etcd: Mapping[str, object]          # what etcd's Face names a step waits on (EtcdCluster.waits())
     api_ready: pulumi.Resource          # the load balancer answers on the VIP
 
 
@@ -66,10 +65,7 @@ class ControlPlane(pulumi.ComponentResource):
                                                           parent=self, additional_secret_outputs=PRIVATE_OUTPUTS),
                                                       ).private_key_openssh
         made = steps.realize(control_plane_plan(name, spec), parent=self, nodes={n.name: n for n in args.nodes},
-                             sources=sources, outside={
-                                 API_READY: args.api_ready, ETCD_HEALTHY: args.etcd.health,
-                                 ETCD_RESTARTED: args.etcd.last_restart,
-                                 ETCD_INSTALLED: [s.install for s in args.etcd.steps.values()]})
+                             sources=sources, outside={API_READY: args.api_ready, **args.etcd})
         own = lambda node, step: made.get(f"{name}-{node}-{step}")  # noqa: E731
         self.packages = {n: own(n, "kube-packages") for n in cps}
         self.preflight = {n: own(n, "etcd-preflight") for n in cps}

@@ -15,7 +15,7 @@ from config import versions
 from config.spec import Spec
 from config.topology import NodeSpec
 
-from ..etcd.payloads import KUBEADM_ETCD_CA, KUBEADM_ETCD_CERT, KUBEADM_ETCD_KEY
+from ..etcd.plan import Face
 
 KUBEADM_CONFIG = "/etc/kubernetes/hakube/kubeadm.yaml"
 CRI_SOCKET = "unix:///run/containerd/containerd.sock"
@@ -82,9 +82,9 @@ def cluster_configuration(spec: Spec) -> dict:
         },
         "etcd": {"external": {
             "endpoints": list(topo.etcd_client_endpoints),
-            "caFile": KUBEADM_ETCD_CA,
-            "certFile": KUBEADM_ETCD_CERT,
-            "keyFile": KUBEADM_ETCD_KEY,
+            "caFile": Face.ca,
+            "certFile": Face.cert,
+            "keyFile": Face.key,
         }},
         "apiServer": api_server(spec, sans),
         # kubeadm's default (registry.k8s.io) unless the stack names a mirror

@@ -13,8 +13,7 @@ from typing import Sequence
 from config.spec import Spec
 
 from .. import steps
-from ..etcd import payloads as etcd_payload
-from ..etcd.plan import etcdctl_step
+from ..etcd.plan import Face
 from ..steps.plan import READY, Derived, Step, check, digest
 from . import payloads as payload
 
@@ -90,8 +89,8 @@ def checks_plan(name: str, spec: Spec) -> list[Step]:
                   {"CONTROL_PLANES": " ".join(n.name for n in topo.control_planes), **probe},
                   after=(ready.name,), converge=True)
     registry = Step(f"{name}-{member}-registry", member, HERE / "registry.sh",
-                    {**probe, "PKI_DIR": etcd_payload.PKI_DIR, "ETCD_ENDPOINTS": ",".join(topo.etcd_client_endpoints)},
-                    libs=("etcd.sh",), after=(verify.name,), converge=True)
+                    {**probe, "PKI_DIR": Face.member_pki_dir, "ETCD_ENDPOINTS": ",".join(topo.etcd_client_endpoints)},
+                    libs=Face.libs, after=(verify.name,), converge=True)
     return check([ready, verify, registry], (WORKERS_JOINED, CNI, UPGRADED))
 
 
@@ -103,16 +102,15 @@ CLIENT_NOT_AFTER = "etcd-client-not-after"
 ENCRYPTION_SEED = "encryption-seed"      # the random key every encryption key is derived from, in state
 # what they run after that is not theirs (realize's `outside`)
 API_READY = "the VIP answers"
-ETCD_INSTALLED, ETCD_HEALTHY, ETCD_RESTARTED = "etcd installed", "etcd healthy", "etcd restarts done"
 CONTROL_PLANES_JOINED = "the last control plane's join"
 # kubeadm's own certificates on a control plane (one year; `kubeadm certs renew`)
 KUBEADM_CERTS = ("/etc/kubernetes/pki/*.crt", "/etc/kubernetes/pki/etcd/*.crt")
 # (path, mode, owner, group) of the client certs a control plane gets, in the
 # order of the PEM bundle: CA, apiserver-etcd-client cert, its key.
 KUBEADM_ETCD_FILES = (
-    (etcd_payload.KUBEADM_ETCD_CA, "0644", "root", "root"),
-    (etcd_payload.KUBEADM_ETCD_CERT, "0644", "root", "root"),
-    (etcd_payload.KUBEADM_ETCD_KEY, "0600", "root", "root"),
+    (Face.ca, "0644", "root", "root"),
+    (Face.cert, "0644", "root", "root"),
+    (Face.key, "0600", "root", "root"),
 )
 PRACTICE_FILES = tuple((f"{payload.PRACTICE_CERTS_DIR}/{name}", mode, "root", "root")
                        for name, mode in (("ca.pem", "0644"), ("client.crt", "0644"), ("client.key", "0600")))
@@ -242,8 +240,8 @@ def _same(text: str) -> str:
 
 
 def etcd_values(spec: Spec) -> dict:
-    return {"ETCD_ENDPOINTS": ",".join(spec.topology.etcd_client_endpoints), "ETCD_CA": etcd_payload.KUBEADM_ETCD_CA,
-            "ETCD_CERT": etcd_payload.KUBEADM_ETCD_CERT, "ETCD_KEY": etcd_payload.KUBEADM_ETCD_KEY}
+    return {"ETCD_ENDPOINTS": ",".join(spec.topology.etcd_client_endpoints), "ETCD_CA": Face.ca,
+            "ETCD_CERT": Face.cert, "ETCD_KEY": Face.key}
 
 
 def encryption_values(spec: Spec) -> dict:
@@ -268,7 +266,7 @@ def _control_plane_node(name: str, spec: Spec, node: str) -> list[Step]:
     out = prepare_node(name, spec, node) + [
         # after the members' installs: their upgrade check refuses a bad
         # version before anything (this download included) changes
-        etcdctl_step(own("etcdctl"), node, spec.etcd, after=(READY, ETCD_INSTALLED)),
+        Face.of(spec).etcdctl_step(own("etcdctl"), node, after=(READY, Face.INSTALLED)),
         Step(own("etcd-certs"), node, steps.PEM_FILES, {"PEM_FILES": steps.pem_files_spec(files)},
              stdin=Derived((ETCD_CA, CLIENT_CERT, CLIENT_KEY), partial(_etcd_bundle, practice, files)),
              secret=True, after=(READY,)),
@@ -284,7 +282,7 @@ def _control_plane_node(name: str, spec: Spec, node: str) -> list[Step]:
                         after=(own("etcd-certs"),)))
     # after the etcd restart chain: never mid-way through a rolling restart
     out.append(Step(own("etcd-preflight"), node, HERE / "preflight.sh", etcd_values(spec),
-                    after=(own("etcdctl"), own("etcd-certs"), ETCD_HEALTHY, ETCD_RESTARTED)))
+                    after=(own("etcdctl"), own("etcd-certs"), Face.HEALTHY, Face.RESTARTED)))
     if encrypts(spec):
         # in place before kubeadm starts an apiserver that reads it
         out.append(Step(own("encryption-config"), node, HERE / "encryption.sh",
@@ -321,7 +319,7 @@ def control_plane_plan(name: str, spec: Spec) -> list[Step]:
     out.append(Step(f"{name}-{first}-kubeadm-config", first, steps.FILE, {
         "DEST": dests, "MODE": "0600", "OWNER": "root:root"},
         stdin=payload.init_config_yaml(spec, spec.topology.node(first)), after=(READY,)))
-    outside = (API_READY, ETCD_INSTALLED, ETCD_HEALTHY, ETCD_RESTARTED)
+    outside = (API_READY, Face.INSTALLED, Face.HEALTHY, Face.RESTARTED)
     if practice:
         return check(out, outside)
     out += _bootstrap(name, spec, cps)
@@ -387,7 +385,7 @@ def _apiserver_restarts(name: str, spec: Spec, cps: Sequence[str], previous: str
     values = {"ETCD_ENDPOINTS": servers,
               "RESTART_PAYLOAD": Derived((ETCD_CA, CLIENT_CERT), partial(_client_payload, servers), secret=False),
               "CERT_NOT_AFTER": Derived(CLIENT_NOT_AFTER, _same, secret=False),
-              "ETCD_CERT": etcd_payload.KUBEADM_ETCD_CERT}
+              "ETCD_CERT": Face.cert}
     out = []
     for node in cps:
         out.append(Step(f"{name}-{node}-apiserver-restart", node, HERE / "apiserver-restart.sh", values,

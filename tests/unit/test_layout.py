@@ -44,7 +44,7 @@ def test_no_function_in_components_runs_past_sixty_lines():
 def test_no_file_outside_etcd_names_one_of_etcds_files():
     """etcd's scripts and units are etcd's: what review says of them lives in
     etcd/notes.py, and other components reach them only through etcd's
-    Python (install_script, payloads), never by their path."""
+    Face (etcd/plan.py), never by their path."""
     etcd = COMPONENTS / "etcd"
     names = [str(p.relative_to(etcd)) for p in etcd.rglob("*") if p.is_file() and p.suffix not in (".py", ".pyc")]
     found = [f"{p.relative_to(ROOT)} names etcd/{name}"
@@ -107,3 +107,16 @@ def test_no_readme_line_runs_past_300_characters():
     long = [(n, len(line)) for n, line in enumerate((ROOT / "README.md").read_text().splitlines(), 1)
             if len(line) > 300]
     assert not long, f"README lines over 300 characters (line, length): {long}"
+
+
+def test_kubernetes_takes_one_name_from_etcd():
+    """What Kubernetes needs of etcd (its endpoints, the client files' paths,
+    how to run etcdctl, what to wait on) is etcd's Face, and nothing else."""
+    names = set()
+    for path in (COMPONENTS / "kubernetes").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and "etcd" in (node.module or "").split("."):
+                names |= {f"{node.module}.{a.name}" for a in node.names}
+            elif isinstance(node, ast.Import):
+                names |= {a.name for a in node.names if "etcd" in a.name.split(".")}
+    assert names == {"etcd.plan.Face"}, names
