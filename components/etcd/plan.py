@@ -138,6 +138,11 @@ def _rclone(offsite: OffsiteSpec, secrets: Mapping[str, str] | None) -> str:
     return payload.rclone_config(offsite, secrets or {})
 
 
+def _metrics_port(spec: Spec) -> int | None:
+    """etcd's metrics listener, with monitoring on (the config and the restart digest both carry it)."""
+    return spec.monitoring.etcd_port if spec.monitoring.enabled else None
+
+
 def _member_setup(name: str, spec: Spec, member: str) -> list[Step]:
     """A member's steps up to its start. The certificates reach it through
     stdin only; the firewall step is there either way (with the firewall off
@@ -146,7 +151,6 @@ def _member_setup(name: str, spec: Spec, member: str) -> list[Step]:
     node = topo.node(member)
     at = partial(Step, node=member, libs=LIBS)
     own = lambda step: f"{name}-{member}-{step}"  # noqa: E731
-    metrics_port = mon.etcd_port if mon.enabled else None
     file_values = {"MODE": "0644", "OWNER": "root:root"}
     pems = (CA, PEER_CA, *(member_source(member, w) for w in MEMBER_SOURCES[:4]), HEALTHCHECK_CERT, HEALTHCHECK_KEY)
     out = [
@@ -160,7 +164,7 @@ def _member_setup(name: str, spec: Spec, member: str) -> list[Step]:
            stdin=Derived(pems, _bundle), secret=True, after=(own("prepare"),)),
         # after install: a refused upgrade leaves the running config alone too
         at(own("config"), script=steps.FILE, values={"DEST": payload.CONFIG_FILE, **file_values},
-           stdin=payload.etcd_config_yaml(etcd, topo, node, metrics_port=metrics_port), after=(own("install"),)),
+           stdin=payload.etcd_config_yaml(etcd, topo, node, metrics_port=_metrics_port(spec)), after=(own("install"),)),
         at(own("unit"), script=steps.UNIT, values={"UNIT": "etcd.service"}, stdin=unit_text(etcd),
            after=(own("install"),)),
     ]
@@ -257,11 +261,11 @@ def _restarts(name: str, spec: Spec, members: Sequence[str]) -> list[Step]:
     only when a member is created, so a membership change alone restarts
     nobody), unit and version. CERTS_NOT_AFTER: what a person reads in a
     preview or review; the script does not use it."""
-    etcd, topo, mon = spec.etcd, spec.topology, spec.monitoring
-    metrics_port = mon.etcd_port if mon.enabled else None
+    etcd, topo = spec.etcd, spec.topology
     out, previous = [], f"{name}-health"
     for member in members:
-        config = payload.etcd_config_yaml(etcd, topo, topo.node(member), membership=False, metrics_port=metrics_port)
+        config = payload.etcd_config_yaml(etcd, topo, topo.node(member), membership=False,
+                                          metrics_port=_metrics_port(spec))
         pems = (CA, PEER_CA, member_source(member, "server-cert"), member_source(member, "peer-cert"),
                 HEALTHCHECK_CERT)
         out.append(Step(f"{name}-{member}-restart", member, HERE / "restart.sh", {

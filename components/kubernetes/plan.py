@@ -244,6 +244,11 @@ def etcd_values(spec: Spec) -> dict:
             "ETCD_CERT": Face.cert, "ETCD_KEY": Face.key}
 
 
+def encryption_stdin(spec: Spec) -> Derived:
+    """The encryption steps' stdin: every listed key, from the seed in state (secret)."""
+    return Derived(ENCRYPTION_SEED, partial(encryption_keys, spec.kubernetes.encryption_keys))
+
+
 def encryption_values(spec: Spec) -> dict:
     k8s = spec.kubernetes
     return {"ENC_CONFIG": payload.ENC_CONFIG, "ENC_PROVIDER": k8s.encryption_provider,
@@ -262,7 +267,6 @@ def _control_plane_node(name: str, spec: Spec, node: str) -> list[Step]:
     k8s, practice = spec.kubernetes, not spec.kubernetes.bootstrap
     files = KUBEADM_ETCD_FILES + (PRACTICE_FILES if practice else ())
     own = lambda step: f"{name}-{node}-{step}"  # noqa: E731
-    enc_keys = Derived(ENCRYPTION_SEED, partial(encryption_keys, k8s.encryption_keys))
     out = prepare_node(name, spec, node) + [
         # after the members' installs: their upgrade check refuses a bad
         # version before anything (this download included) changes
@@ -286,7 +290,7 @@ def _control_plane_node(name: str, spec: Spec, node: str) -> list[Step]:
     if encrypts(spec):
         # in place before kubeadm starts an apiserver that reads it
         out.append(Step(own("encryption-config"), node, HERE / "encryption.sh",
-                        {**encryption_values(spec), "STAGE": "initial"}, stdin=enc_keys, secret=True,
+                        {**encryption_values(spec), "STAGE": "initial"}, stdin=encryption_stdin(spec), secret=True,
                         after=(READY,)))
     if k8s.audit_enabled and not practice:
         out.append(Step(own("audit-policy"), node, steps.FILE, {
@@ -402,12 +406,11 @@ def _encryption_rotation(name: str, spec: Spec, cps: Sequence[str], previous: st
     key names are in the scripts' text (the keys themselves on stdin): a
     change of the list is an update of each."""
     k8s = spec.kubernetes
-    enc_keys = Derived(ENCRYPTION_SEED, partial(encryption_keys, k8s.encryption_keys))
     out = []
     for stage in ("add", "use"):
         for node in cps:
             out.append(Step(f"{name}-{node}-encryption-{stage}", node, HERE / "encryption.sh",
-                            {**encryption_values(spec), "STAGE": stage}, stdin=enc_keys, secret=True,
+                            {**encryption_values(spec), "STAGE": stage}, stdin=encryption_stdin(spec), secret=True,
                             after=(previous,)))
             previous = out[-1].name
     out.append(Step(f"{name}-{cps[0]}-encryption-rewrite", cps[0], HERE / "encryption-rewrite.sh", {
